@@ -1,0 +1,485 @@
+//! Decoding the wire format: limits, normalisation of foreign shapes, errors.
+
+use serde_json::Value;
+
+use crate::{Event, EventId, EventName, Map, NameError, Timestamp};
+
+/// Default for [`Limits::max_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+/// Default for [`Limits::max_depth`].
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Default for [`Limits::max_events`].
+pub const DEFAULT_MAX_EVENTS: usize = 1000;
+
+/// Bounds applied while decoding untrusted input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest body accepted, in bytes. Defaults to 1 MiB.
+    pub max_bytes: usize,
+    /// The deepest nesting of arrays and objects, counting the outermost
+    /// one. Defaults to 64.
+    pub max_depth: usize,
+    /// The most events in one batch. Defaults to 1000.
+    pub max_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_events: DEFAULT_MAX_EVENTS,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_bytes`].
+    #[must_use]
+    pub const fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets [`Limits::max_depth`].
+    #[must_use]
+    pub const fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// Sets [`Limits::max_events`].
+    #[must_use]
+    pub const fn with_max_events(mut self, max_events: usize) -> Self {
+        self.max_events = max_events;
+        self
+    }
+}
+
+/// Why a body could not be decoded into events.
+///
+/// A batch is all-or-nothing: any error rejects the whole body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The body is larger than [`Limits::max_bytes`].
+    #[error("body is {len} bytes, the limit is {limit}")]
+    TooLarge {
+        /// The body's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not UTF-8.
+    #[error("body is not valid UTF-8 (first bad byte at offset {valid_up_to})")]
+    InvalidUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+    /// Arrays and objects nest deeper than [`Limits::max_depth`].
+    #[error("JSON nests deeper than {limit} levels (at byte {offset})")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+        /// Byte offset of the bracket that went over it.
+        offset: usize,
+    },
+    /// The body is not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The body is JSON, but neither an object nor an array.
+    #[error("expected an event object or an array of events, found {found}")]
+    NotAnEventOrBatch {
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// The batch holds more than [`Limits::max_events`] events.
+    #[error("batch holds {count} events, the limit is {limit}")]
+    TooManyEvents {
+        /// Events in the batch.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// One event of the body is malformed.
+    #[error("event {index}: {source}")]
+    Event {
+        /// Position of the event in the batch (0 for a single event).
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: EventError,
+    },
+}
+
+/// Why one JSON value is not an event.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The value is not an object.
+    #[error("expected an object, found {found}")]
+    NotAnObject {
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// Neither `name` nor `event` is present.
+    #[error("missing field `name` (or `event`)")]
+    MissingName,
+    /// A field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}, found {found}")]
+    FieldType {
+        /// The field.
+        field: &'static str,
+        /// The expected type.
+        expected: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// The name is not a valid [`EventName`].
+    #[error("field `{field}`: {source}")]
+    Name {
+        /// `name` or `event`.
+        field: &'static str,
+        /// Why the name is invalid.
+        #[source]
+        source: NameError,
+    },
+    /// The id is not a UUID.
+    #[error("field `id`: {0}")]
+    Id(#[source] crate::IdError),
+    /// A timestamp field is not RFC 3339.
+    #[error("field `{field}`: {source}")]
+    Timestamp {
+        /// `timestamp` or `received_at`.
+        field: &'static str,
+        /// Why it is invalid.
+        #[source]
+        source: crate::TimestampError,
+    },
+}
+
+/// The JSON type of `value`, as used in error messages.
+#[must_use]
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Decodes a body holding one event object or an array of them.
+///
+/// The body is checked against `limits` (size, then UTF-8, then nesting
+/// depth, before anything is allocated for it), parsed, and each object is
+/// normalised:
+///
+/// - `name` is required; when absent, `event` (tachyon/Spade) is used.
+/// - `data` is the payload; when absent, `properties` is used, else `{}`.
+/// - `context` must be an object when present.
+/// - `id` and `timestamp` are kept when present and valid, assigned (UUID v7,
+///   now) when absent or null. `received_at` is kept when present.
+/// - Any other top-level field moves into `context`; a key already in
+///   `context` wins over a stray field of the same name.
+///
+/// # Errors
+///
+/// [`WireError`] describing the first problem found; the batch is rejected as
+/// a whole.
+pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<Event>, WireError> {
+    if body.len() > limits.max_bytes {
+        return Err(WireError::TooLarge {
+            len: body.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|e| WireError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    check_depth(text.as_bytes(), limits.max_depth)?;
+    let value: Value = serde_json::from_str(text)?;
+    decode_value(value, limits)
+}
+
+/// Normalises an already parsed JSON value (one event object or an array of
+/// them) into events. See [`decode`] for the rules.
+///
+/// # Errors
+///
+/// [`WireError`] when the value is not an event or batch, the batch is over
+/// [`Limits::max_events`], or an event is malformed.
+pub fn decode_value(value: Value, limits: &Limits) -> Result<Vec<Event>, WireError> {
+    match value {
+        Value::Object(object) => {
+            let event = event_from_object(object).map_err(|source| WireError::Event { index: 0, source })?;
+            Ok(vec![event])
+        }
+        Value::Array(items) => {
+            if items.len() > limits.max_events {
+                return Err(WireError::TooManyEvents {
+                    count: items.len(),
+                    limit: limits.max_events,
+                });
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| match item {
+                    Value::Object(object) => {
+                        event_from_object(object).map_err(|source| WireError::Event { index, source })
+                    }
+                    other => Err(WireError::Event {
+                        index,
+                        source: EventError::NotAnObject {
+                            found: json_type_name(&other),
+                        },
+                    }),
+                })
+                .collect()
+        }
+        other => Err(WireError::NotAnEventOrBatch {
+            found: json_type_name(&other),
+        }),
+    }
+}
+
+/// Rejects input whose brackets nest deeper than `limit`, without parsing it.
+fn check_depth(bytes: &[u8], limit: usize) -> Result<(), WireError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (offset, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(WireError::TooDeep { limit, offset });
+                }
+            }
+            // Unbalanced closers are left for the parser to report.
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn take_string_field(object: &mut Map, field: &'static str) -> Result<Option<String>, EventError> {
+    match object.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(EventError::FieldType {
+            field,
+            expected: "a string",
+            found: json_type_name(&other),
+        }),
+    }
+}
+
+fn take_timestamp(object: &mut Map, field: &'static str) -> Result<Option<Timestamp>, EventError> {
+    take_string_field(object, field)?
+        .map(|s| s.parse().map_err(|source| EventError::Timestamp { field, source }))
+        .transpose()
+}
+
+pub(crate) fn event_from_object(mut object: Map) -> Result<Event, EventError> {
+    let (field, name) = match take_string_field(&mut object, "name")? {
+        Some(name) => ("name", name),
+        None => match take_string_field(&mut object, "event")? {
+            Some(name) => ("event", name),
+            None => return Err(EventError::MissingName),
+        },
+    };
+    let name = EventName::new(name).map_err(|source| EventError::Name { field, source })?;
+    let id = take_string_field(&mut object, "id")?
+        .map(|s| s.parse::<EventId>().map_err(EventError::Id))
+        .transpose()?
+        .unwrap_or_default();
+    let timestamp = take_timestamp(&mut object, "timestamp")?.unwrap_or_else(Timestamp::now);
+    let received_at = take_timestamp(&mut object, "received_at")?;
+    let mut context = match object.remove("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(context)) => context,
+        Some(other) => {
+            return Err(EventError::FieldType {
+                field: "context",
+                expected: "an object",
+                found: json_type_name(&other),
+            });
+        }
+    };
+    let data = match object.remove("data") {
+        Some(data) => data,
+        None => object.remove("properties").unwrap_or_else(|| Value::Object(Map::new())),
+    };
+    for (key, value) in object {
+        context.entry(key).or_insert(value);
+    }
+    Ok(Event::from_parts(id, name, timestamp, context, data, received_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decode_one(body: &str) -> Result<Event, WireError> {
+        decode(body.as_bytes(), &Limits::default()).map(|mut v| {
+            assert_eq!(v.len(), 1);
+            v.remove(0)
+        })
+    }
+
+    #[test]
+    fn decodes_the_design_example_exactly() {
+        let body = r#"{"id": "01936f0e-0b1c-7def-8abc-0123456789ab", "name": "navigation.request",
+            "timestamp": "2026-11-24T19:09:08.123456Z",
+            "context": {"user_id": 10938}, "data": {"url": "http://www.edx.org/some/path/1"},
+            "received_at": "2026-11-24T19:09:08.200001Z"}"#;
+        let event = decode_one(body).unwrap();
+        assert_eq!(event.id().to_string(), "01936f0e-0b1c-7def-8abc-0123456789ab");
+        assert_eq!(event.name(), "navigation.request");
+        assert_eq!(event.timestamp().to_string(), "2026-11-24T19:09:08.123456Z");
+        assert_eq!(event.context(), json!({"user_id": 10938}).as_object().unwrap());
+        assert_eq!(event.data(), &json!({"url": "http://www.edx.org/some/path/1"}));
+        assert_eq!(event.received_at().unwrap().to_string(), "2026-11-24T19:09:08.200001Z");
+        let reencoded: Value = serde_json::from_slice(&event.to_json_bytes()).unwrap();
+        let original: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(reencoded, original);
+    }
+
+    #[test]
+    fn assigns_id_and_timestamp_when_absent_and_leaves_received_at_unset() {
+        let before = Timestamp::now();
+        let event = decode_one(r#"{"name": "a.b"}"#).unwrap();
+        assert_eq!(event.id().as_uuid().get_version_num(), 7);
+        assert!(event.timestamp() >= before);
+        assert_eq!(event.data(), &json!({}));
+        assert!(event.context().is_empty());
+        assert_eq!(event.received_at(), None);
+        let encoded = String::from_utf8(event.to_json_bytes()).unwrap();
+        assert!(!encoded.contains("received_at"), "{encoded}");
+    }
+
+    #[test]
+    fn normalises_tachyon_shape_and_moves_unknown_fields_into_context() {
+        let event = decode_one(
+            r#"{"event": "page.view", "properties": {"path": "/x"}, "url": "http://a/",
+                "context": {"url": "kept", "app": "web"}, "extra": [1]}"#,
+        )
+        .unwrap();
+        assert_eq!(event.name(), "page.view");
+        assert_eq!(event.data(), &json!({"path": "/x"}));
+        assert_eq!(
+            event.context(),
+            json!({"url": "kept", "app": "web", "extra": [1]}).as_object().unwrap()
+        );
+    }
+
+    #[test]
+    fn name_wins_over_event_and_data_over_properties() {
+        let event =
+            decode_one(r#"{"name": "a", "event": "b", "data": 1, "properties": 2}"#).unwrap();
+        assert_eq!(event.name(), "a");
+        assert_eq!(event.data(), &json!(1));
+        assert_eq!(event.context(), json!({"event": "b", "properties": 2}).as_object().unwrap());
+    }
+
+    #[test]
+    fn decodes_batches_and_reports_the_failing_index() {
+        let batch = decode(br#"[{"name": "a"}, {"name": "b"}]"#, &Limits::default()).unwrap();
+        assert_eq!(batch.iter().map(|e| e.name().as_str()).collect::<Vec<_>>(), ["a", "b"]);
+
+        let err = decode(br#"[{"name": "a"}, {"name": ""}]"#, &Limits::default()).unwrap_err();
+        assert_eq!(err.to_string(), "event 1: field `name`: event name is empty");
+        let err = decode(br#"[{"name": "a"}, 3]"#, &Limits::default()).unwrap_err();
+        assert_eq!(err.to_string(), "event 1: expected an object, found a number");
+    }
+
+    #[test]
+    fn empty_batch_decodes_to_no_events() {
+        assert!(decode(b"[]", &Limits::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let cases = [
+            (r#"{}"#, "event 0: missing field `name` (or `event`)"),
+            (r#"{"name": 5}"#, "event 0: field `name` must be a string, found a number"),
+            (r#"{"name": "a", "context": []}"#, "event 0: field `context` must be an object, found an array"),
+            (r#"{"name": "a", "id": "nope"}"#, "event 0: field `id`: invalid event id \"nope\""),
+            (r#"{"name": "a", "timestamp": "soon"}"#, "event 0: field `timestamp`: invalid timestamp \"soon\""),
+            (r#""a""#, "expected an event object or an array of events, found a string"),
+        ];
+        for (body, expected) in cases {
+            let err = decode(body.as_bytes(), &Limits::default()).unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_bodies_over_the_byte_limit() {
+        let limits = Limits::default().with_max_bytes(10);
+        let err = decode(br#"{"name": "abcdef"}"#, &limits).unwrap_err();
+        assert!(matches!(err, WireError::TooLarge { len: 18, limit: 10 }), "{err}");
+    }
+
+    #[test]
+    fn rejects_batches_over_the_event_limit() {
+        let limits = Limits::default().with_max_events(2);
+        let err = decode(br#"[{"name": "a"}, {"name": "a"}, {"name": "a"}]"#, &limits).unwrap_err();
+        assert_eq!(err.to_string(), "batch holds 3 events, the limit is 2");
+    }
+
+    #[test]
+    fn rejects_nesting_deeper_than_64_but_accepts_64() {
+        let nested = |levels: usize| {
+            // The event object is level 1; `data` adds levels - 1 arrays.
+            format!(r#"{{"name": "a", "data": {}{}}}"#, "[".repeat(levels - 1), "]".repeat(levels - 1))
+        };
+        assert!(decode(nested(64).as_bytes(), &Limits::default()).is_ok());
+        let err = decode(nested(65).as_bytes(), &Limits::default()).unwrap_err();
+        assert!(matches!(err, WireError::TooDeep { limit: 64, .. }), "{err}");
+        assert!(err.to_string().starts_with("JSON nests deeper than 64 levels"), "{err}");
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_towards_depth() {
+        let body = format!(r#"{{"name": "a", "data": "{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(decode(body.as_bytes(), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_with_its_offset() {
+        let err = decode(b"{\"name\": \"a\xff\"}", &Limits::default()).unwrap_err();
+        assert!(matches!(err, WireError::InvalidUtf8 { valid_up_to: 11 }), "{err}");
+    }
+
+    #[test]
+    fn rejects_invalid_json_with_position() {
+        let err = decode(b"{\"name\": ", &Limits::default()).unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON: EOF while parsing"), "{err}");
+    }
+
+    #[test]
+    fn serde_deserialize_applies_the_same_rules() {
+        let event: Event = serde_json::from_str(r#"{"event": "x", "properties": {"a": 1}}"#).unwrap();
+        assert_eq!(event.name(), "x");
+        assert!(serde_json::from_str::<Event>(r#"{"name": ""}"#).is_err());
+    }
+}
