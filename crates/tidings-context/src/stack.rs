@@ -1,0 +1,265 @@
+//! The per-thread context stack, its guard and the free functions over it.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tidings_event::Map;
+
+use crate::{Context, IntoContextMap};
+
+/// Frame ids are unique process-wide, so a guard never removes a frame of
+/// another stack that happens to be installed on its thread.
+static NEXT_FRAME_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+struct Frame {
+    id: u64,
+    name: Cow<'static, str>,
+    values: Map,
+}
+
+/// One stack of entered contexts on top of a base snapshot.
+///
+/// Each thread has one; a [`WithContext`](crate::WithContext) future owns
+/// another and swaps it in for the duration of each poll.
+#[derive(Debug, Default)]
+pub(crate) struct Stack {
+    base: Context,
+    frames: Vec<Frame>,
+    merged: Option<Context>,
+}
+
+impl Stack {
+    pub(crate) fn with_base(base: Context) -> Self {
+        Self {
+            base,
+            frames: Vec::new(),
+            merged: None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: Cow<'static, str>, values: Map) -> u64 {
+        let id = NEXT_FRAME_ID.fetch_add(1, Ordering::Relaxed);
+        self.frames.push(Frame { id, name, values });
+        self.merged = None;
+        id
+    }
+
+    fn remove_id(&mut self, id: u64) {
+        if let Some(at) = self.frames.iter().rposition(|f| f.id == id) {
+            self.frames.remove(at);
+            self.merged = None;
+        }
+    }
+
+    fn remove_name(&mut self, name: &str) -> bool {
+        match self.frames.iter().rposition(|f| f.name == name) {
+            Some(at) => {
+                self.frames.remove(at);
+                self.merged = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn current(&mut self) -> Context {
+        if self.frames.is_empty() {
+            return self.base.clone();
+        }
+        self.merged.get_or_insert_with(|| merge(&self.base, &self.frames)).clone()
+    }
+}
+
+/// Shallow merge: base first, then each name at the position where it was
+/// first entered, with the values of its latest entry.
+fn merge(base: &Context, frames: &[Frame]) -> Context {
+    let mut order: Vec<(&str, &Map)> = Vec::with_capacity(frames.len());
+    for frame in frames {
+        match order.iter_mut().find(|(name, _)| *name == frame.name) {
+            Some(slot) => slot.1 = &frame.values,
+            None => order.push((&frame.name, &frame.values)),
+        }
+    }
+    let mut merged = base.as_map().clone();
+    for (_, values) in order {
+        for (key, value) in values {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    Context::new(merged)
+}
+
+thread_local! {
+    static STACK: RefCell<Stack> = RefCell::new(Stack::default());
+}
+
+/// Swaps a stack into the current thread until dropped (also on panic).
+pub(crate) struct Swap<'a> {
+    stack: &'a mut Stack,
+}
+
+impl<'a> Swap<'a> {
+    pub(crate) fn new(stack: &'a mut Stack) -> Self {
+        STACK.with(|current| std::mem::swap(&mut *current.borrow_mut(), stack));
+        Self { stack }
+    }
+}
+
+impl Drop for Swap<'_> {
+    fn drop(&mut self) {
+        // During thread teardown the thread-local may be gone; nothing to restore then.
+        let _ = STACK.try_with(|current| std::mem::swap(&mut *current.borrow_mut(), self.stack));
+    }
+}
+
+/// Exits its context when dropped. Returned by [`enter`].
+///
+/// The guard is tied to the thread (it is neither `Send` nor `Sync`). Do not
+/// hold it across an `.await`; see the [crate docs](crate#async-code).
+#[must_use = "the context is exited as soon as the guard is dropped; bind it with `let _guard = ...`"]
+#[derive(Debug)]
+pub struct ContextGuard {
+    id: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let _ = STACK.try_with(|stack| stack.borrow_mut().remove_id(self.id));
+    }
+}
+
+/// Enters the context `name` with `values` on this thread, until the
+/// returned guard is dropped or [`exit`] is called with the same name.
+///
+/// Entering a name that is already entered replaces its values for as long
+/// as this entry lasts (see the [crate docs](crate#rules)).
+pub fn enter(name: impl Into<Cow<'static, str>>, values: impl IntoContextMap) -> ContextGuard {
+    let name = name.into();
+    let values = values.into_context_map(&name);
+    let id = STACK.with(|stack| stack.borrow_mut().push(name, values));
+    ContextGuard {
+        id,
+        _not_send: PhantomData,
+    }
+}
+
+/// Exits the most recently entered context named `name`, wherever it is in
+/// the stack. Returns whether such a context was entered.
+///
+/// The guard of an exited context does nothing when it is dropped.
+pub fn exit(name: &str) -> bool {
+    STACK.with(|stack| stack.borrow_mut().remove_name(name))
+}
+
+/// Runs `f` inside the context `name`, exiting it afterwards even if `f`
+/// panics.
+pub fn in_scope<R>(
+    name: impl Into<Cow<'static, str>>,
+    values: impl IntoContextMap,
+    f: impl FnOnce() -> R,
+) -> R {
+    let _guard = enter(name, values);
+    f()
+}
+
+/// The merged context of this thread (or of the [`WithContext`](crate::WithContext)
+/// future being polled): a cheap snapshot, cached until the next enter or exit.
+#[must_use]
+pub fn current() -> Context {
+    STACK
+        .try_with(|stack| stack.borrow_mut().current())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn later_contexts_override_earlier_keys() {
+        let _a = enter("a", json!({"user_id": 1, "org": "x"}));
+        let _b = enter("b", json!({"user_id": 2}));
+        assert_eq!(current().to_value(), json!({"user_id": 2, "org": "x"}));
+    }
+
+    #[test]
+    fn exit_by_name_removes_a_context_that_is_not_the_innermost() {
+        let _a = enter("a", json!({"a": 1, "shared": "a"}));
+        let _b = enter("b", json!({"b": 2, "shared": "b"}));
+        let _c = enter("c", json!({"c": 3}));
+        assert!(exit("b"));
+        assert_eq!(current().to_value(), json!({"a": 1, "c": 3, "shared": "a"}));
+        assert!(!exit("b"), "b was already exited");
+        drop(_b); // its guard is now a no-op
+        assert_eq!(current().to_value(), json!({"a": 1, "c": 3, "shared": "a"}));
+    }
+
+    #[test]
+    fn reentering_a_name_replaces_its_values_in_place() {
+        let _a = enter("a", json!({"k": "a1", "only_a": true}));
+        let _b = enter("b", json!({"k": "b"}));
+        {
+            let _a2 = enter("a", json!({"k": "a2"}));
+            // `a` keeps its position (before `b`), so `b` still wins on `k`,
+            // and the replaced values of `a` no longer contribute `only_a`.
+            assert_eq!(current().to_value(), json!({"k": "b"}));
+        }
+        assert_eq!(current().to_value(), json!({"k": "b", "only_a": true}));
+    }
+
+    #[test]
+    fn guard_exits_on_panic() {
+        let result = std::panic::catch_unwind(|| {
+            let _g = enter("doomed", json!({"x": 1}));
+            panic!("boom");
+        });
+        assert!(result.is_err());
+        assert!(current().is_empty());
+    }
+
+    #[test]
+    fn in_scope_exits_on_panic_and_returns_the_value() {
+        assert_eq!(in_scope("s", json!({"x": 1}), || current().get("x").cloned()), Some(json!(1)));
+        let result = std::panic::catch_unwind(|| in_scope("s", json!({"x": 1}), || panic!("boom")));
+        assert!(result.is_err());
+        assert!(current().is_empty());
+    }
+
+    #[test]
+    fn scalar_values_are_stored_under_the_context_name() {
+        let _g = enter("user_id", json!(7));
+        let _n = enter("nothing", json!(null));
+        assert_eq!(current().to_value(), json!({"user_id": 7}));
+    }
+
+    #[test]
+    fn snapshots_do_not_change_afterwards() {
+        let _a = enter("a", json!({"x": 1}));
+        let snapshot = current();
+        let _b = enter("b", json!({"x": 2}));
+        assert_eq!(snapshot.to_value(), json!({"x": 1}));
+        assert_eq!(current().to_value(), json!({"x": 2}));
+    }
+
+    #[test]
+    fn contexts_are_per_thread_and_carried_explicitly() {
+        let _a = enter("a", json!({"x": 1}));
+        let carried = current();
+        std::thread::spawn(move || {
+            assert!(current().is_empty(), "a new thread starts empty");
+            carried.in_scope(|| {
+                let _b = enter("b", json!({"y": 2}));
+                assert_eq!(current().to_value(), json!({"x": 1, "y": 2}));
+            });
+            assert!(current().is_empty());
+        })
+        .join()
+        .unwrap();
+    }
+}
