@@ -1,0 +1,117 @@
+//! Processors: the steps that keep, change or drop each event before it is
+//! delivered, and the stock ones (regex filters, property allowlists).
+//!
+//! A [`Processor`] gets the event by `&mut` and answers [`Verdict::Keep`] or
+//! [`Verdict::Drop`]. Dropping is not an error. A processor that returns an
+//! error is logged and counted by the router that runs it, and the event goes
+//! on (edX `event-tracking` semantics), so a processor must report errors
+//! *before* it changes the event. This crate does no I/O.
+//!
+//! ```
+//! use serde_json::json;
+//! use tidings_event::{Event, EventName};
+//! use tidings_processors::{Processor, PropertyAllowlist, RegexFilter, Verdict};
+//!
+//! let allow = RegexFilter::allowlist([r"edx\.", r"navigation\."])?;
+//! let scrub = PropertyAllowlist::new(["url", "page.title"])?;
+//!
+//! let mut event = Event::new(
+//!     EventName::new("navigation.request")?,
+//!     json!({"url": "/a", "email": "x@y.z", "page": {"title": "A", "author": "me"}}),
+//! );
+//! assert_eq!(allow.process(&mut event)?, Verdict::Keep);
+//! assert_eq!(scrub.process(&mut event)?, Verdict::Keep);
+//! assert_eq!(event.data(), &json!({"url": "/a", "page": {"title": "A"}}));
+//!
+//! let mut other = Event::new(EventName::new("xedx.course")?, json!({}));
+//! assert_eq!(allow.process(&mut other)?, Verdict::Drop); // matched from the start only
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod allowlist;
+mod error;
+mod regex_filter;
+
+use std::fmt;
+
+pub use allowlist::{AllowlistError, PropertyAllowlist};
+pub use error::ProcessorError;
+pub use regex_filter::{FilterMode, PatternError, RegexFilter};
+use tidings_event::Event;
+
+/// What a processor decided about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Pass the event (possibly changed) on.
+    Keep,
+    /// Drop the event: later processors and backends never see it. This is
+    /// a decision, not a failure; routers count it as `filtered`.
+    Drop,
+}
+
+/// One step of a processing chain.
+///
+/// Implementations must be cheap and must not block: they run on the
+/// emitting thread, or on a router's worker. They must return `Err` before
+/// changing the event, because the event goes on as they leave it.
+pub trait Processor: Send + Sync + fmt::Debug {
+    /// Keeps (possibly after changing it) or drops `event`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessorError`] when the processor cannot do its job for this
+    /// event; the router logs and counts it and the event goes on unchanged.
+    fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError>;
+}
+
+impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
+    fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
+        (**self).process(event)
+    }
+}
+
+impl<P: Processor + ?Sized> Processor for Box<P> {
+    fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
+        (**self).process(event)
+    }
+}
+
+/// A processor made from a closure. Created by [`processor_fn`].
+#[derive(Clone)]
+pub struct FnProcessor<F> {
+    name: &'static str,
+    f: F,
+}
+
+impl<F> fmt::Debug for FnProcessor<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnProcessor").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl<F> Processor for FnProcessor<F>
+where
+    F: Fn(&mut Event) -> Result<Verdict, ProcessorError> + Send + Sync,
+{
+    fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
+        (self.f)(event)
+    }
+}
+
+/// A processor from a closure; `name` appears in logs and `Debug` output.
+///
+/// ```
+/// use tidings_processors::{processor_fn, Verdict};
+///
+/// let tag = processor_fn("tag-source", |event| {
+///     event.context_mut().insert("source".into(), "server".into());
+///     Ok(Verdict::Keep)
+/// });
+/// # let _ = tag;
+/// ```
+pub fn processor_fn<F>(name: &'static str, f: F) -> FnProcessor<F>
+where
+    F: Fn(&mut Event) -> Result<Verdict, ProcessorError> + Send + Sync,
+{
+    FnProcessor { name, f }
+}
