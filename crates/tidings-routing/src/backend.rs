@@ -1,0 +1,118 @@
+//! The `Backend` trait and its errors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidings_event::Event;
+
+/// A boxed error from a backend or sink.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Receives events, synchronously, on the emitting thread.
+///
+/// `send` must never block on I/O: a backend that writes to a file, socket
+/// or database queues the event for a worker of its own. `flush` and
+/// `shutdown` have do-nothing defaults, which are only right for stateless
+/// backends; a backend that owns a queue, connection, thread or file must
+/// implement both.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Hands one event to the backend.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] when the backend did not take the event.
+    fn send(&self, event: Event) -> Result<(), SendError>;
+
+    /// Delivers everything accepted so far, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] when not everything was delivered in time.
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// Stops accepting events and delivers what was accepted, waiting at most
+    /// `timeout`. Later sends fail with [`SendError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] when not everything was delivered in time.
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        let _ = timeout;
+        Ok(())
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        (**self).send(event)
+    }
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        (**self).flush(timeout)
+    }
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        (**self).shutdown(timeout)
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        (**self).send(event)
+    }
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        (**self).flush(timeout)
+    }
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        (**self).shutdown(timeout)
+    }
+}
+
+/// A backend did not take an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The backend's queue is full.
+    #[error("queue is full")]
+    QueueFull,
+    /// The backend was shut down.
+    #[error("backend is shut down")]
+    Closed,
+    /// The backend failed.
+    #[error(transparent)]
+    Failed(BoxError),
+}
+
+impl SendError {
+    /// A failure with any error as its cause.
+    pub fn failed(source: impl Into<BoxError>) -> Self {
+        Self::Failed(source.into())
+    }
+}
+
+/// A flush or shutdown did not deliver everything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DrainError {
+    /// The timeout passed with events still pending.
+    #[error("timed out after {timeout:?} with {pending} events pending")]
+    TimedOut {
+        /// The timeout that passed.
+        timeout: Duration,
+        /// Events not yet delivered.
+        pending: u64,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Failed(BoxError),
+    /// Some backends of a router did not drain.
+    #[error("{}", describe_branches(.0))]
+    Backends(Vec<(String, DrainError)>),
+}
+
+fn describe_branches(failures: &[(String, DrainError)]) -> String {
+    let parts: Vec<String> = failures.iter().map(|(name, err)| format!("backend {name:?}: {err}")).collect();
+    parts.join("; ")
+}

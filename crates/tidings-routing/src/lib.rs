@@ -1,0 +1,48 @@
+//! Routing for tidings: the [`Backend`] trait that receives events, and
+//! [`RoutingBackend`], which runs a processor chain and then fans each event
+//! out to named backends (edX `event-tracking`'s `RoutingBackend`).
+//!
+//! Sink authors depend on this crate and on `tidings-event`, not on the
+//! `tidings` facade, so that their dependency stays small and stable.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use serde_json::json;
+//! use tidings_event::{Event, EventName};
+//! use tidings_processors::RegexFilter;
+//! use tidings_routing::{Backend, RoutingBackend};
+//! use tidings_test::RecordingBackend;
+//!
+//! let audit = RecordingBackend::new();
+//! let public = RecordingBackend::new();
+//! let root = RoutingBackend::builder()
+//!     .backend("audit", audit.clone())
+//!     .backend(
+//!         "public",
+//!         RoutingBackend::builder()
+//!             .processor(RegexFilter::blocklist([r"debug\."])?)
+//!             .backend("out", public.clone())
+//!             .build()?,
+//!     )
+//!     .build()?;
+//!
+//! root.send(Event::new(EventName::new("debug.tick")?, json!({})))?;
+//! root.send(Event::new(EventName::new("page.view")?, json!({})))?;
+//! assert_eq!(audit.names(), ["debug.tick", "page.view"]);
+//! assert_eq!(public.names(), ["page.view"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Architecture invariants
+//!
+//! - [`Backend::send`] runs on the emitting thread: it must never block on
+//!   I/O. Backends that do I/O hand events to a worker through a bounded
+//!   queue.
+//! - One backend failing or panicking never stops the others; every failure
+//!   is counted in [`RouterStats`].
+
+mod backend;
+mod router;
+
+pub use backend::{Backend, BoxError, DrainError, SendError};
+pub use router::{BranchStats, BuildError, RouterStats, RoutingBackend, RoutingBackendBuilder};

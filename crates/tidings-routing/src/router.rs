@@ -1,0 +1,294 @@
+//! `RoutingBackend`: a processor chain, then fan-out to named backends.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tidings_event::Event;
+use tidings_processors::{Processor, Verdict};
+
+use crate::{Backend, DrainError, SendError};
+
+/// Counters of one [`RoutingBackend`], read with [`RoutingBackend::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterStats {
+    /// Events given to the router.
+    pub received: u64,
+    /// Events a processor dropped ([`Verdict::Drop`]).
+    pub filtered: u64,
+    /// Processor calls that failed or panicked (the event went on).
+    pub processor_errors: u64,
+    /// Per backend, in name order.
+    pub backends: Vec<BranchStats>,
+}
+
+/// Counters of one named backend of a router.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BranchStats {
+    /// The backend's name.
+    pub name: String,
+    /// Events the backend accepted.
+    pub sent: u64,
+    /// Events the backend refused with an error.
+    pub failed: u64,
+    /// Sends that panicked.
+    pub panicked: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    filtered: AtomicU64,
+    processor_errors: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Branch {
+    name: Cow<'static, str>,
+    backend: Arc<dyn Backend>,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+}
+
+/// Runs its processors in order, then hands the event to every named
+/// backend, in name order.
+///
+/// Each backend gets its own copy of the event, so what one branch's
+/// processors change is never seen by another. A processor that fails or
+/// panics is logged and counted and the event goes on; a processor that
+/// drops the event ends its journey through this router. A backend that
+/// fails or panics is logged and counted, and the others still get the
+/// event. Routers are backends, so they nest to any depth.
+#[derive(Debug)]
+pub struct RoutingBackend {
+    processors: Vec<Arc<dyn Processor>>,
+    branches: Vec<Branch>,
+    counters: Counters,
+}
+
+/// Builds a [`RoutingBackend`]. Created by [`RoutingBackend::builder`].
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RoutingBackendBuilder {
+    processors: Vec<Arc<dyn Processor>>,
+    backends: BTreeMap<Cow<'static, str>, Arc<dyn Backend>>,
+    duplicate: Option<String>,
+}
+
+/// A router could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two backends were given the same name.
+    #[error("backend name {0:?} is used twice")]
+    DuplicateBackend(String),
+}
+
+impl RoutingBackendBuilder {
+    /// Appends a processor to the chain; processors run in the order added.
+    pub fn processor(mut self, processor: impl Processor + 'static) -> Self {
+        self.processors.push(Arc::new(processor));
+        self
+    }
+
+    /// Appends an already shared processor to the chain.
+    pub fn processor_arc(mut self, processor: Arc<dyn Processor>) -> Self {
+        self.processors.push(processor);
+        self
+    }
+
+    /// Adds a backend under `name`. Backends receive events in name order.
+    pub fn backend(self, name: impl Into<Cow<'static, str>>, backend: impl Backend + 'static) -> Self {
+        self.backend_arc(name, Arc::new(backend))
+    }
+
+    /// Adds an already shared backend under `name`.
+    pub fn backend_arc(mut self, name: impl Into<Cow<'static, str>>, backend: Arc<dyn Backend>) -> Self {
+        let name = name.into();
+        if self.backends.contains_key(&name) {
+            self.duplicate.get_or_insert_with(|| name.to_string());
+        } else {
+            self.backends.insert(name, backend);
+        }
+        self
+    }
+
+    /// Builds the router.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::DuplicateBackend`] when a name was given twice.
+    pub fn build(self) -> Result<RoutingBackend, BuildError> {
+        if let Some(name) = self.duplicate {
+            return Err(BuildError::DuplicateBackend(name));
+        }
+        Ok(RoutingBackend {
+            processors: self.processors,
+            branches: self
+                .backends
+                .into_iter()
+                .map(|(name, backend)| Branch {
+                    name,
+                    backend,
+                    sent: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    panicked: AtomicU64::new(0),
+                })
+                .collect(),
+            counters: Counters::default(),
+        })
+    }
+}
+
+/// Increments `counter` and says whether this is its first increment, so
+/// that a failure is logged at `warn` once and at `debug` afterwards.
+fn bump(counter: &AtomicU64) -> bool {
+    counter.fetch_add(1, Ordering::Relaxed) == 0
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+impl RoutingBackend {
+    /// A builder for a router.
+    pub fn builder() -> RoutingBackendBuilder {
+        RoutingBackendBuilder::default()
+    }
+
+    /// The names of the backends, in delivery order.
+    pub fn backend_names(&self) -> impl Iterator<Item = &str> {
+        self.branches.iter().map(|b| &*b.name)
+    }
+
+    /// A snapshot of this router's counters.
+    #[must_use]
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            received: self.counters.received.load(Ordering::Relaxed),
+            filtered: self.counters.filtered.load(Ordering::Relaxed),
+            processor_errors: self.counters.processor_errors.load(Ordering::Relaxed),
+            backends: self
+                .branches
+                .iter()
+                .map(|b| BranchStats {
+                    name: b.name.to_string(),
+                    sent: b.sent.load(Ordering::Relaxed),
+                    failed: b.failed.load(Ordering::Relaxed),
+                    panicked: b.panicked.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs the processor chain. Returns `None` when a processor dropped the event.
+    fn process(&self, mut event: Event) -> Option<Event> {
+        for processor in &self.processors {
+            match catch_unwind(AssertUnwindSafe(|| processor.process(&mut event))) {
+                Ok(Ok(Verdict::Keep)) => {}
+                Ok(Ok(Verdict::Drop)) => {
+                    self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Ok(Err(error)) => {
+                    if bump(&self.counters.processor_errors) {
+                        tracing::warn!(?processor, event = %event.name(), %error, "processor failed; the event goes on (further failures are logged at debug)");
+                    } else {
+                        tracing::debug!(?processor, event = %event.name(), %error, "processor failed; the event goes on");
+                    }
+                }
+                Err(payload) => {
+                    let message = panic_message(&*payload);
+                    if bump(&self.counters.processor_errors) {
+                        tracing::warn!(?processor, event = %event.name(), panic = message, "processor panicked; the event goes on (further failures are logged at debug)");
+                    } else {
+                        tracing::debug!(?processor, event = %event.name(), panic = message, "processor panicked; the event goes on");
+                    }
+                }
+            }
+        }
+        Some(event)
+    }
+
+    fn deliver(&self, branch: &Branch, event: Event) {
+        let name = event.name().clone();
+        match catch_unwind(AssertUnwindSafe(|| branch.backend.send(event))) {
+            Ok(Ok(())) => {
+                branch.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(error)) => {
+                if bump(&branch.failed) {
+                    tracing::warn!(backend = %branch.name, event = %name, %error, "backend refused an event (further failures are logged at debug)");
+                } else {
+                    tracing::debug!(backend = %branch.name, event = %name, %error, "backend refused an event");
+                }
+            }
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                if bump(&branch.panicked) {
+                    tracing::warn!(backend = %branch.name, event = %name, panic = message, "backend panicked (further panics are logged at debug)");
+                } else {
+                    tracing::debug!(backend = %branch.name, event = %name, panic = message, "backend panicked");
+                }
+            }
+        }
+    }
+
+    /// Calls `op` on every backend with what is left of `timeout`, and
+    /// gathers the failures.
+    fn drain_all(
+        &self,
+        timeout: Duration,
+        op: impl Fn(&dyn Backend, Duration) -> Result<(), DrainError>,
+    ) -> Result<(), DrainError> {
+        let deadline = Instant::now() + timeout;
+        let failures: Vec<(String, DrainError)> = self
+            .branches
+            .iter()
+            .filter_map(|branch| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let result = catch_unwind(AssertUnwindSafe(|| op(&*branch.backend, left)))
+                    .unwrap_or_else(|payload| Err(DrainError::Failed(panic_message(&*payload).to_owned().into())));
+                result.err().map(|err| (branch.name.to_string(), err))
+            })
+            .collect();
+        if failures.is_empty() { Ok(()) } else { Err(DrainError::Backends(failures)) }
+    }
+}
+
+impl Backend for RoutingBackend {
+    /// Processes the event and fans it out. Failures of processors and
+    /// backends are isolated and counted, so this always returns `Ok`.
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let Some(event) = self.process(event) else {
+            return Ok(());
+        };
+        if let Some((last, rest)) = self.branches.split_last() {
+            for branch in rest {
+                self.deliver(branch, event.clone());
+            }
+            // The last branch gets the original: one copy fewer.
+            self.deliver(last, event);
+        }
+        Ok(())
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.drain_all(timeout, |backend, left| backend.flush(left))
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.drain_all(timeout, |backend, left| backend.shutdown(left))
+    }
+}
