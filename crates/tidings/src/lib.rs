@@ -1,0 +1,73 @@
+//! tidings: emit named, context-aware events; filter, validate and scrub
+//! them with processors; route them through a tree of backends to sinks.
+//!
+//! This is the facade most applications import. It re-exports the pieces
+//! (`tidings-event`, `tidings-context`, `tidings-processors`,
+//! `tidings-routing`) and adds the [`Tracker`] and a global default tracker.
+//! Sink authors should depend on `tidings-routing` and `tidings-event`
+//! instead of this crate.
+//!
+//! ```
+//! use serde_json::json;
+//! use tidings::{Tracker, RegexFilter};
+//! use tidings_test::RecordingBackend;
+//!
+//! let recorder = RecordingBackend::new();
+//! let tracker = Tracker::builder()
+//!     .processor(RegexFilter::allowlist([r"navigation\."])?)
+//!     .backend("memory", recorder.clone())
+//!     .build()?;
+//!
+//! let _user = tidings::enter_context("user", json!({"user_id": 10938}));
+//! tracker.emit("navigation.request", json!({"url": "http://www.edx.org/some/path/1"}))?;
+//! tracker.emit("debug.tick", json!({}))?; // filtered out
+//!
+//! let events = recorder.events();
+//! assert_eq!(events.len(), 1);
+//! assert_eq!(events[0].context()["user_id"], 10938);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The global default tracker
+//!
+//! Libraries call [`emit`] without holding a tracker; the application
+//! installs one once with [`init`] or [`try_init`] and keeps the returned
+//! [`FlushGuard`] alive until it exits. With no tracker installed, [`emit`]
+//! is a no-op costing a few nanoseconds. Tests use [`set_default`] to install
+//! a tracker for the current thread only.
+
+mod global;
+mod tracker;
+
+pub use global::{
+    DefaultGuard, FlushGuard, SetGlobalError, emit, init, set_default, try_init, with_default,
+};
+pub use tidings_context::{
+    Context, ContextGuard, IntoContextMap, WithContext, WithContextExt, current as current_context,
+    enter as enter_context, exit as exit_context, in_scope as in_context,
+};
+pub use tidings_event::{
+    Event, EventId, EventName, Limits, Map, NameError, Timestamp, Value, WireError, decode,
+};
+pub use tidings_processors::{
+    FilterMode, Processor, ProcessorError, PropertyAllowlist, RegexFilter, Verdict, processor_fn,
+};
+pub use tidings_routing::{
+    Backend, BuildError, DrainError, RouterStats, RoutingBackend, SendError,
+};
+pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
+
+/// The underlying crates, for items not re-exported at the top level.
+pub mod crates {
+    pub use tidings_context as context;
+    pub use tidings_event as event;
+    pub use tidings_processors as processors;
+    pub use tidings_routing as routing;
+}
+
+/// The traits and types most programs need: `use tidings::prelude::*;`.
+pub mod prelude {
+    pub use tidings_context::WithContextExt as _;
+
+    pub use crate::{Backend, Event, EventName, Processor, Tracker, Verdict};
+}

@@ -1,0 +1,153 @@
+//! `Tracker`: stamps events at the call site and hands them to the routing tree.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tidings_event::{Event, EventId, EventName, Map, NameError};
+use tidings_processors::Processor;
+use tidings_routing::{Backend, BuildError, DrainError, RouterStats, RoutingBackend, RoutingBackendBuilder};
+
+/// How long [`FlushGuard`](crate::FlushGuard) waits for backends to drain: 5 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Emits events into a routing tree.
+///
+/// `emit` validates the name, stamps a UUID v7 id and the current time, and
+/// attaches the context current on the calling thread (see
+/// [`enter_context`](crate::enter_context)) before any processor or backend
+/// runs, so workers never read thread-locals. The root of the tree is a
+/// [`RoutingBackend`]: processors in order, then every backend in name
+/// order. Cloning a tracker is cheap; clones share the tree.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    root: Arc<RoutingBackend>,
+}
+
+/// Builds a [`Tracker`]. Created by [`Tracker::builder`].
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TrackerBuilder {
+    root: RoutingBackendBuilder,
+}
+
+/// An event could not be emitted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The name is not a valid event name.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The data could not be converted to JSON.
+    #[error("data of event {name:?} is not representable as JSON: {source}")]
+    InvalidData {
+        /// The event's name.
+        name: String,
+        /// What serde_json reported.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl TrackerBuilder {
+    /// Appends a processor to the root chain; processors run in the order added.
+    pub fn processor(mut self, processor: impl Processor + 'static) -> Self {
+        self.root = self.root.processor(processor);
+        self
+    }
+
+    /// Adds a backend under `name`; backends receive events in name order.
+    pub fn backend(mut self, name: impl Into<Cow<'static, str>>, backend: impl Backend + 'static) -> Self {
+        self.root = self.root.backend(name, backend);
+        self
+    }
+
+    /// Builds the tracker.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] when two backends share a name.
+    pub fn build(self) -> Result<Tracker, BuildError> {
+        Ok(Tracker::from_root(self.root.build()?))
+    }
+}
+
+impl Tracker {
+    /// A builder for a tracker.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    /// A tracker over an already built routing tree.
+    #[must_use]
+    pub fn from_root(root: RoutingBackend) -> Self {
+        Self { root: Arc::new(root) }
+    }
+
+    /// Emits the event `name` with `data`, in the current context.
+    ///
+    /// `data` is any serializable value; `null` (or `()`) becomes `{}`, as
+    /// in edX. Processor and backend failures do not fail the emit: they are
+    /// isolated and counted (see [`Tracker::stats`]). Returns the event's id.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError`] when the name is invalid or the data cannot be
+    /// represented as JSON (a map with non-string keys, say).
+    pub fn emit(&self, name: impl Into<Cow<'static, str>>, data: impl Serialize) -> Result<EventId, EmitError> {
+        let name = EventName::new(name)?;
+        let data = match serde_json::to_value(data) {
+            Ok(Value::Null) => Value::Object(Map::new()),
+            Ok(data) => data,
+            Err(source) => {
+                return Err(EmitError::InvalidData {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+        };
+        let event = Event::new(name, data).with_context(tidings_context::current().into_map());
+        Ok(self.send(event))
+    }
+
+    /// Routes an already built event as it is: its context is not merged
+    /// with the current one. Returns its id.
+    pub fn send(&self, event: Event) -> EventId {
+        let id = event.id();
+        // A `RoutingBackend` isolates and counts every failure; it never errs.
+        let _ = self.root.send(event);
+        id
+    }
+
+    /// Delivers everything accepted so far, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] naming each backend that did not drain in time.
+    pub fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.root.flush(timeout)
+    }
+
+    /// Stops the backends, delivering what they accepted, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] naming each backend that did not drain in time.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.root.shutdown(timeout)
+    }
+
+    /// The root router's counters.
+    #[must_use]
+    pub fn stats(&self) -> RouterStats {
+        self.root.stats()
+    }
+
+    /// The root of the routing tree.
+    #[must_use]
+    pub fn root(&self) -> &RoutingBackend {
+        &self.root
+    }
+}

@@ -1,0 +1,110 @@
+//! Tracker::emit: stamping, context capture, data conversion, errors.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::json;
+use tidings::prelude::*;
+use tidings::{EmitError, RegexFilter, Timestamp};
+use tidings_test::RecordingBackend;
+
+fn tracker() -> (Tracker, RecordingBackend) {
+    let recorder = RecordingBackend::new();
+    let tracker = Tracker::builder().backend("memory", recorder.clone()).build().unwrap();
+    (tracker, recorder)
+}
+
+#[test]
+fn emit_stamps_id_and_timestamp_and_returns_the_id() {
+    let (tracker, recorder) = tracker();
+    let before = Timestamp::now();
+    let id = tracker.emit("a.b", json!({"k": 1})).unwrap();
+    let event = &recorder.events()[0];
+    assert_eq!(event.id(), id);
+    assert_eq!(id.as_uuid().get_version_num(), 7);
+    assert!(event.timestamp() >= before && event.timestamp() <= Timestamp::now());
+}
+
+#[test]
+fn typed_data_is_serialized_and_null_becomes_an_empty_object() {
+    #[derive(Serialize)]
+    struct Enrolled<'a> {
+        course_id: &'a str,
+        mode: &'a str,
+    }
+    let (tracker, recorder) = tracker();
+    tracker.emit("edx.course.enrollment.activated", Enrolled { course_id: "c1", mode: "audit" }).unwrap();
+    tracker.emit("no.data", ()).unwrap();
+    let events = recorder.events();
+    assert_eq!(events[0].data(), &json!({"course_id": "c1", "mode": "audit"}));
+    assert_eq!(events[1].data(), &json!({}));
+}
+
+#[test]
+fn invalid_names_and_data_are_typed_errors_and_nothing_is_sent() {
+    let (tracker, recorder) = tracker();
+    let err = tracker.emit("", json!({})).unwrap_err();
+    assert!(matches!(err, EmitError::InvalidName(_)), "{err}");
+    assert_eq!(err.to_string(), "event name is empty");
+
+    let bad: HashMap<(u8, u8), u8> = HashMap::from([((1, 2), 3)]);
+    let err = tracker.emit("bad.data", bad).unwrap_err();
+    assert!(err.to_string().starts_with("data of event \"bad.data\" is not representable as JSON"), "{err}");
+    assert!(recorder.is_empty());
+}
+
+#[test]
+fn context_is_captured_at_the_call_not_later() {
+    let (tracker, recorder) = tracker();
+    {
+        let _g = tidings::enter_context("req", json!({"request_id": "r1"}));
+        tracker.emit("a", json!({})).unwrap();
+    }
+    tracker.emit("b", json!({})).unwrap();
+    let events = recorder.events();
+    assert_eq!(events[0].context()["request_id"], "r1");
+    assert!(events[1].context().is_empty());
+}
+
+#[test]
+fn filtered_events_still_return_an_id_and_are_counted() {
+    let recorder = RecordingBackend::new();
+    let tracker = Tracker::builder()
+        .processor(RegexFilter::allowlist([r"keep\."]).unwrap())
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
+    tracker.emit("drop.this", json!({})).unwrap();
+    tracker.emit("keep.this", json!({})).unwrap();
+    assert_eq!(recorder.names(), ["keep.this"]);
+    let stats = tracker.stats();
+    assert_eq!((stats.received, stats.filtered), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_emitted_in_a_spawned_task_carry_the_spawners_context() {
+    let (tracker, recorder) = tracker();
+    let task = {
+        let _g = tidings::enter_context("request", json!({"request_id": "r-9"}));
+        let tracker = tracker.clone();
+        tokio::spawn(
+            async move {
+                tokio::task::yield_now().await;
+                tracker.emit("task.done", json!({})).unwrap();
+            }
+            .with_current_context(),
+        )
+    };
+    task.await.unwrap();
+    assert_eq!(recorder.events()[0].context()["request_id"], "r-9");
+}
+
+#[test]
+fn tracker_is_send_sync_and_clones_share_the_tree() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Tracker>();
+    let (tracker, recorder) = tracker();
+    let clone = tracker.clone();
+    std::thread::spawn(move || clone.emit("from.thread", json!({})).unwrap()).join().unwrap();
+    assert_eq!(recorder.names(), ["from.thread"]);
+}
