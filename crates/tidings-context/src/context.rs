@@ -37,6 +37,13 @@ impl Context {
         Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 
+    /// The merged values as a shared map, without copying them: what
+    /// [`Event::with_context`](tidings_event::Event::with_context) takes.
+    #[must_use]
+    pub fn into_shared(self) -> Arc<Map> {
+        self.0
+    }
+
     /// The value of one key.
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -62,6 +69,12 @@ impl Context {
         let mut stack = crate::stack::Stack::with_base(self.clone());
         let _swapped = crate::stack::Swap::new(&mut stack);
         f()
+    }
+}
+
+impl From<Context> for Arc<Map> {
+    fn from(context: Context) -> Self {
+        context.0
     }
 }
 

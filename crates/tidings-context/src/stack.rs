@@ -18,6 +18,9 @@ struct Frame {
     id: u64,
     name: Cow<'static, str>,
     values: Map,
+    /// The merge of the base and every frame up to this one, computed on
+    /// first use, so exiting the innermost context costs no recomputation.
+    merged: Option<Context>,
 }
 
 /// One stack of entered contexts on top of a base snapshot.
@@ -28,7 +31,6 @@ struct Frame {
 pub(crate) struct Stack {
     base: Context,
     frames: Vec<Frame>,
-    merged: Option<Context>,
 }
 
 impl Stack {
@@ -36,40 +38,67 @@ impl Stack {
         Self {
             base,
             frames: Vec::new(),
-            merged: None,
         }
     }
 
     pub(crate) fn push(&mut self, name: Cow<'static, str>, values: Map) -> u64 {
         let id = NEXT_FRAME_ID.fetch_add(1, Ordering::Relaxed);
-        self.frames.push(Frame { id, name, values });
-        self.merged = None;
+        self.frames.push(Frame {
+            id,
+            name,
+            values,
+            merged: None,
+        });
         id
+    }
+
+    fn remove_at(&mut self, at: usize) {
+        self.frames.remove(at);
+        for frame in &mut self.frames[at..] {
+            frame.merged = None;
+        }
     }
 
     fn remove_id(&mut self, id: u64) {
         if let Some(at) = self.frames.iter().rposition(|f| f.id == id) {
-            self.frames.remove(at);
-            self.merged = None;
+            self.remove_at(at);
         }
     }
 
     fn remove_name(&mut self, name: &str) -> bool {
-        match self.frames.iter().rposition(|f| f.name == name) {
-            Some(at) => {
-                self.frames.remove(at);
-                self.merged = None;
-                true
-            }
-            None => false,
+        let found = self.frames.iter().rposition(|f| f.name == name);
+        if let Some(at) = found {
+            self.remove_at(at);
         }
+        found.is_some()
     }
 
     fn current(&mut self) -> Context {
-        if self.frames.is_empty() {
+        let Some(last) = self.frames.len().checked_sub(1) else {
             return self.base.clone();
+        };
+        let first_missing = self.frames.iter().rposition(|f| f.merged.is_some()).map_or(0, |i| i + 1);
+        for at in first_missing..=last {
+            let merged = self.merge_through(at);
+            self.frames[at].merged = Some(merged);
         }
-        self.merged.get_or_insert_with(|| merge(&self.base, &self.frames)).clone()
+        self.frames[last].merged.clone().unwrap_or_default()
+    }
+
+    /// The merge through frame `at`, given the merges of the frames before it.
+    fn merge_through(&self, at: usize) -> Context {
+        let frame = &self.frames[at];
+        let previous = match at.checked_sub(1) {
+            None => &self.base,
+            Some(before) => self.frames[before].merged.as_ref().unwrap_or(&self.base),
+        };
+        if self.frames[..at].iter().any(|f| f.name == frame.name) {
+            // A re-entered name keeps its first position: merge from scratch.
+            return merge(&self.base, &self.frames[..=at]);
+        }
+        let mut merged = previous.as_map().clone();
+        merged.extend(frame.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Context::new(merged)
     }
 }
 
@@ -85,9 +114,7 @@ fn merge(base: &Context, frames: &[Frame]) -> Context {
     }
     let mut merged = base.as_map().clone();
     for (_, values) in order {
-        for (key, value) in values {
-            merged.insert(key.clone(), value.clone());
-        }
+        merged.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Context::new(merged)
 }
@@ -236,6 +263,20 @@ mod tests {
         let _g = enter("user_id", json!(7));
         let _n = enter("nothing", json!(null));
         assert_eq!(current().to_value(), json!({"user_id": 7}));
+    }
+
+    #[test]
+    fn exiting_a_middle_context_recomputes_the_merges_after_it() {
+        let _a = enter("a", json!({"k": "a", "a": 1}));
+        let _b = enter("b", json!({"k": "b"}));
+        let _c = enter("c", json!({"c": 3}));
+        assert_eq!(current().to_value(), json!({"k": "b", "a": 1, "c": 3}));
+        drop(_b);
+        assert_eq!(current().to_value(), json!({"k": "a", "a": 1, "c": 3}));
+        drop(_c);
+        assert_eq!(current().to_value(), json!({"k": "a", "a": 1}));
+        let _d = enter("d", json!({"k": "d"}));
+        assert_eq!(current().to_value(), json!({"k": "d", "a": 1}));
     }
 
     #[test]

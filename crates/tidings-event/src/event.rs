@@ -1,8 +1,11 @@
 //! `Event`: one named, timestamped occurrence with its context and data.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::data::{Data, DataError, write_value};
 use crate::wire::{EventError, event_from_object};
 use crate::{EventId, EventName, Map, Timestamp};
 
@@ -18,8 +21,8 @@ pub struct Event {
     id: EventId,
     name: EventName,
     timestamp: Timestamp,
-    context: Map,
-    data: Value,
+    context: Arc<Map>,
+    data: Data,
     #[serde(skip_serializing_if = "Option::is_none")]
     received_at: Option<Timestamp>,
 }
@@ -29,20 +32,43 @@ impl Event {
     /// current time and an empty context.
     #[must_use]
     pub fn new(name: EventName, data: Value) -> Self {
+        Self::with_data(name, Data::from_value(data))
+    }
+
+    /// A new event like [`Event::new`], whose data is any serializable
+    /// value; `null` (or `()`) becomes `{}`, as in edX.
+    ///
+    /// The data is serialized to JSON text once, here; sinks write that text
+    /// verbatim and it is parsed only if a processor reads or changes it.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError`] when `data` cannot be represented as JSON or nests
+    /// deeper than [`DEFAULT_MAX_DEPTH`](crate::DEFAULT_MAX_DEPTH).
+    pub fn from_serializable(name: EventName, data: &impl Serialize) -> Result<Self, DataError> {
+        match Data::serialize(data) {
+            Ok(data) => Ok(Self::with_data(name, data)),
+            Err(fault) => Err(fault.with_name(name)),
+        }
+    }
+
+    fn with_data(name: EventName, data: Data) -> Self {
+        let timestamp = Timestamp::now();
         Self {
-            id: EventId::new(),
+            id: EventId::at(timestamp),
             name,
-            timestamp: Timestamp::now(),
-            context: Map::new(),
+            timestamp,
+            context: Arc::default(),
             data,
             received_at: None,
         }
     }
 
-    /// Replaces the context.
+    /// Replaces the context. Pass an `Arc<Map>` to share one context
+    /// snapshot between many events without copying it.
     #[must_use]
-    pub fn with_context(mut self, context: Map) -> Self {
-        self.context = context;
+    pub fn with_context(mut self, context: impl Into<Arc<Map>>) -> Self {
+        self.context = context.into();
         self
     }
 
@@ -91,20 +117,21 @@ impl Event {
         &self.context
     }
 
-    /// The context, for processors that change it.
+    /// The context, for processors that change it (copied first if it is
+    /// shared with other events).
     pub fn context_mut(&mut self) -> &mut Map {
-        &mut self.context
+        Arc::make_mut(&mut self.context)
     }
 
     /// The payload.
     #[must_use]
     pub fn data(&self) -> &Value {
-        &self.data
+        self.data.value()
     }
 
     /// The payload, for processors that change it.
     pub fn data_mut(&mut self) -> &mut Value {
-        &mut self.data
+        self.data.value_mut()
     }
 
     /// When a collector received the event, if one did.
@@ -126,18 +153,34 @@ impl Event {
     /// The event in its wire format, as compact JSON bytes.
     #[must_use]
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(512);
         self.write_json(&mut out);
         out
     }
 
     /// Appends the event in its wire format to `out`.
+    ///
+    /// This is the fast path sinks should use: data from a typed emit is
+    /// copied as the JSON text it was serialized to. The output is the same
+    /// as serializing the event with `serde_json`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Serializing to a Vec cannot fail: every key is a string and the
-        // `Serialize` impls used here never return errors.
-        if let Err(err) = serde_json::to_writer(&mut *out, self) {
-            unreachable!("serializing an event to memory failed: {err}");
+        out.extend_from_slice(b"{\"id\":\"");
+        self.id.write_ascii(out);
+        out.extend_from_slice(b"\",\"name\":");
+        write_str(out, &self.name);
+        out.extend_from_slice(b",\"timestamp\":\"");
+        self.timestamp.write_ascii(out);
+        out.push(b'"');
+        out.extend_from_slice(b",\"context\":");
+        write_value(out, &*self.context);
+        out.extend_from_slice(b",\"data\":");
+        self.data.write_json(out);
+        if let Some(received_at) = &self.received_at {
+            out.extend_from_slice(b",\"received_at\":\"");
+            received_at.write_ascii(out);
+            out.push(b'"');
         }
+        out.push(b'}');
     }
 
     /// Builds an event from one decoded JSON object, applying the wire
@@ -163,10 +206,22 @@ impl Event {
             id,
             name,
             timestamp,
-            context,
-            data,
+            context: Arc::new(context),
+            data: Data::from_value(data),
             received_at,
         }
+    }
+}
+
+/// Appends `s` as a JSON string, copying it directly when nothing in it
+/// needs escaping (the usual case for event names).
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        write_value(out, s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
     }
 }
 
@@ -174,5 +229,74 @@ impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let object = Map::deserialize(deserializer)?;
         event_from_object(object).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Click<'a> {
+        url: &'a str,
+        depth: u32,
+    }
+
+    fn name(s: &'static str) -> EventName {
+        EventName::new(s).unwrap()
+    }
+
+    #[test]
+    fn write_json_matches_serde_for_value_and_serialized_data() {
+        let click = Click { url: "http://a/\"quoted\"\n", depth: 3 };
+        let typed = Event::from_serializable(name("a.click"), &click)
+            .unwrap()
+            .with_context(json!({"user_id": 1, "s": "é\u{1}"}).as_object().unwrap().clone())
+            .with_received_at(Timestamp::now());
+        let valued = typed.clone();
+        let mut valued = valued;
+        let _ = valued.data_mut(); // forces the parsed representation
+        // Parsed data is written exactly as serde writes it ...
+        assert_eq!(valued.to_json_bytes(), serde_json::to_vec(&valued).unwrap());
+        // ... and serialized data keeps its own key order (struct fields), but
+        // is the same JSON.
+        let parse = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        assert_eq!(parse(typed.to_json_bytes()), parse(serde_json::to_vec(&typed).unwrap()));
+        assert!(String::from_utf8(typed.to_json_bytes()).unwrap().contains(r#""data":{"url":"#));
+        assert_eq!(typed, valued);
+        assert_eq!(typed.data(), &json!({"url": "http://a/\"quoted\"\n", "depth": 3}));
+    }
+
+    #[test]
+    fn serialized_data_is_parsed_when_read_and_rewritten_when_changed() {
+        let mut event = Event::from_serializable(name("a"), &Click { url: "/", depth: 1 }).unwrap();
+        assert_eq!(event.data()["depth"], 1);
+        event.data_mut()["depth"] = json!(2);
+        let back: serde_json::Value = serde_json::from_slice(&event.to_json_bytes()).unwrap();
+        assert_eq!(back["data"], json!({"url": "/", "depth": 2}));
+    }
+
+    #[test]
+    fn null_data_becomes_an_empty_object() {
+        let event = Event::from_serializable(name("a"), &()).unwrap();
+        assert_eq!(event.data(), &json!({}));
+    }
+
+    #[test]
+    fn unrepresentable_or_too_deep_data_is_an_error() {
+        let bad = std::collections::HashMap::from([((1, 2), 3)]);
+        let err = Event::from_serializable(name("a"), &bad).unwrap_err();
+        assert!(err.to_string().starts_with("data of event \"a\" is not representable as JSON"), "{err}");
+
+        let mut deep = json!(1);
+        for _ in 0..64 {
+            deep = json!([deep]);
+        }
+        assert!(Event::from_serializable(name("a"), &deep).is_ok());
+        let err = Event::from_serializable(name("a"), &json!([deep])).unwrap_err();
+        assert_eq!(err.to_string(), "data of event \"a\" nests deeper than 64 levels");
     }
 }

@@ -3,8 +3,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
+use uuid::timestamp::context::ContextV7;
+
+use crate::Timestamp;
+
+/// Keeps v7 ids created in the same millisecond increasing, process-wide.
+static V7_CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
 
 /// The identifier of an event: a UUID, v7 when tidings assigns it.
 ///
@@ -26,13 +34,30 @@ impl EventId {
     /// A new, time-ordered UUID v7.
     #[must_use]
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self::at(Timestamp::now())
+    }
+
+    /// A new UUID v7 for an event that happened at `timestamp`, so that an
+    /// event's id and timestamp come from one clock reading. Ids made in the
+    /// same millisecond still increase (a counter fills the random bits).
+    #[must_use]
+    pub fn at(timestamp: Timestamp) -> Self {
+        // v7 cannot represent instants before 1970; such ids use the epoch.
+        let micros = u64::try_from(timestamp.unix_micros()).unwrap_or(0);
+        let (seconds, nanos) = (micros / 1_000_000, (micros % 1_000_000) as u32 * 1_000);
+        Self(Uuid::new_v7(uuid::Timestamp::from_unix(&V7_CONTEXT, seconds, nanos)))
     }
 
     /// Wraps an existing UUID (of any version).
     #[must_use]
     pub const fn from_uuid(uuid: Uuid) -> Self {
         Self(uuid)
+    }
+
+    /// Appends the hyphenated lowercase form (36 ASCII bytes) to `out`.
+    pub(crate) fn write_ascii(&self, out: &mut Vec<u8>) {
+        let mut buf = Uuid::encode_buffer();
+        out.extend_from_slice(self.0.hyphenated().encode_lower(&mut buf).as_bytes());
     }
 
     /// The UUID.

@@ -34,12 +34,14 @@
 //!
 //! See [`decode`] for the normalisation rules applied to input.
 
+mod data;
 mod event;
 mod id;
 mod name;
 mod timestamp;
 mod wire;
 
+pub use data::DataError;
 pub use event::Event;
 pub use id::{EventId, IdError};
 pub use name::{EventName, MAX_NAME_LEN, NameError};

@@ -67,6 +67,10 @@ fn validate(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong { len: name.len() });
     }
+    // Fast path: ASCII names have no control characters outside 0x00..0x20 and 0x7f.
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     if let Some((at, ch)) = name.char_indices().find(|(_, c)| c.is_control()) {
         return Err(NameError::ControlCharacter {
             name: name.to_owned(),

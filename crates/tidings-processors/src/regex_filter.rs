@@ -1,6 +1,7 @@
 //! `RegexFilter`: allow or block events by name, matching from its start.
 
 use regex::Regex;
+use regex_syntax::hir::{Hir, HirKind, Look};
 use tidings_event::Event;
 
 use crate::{Processor, ProcessorError, Verdict};
@@ -38,7 +39,35 @@ pub struct PatternError {
 pub struct RegexFilter {
     mode: FilterMode,
     patterns: Vec<String>,
-    regex: Option<Regex>,
+    matcher: Matcher,
+}
+
+/// How names are matched: most filters list plain prefixes such as
+/// `edx\.`, which a `starts_with` test answers faster than a regex engine.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Prefixes(Vec<String>),
+    Regex(Regex),
+}
+
+/// The literal a pattern matches at the start of a name, if the pattern is
+/// nothing more than an (optionally `^`-anchored) literal.
+fn literal_prefix(pattern: &str) -> Option<String> {
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let literal = |hir: &Hir| match hir.kind() {
+        HirKind::Empty => Some(Vec::new()),
+        HirKind::Literal(literal) => Some(literal.0.to_vec()),
+        _ => None,
+    };
+    let bytes = match hir.kind() {
+        HirKind::Concat(parts) => match parts.as_slice() {
+            [start, rest] if matches!(start.kind(), HirKind::Look(Look::Start)) => literal(rest)?,
+            _ => return None,
+        },
+        HirKind::Look(Look::Start) => Vec::new(),
+        _ => literal(&hir)?,
+    };
+    String::from_utf8(bytes).ok()
 }
 
 impl RegexFilter {
@@ -88,21 +117,23 @@ impl RegexFilter {
                 source,
             })?;
         }
-        let regex = if patterns.is_empty() {
-            None
-        } else {
-            let alternation: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
-            let combined = format!("^(?:{})", alternation.join("|"));
-            Some(Regex::new(&combined).map_err(|source| PatternError {
-                index: 0,
-                pattern: combined,
-                source,
-            })?)
+        let prefixes: Option<Vec<String>> = patterns.iter().map(|p| literal_prefix(p)).collect();
+        let matcher = match prefixes {
+            Some(prefixes) => Matcher::Prefixes(prefixes),
+            None => {
+                let alternation: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+                let combined = format!("^(?:{})", alternation.join("|"));
+                Matcher::Regex(Regex::new(&combined).map_err(|source| PatternError {
+                    index: 0,
+                    pattern: combined,
+                    source,
+                })?)
+            }
         };
         Ok(Self {
             mode,
             patterns,
-            regex,
+            matcher,
         })
     }
 
@@ -121,7 +152,10 @@ impl RegexFilter {
     /// Whether `name` matches one of the patterns (from its start).
     #[must_use]
     pub fn matches(&self, name: &str) -> bool {
-        self.regex.as_ref().is_some_and(|r| r.is_match(name))
+        match &self.matcher {
+            Matcher::Prefixes(prefixes) => prefixes.iter().any(|p| name.starts_with(p.as_str())),
+            Matcher::Regex(regex) => regex.is_match(name),
+        }
     }
 }
 
@@ -193,6 +227,21 @@ mod tests {
         assert_eq!(err.index, 1);
         assert_eq!(err.pattern, "bad(");
         assert!(err.to_string().starts_with("invalid regex \"bad(\" (pattern 1): "), "{err}");
+    }
+
+    #[test]
+    fn literal_and_regex_patterns_agree() {
+        let names = ["edx.a", "edx", "edxa", "xedx.a", "", "navigation.request", "nav", "é.x"];
+        let literal = RegexFilter::allowlist([r"edx\.", r"^navigation\.", "é"]).unwrap();
+        assert!(matches!(literal.matcher, Matcher::Prefixes(_)));
+        // The same patterns, forced through the regex engine by a non-literal one.
+        let regex = RegexFilter::allowlist([r"edx\.", r"^navigation\.", "é", "(?:never){2}$"]).unwrap();
+        assert!(matches!(regex.matcher, Matcher::Regex(_)));
+        for name in names {
+            assert_eq!(literal.matches(name), regex.matches(name), "{name:?}");
+        }
+        assert!(RegexFilter::allowlist([""]).unwrap().matches("anything"));
+        assert!(RegexFilter::allowlist(["^"]).unwrap().matches("anything"));
     }
 
     #[test]

@@ -221,24 +221,23 @@ impl RoutingBackend {
     }
 
     fn deliver(&self, branch: &Branch, event: Event) {
-        let name = event.name().clone();
         match catch_unwind(AssertUnwindSafe(|| branch.backend.send(event))) {
             Ok(Ok(())) => {
                 branch.sent.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(error)) => {
                 if bump(&branch.failed) {
-                    tracing::warn!(backend = %branch.name, event = %name, %error, "backend refused an event (further failures are logged at debug)");
+                    tracing::warn!(backend = %branch.name, %error, "backend refused an event (further failures are logged at debug)");
                 } else {
-                    tracing::debug!(backend = %branch.name, event = %name, %error, "backend refused an event");
+                    tracing::debug!(backend = %branch.name, %error, "backend refused an event");
                 }
             }
             Err(payload) => {
                 let message = panic_message(&*payload);
                 if bump(&branch.panicked) {
-                    tracing::warn!(backend = %branch.name, event = %name, panic = message, "backend panicked (further panics are logged at debug)");
+                    tracing::warn!(backend = %branch.name, panic = message, "backend panicked (further panics are logged at debug)");
                 } else {
-                    tracing::debug!(backend = %branch.name, event = %name, panic = message, "backend panicked");
+                    tracing::debug!(backend = %branch.name, panic = message, "backend panicked");
                 }
             }
         }

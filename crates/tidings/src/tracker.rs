@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
-use tidings_event::{Event, EventId, EventName, Map, NameError};
+use tidings_event::{DataError, Event, EventId, EventName, NameError};
 use tidings_processors::Processor;
 use tidings_routing::{Backend, BuildError, DrainError, RouterStats, RoutingBackend, RoutingBackendBuilder};
 
@@ -41,14 +40,8 @@ pub enum EmitError {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// The data could not be converted to JSON.
-    #[error("data of event {name:?} is not representable as JSON: {source}")]
-    InvalidData {
-        /// The event's name.
-        name: String,
-        /// What serde_json reported.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    InvalidData(#[from] DataError),
 }
 
 impl TrackerBuilder {
@@ -97,18 +90,8 @@ impl Tracker {
     /// [`EmitError`] when the name is invalid or the data cannot be
     /// represented as JSON (a map with non-string keys, say).
     pub fn emit(&self, name: impl Into<Cow<'static, str>>, data: impl Serialize) -> Result<EventId, EmitError> {
-        let name = EventName::new(name)?;
-        let data = match serde_json::to_value(data) {
-            Ok(Value::Null) => Value::Object(Map::new()),
-            Ok(data) => data,
-            Err(source) => {
-                return Err(EmitError::InvalidData {
-                    name: name.to_string(),
-                    source,
-                });
-            }
-        };
-        let event = Event::new(name, data).with_context(tidings_context::current().into_map());
+        let event = Event::from_serializable(EventName::new(name)?, &data)?
+            .with_context(tidings_context::current());
         Ok(self.send(event))
     }
 

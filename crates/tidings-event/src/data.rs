@@ -1,0 +1,135 @@
+//! `Data`: an event's payload, kept as the JSON text it was serialized to
+//! until something needs to look inside it.
+
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{EventName, Map};
+use crate::wire::{DEFAULT_MAX_DEPTH, check_depth};
+
+/// Data given to [`Event::from_serializable`](crate::Event::from_serializable)
+/// that cannot be an event's payload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The value cannot be represented as JSON (a map with non-string keys,
+    /// a `Serialize` impl that fails, ...).
+    #[error("data of event {name:?} is not representable as JSON: {source}")]
+    Json {
+        /// The event's name.
+        name: EventName,
+        /// What serde_json reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The value nests deeper than the wire format allows.
+    #[error("data of event {name:?} nests deeper than {limit} levels")]
+    TooDeep {
+        /// The event's name.
+        name: EventName,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Why data could not be serialized; [`DataError`] without the event name.
+#[derive(Debug)]
+pub(crate) enum DataFault {
+    Json(serde_json::Error),
+    TooDeep,
+}
+
+impl DataFault {
+    pub(crate) fn with_name(self, name: EventName) -> DataError {
+        match self {
+            Self::Json(source) => DataError::Json { name, source },
+            Self::TooDeep => DataError::TooDeep {
+                name,
+                limit: DEFAULT_MAX_DEPTH,
+            },
+        }
+    }
+}
+
+/// The payload. Either `raw` holds the JSON text (typed emits: serialized
+/// once, written verbatim by sinks, parsed only if a processor reads it), or
+/// `value` holds the parsed value; when both are set they agree.
+#[derive(Debug, Clone)]
+pub(crate) struct Data {
+    raw: Option<Vec<u8>>,
+    value: OnceLock<Value>,
+}
+
+impl Data {
+    pub(crate) fn from_value(value: Value) -> Self {
+        Self {
+            raw: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    /// Serializes `data`; `null` becomes `{}`.
+    pub(crate) fn serialize(data: &impl Serialize) -> Result<Self, DataFault> {
+        let mut raw = Vec::with_capacity(128);
+        serde_json::to_writer(&mut raw, data).map_err(DataFault::Json)?;
+        if raw == b"null" {
+            return Ok(Self::from_value(Value::Object(Map::new())));
+        }
+        // The limit keeps lazy parsing infallible (serde_json's own limit is 128).
+        check_depth(&raw, DEFAULT_MAX_DEPTH)
+            .map_err(|_| DataFault::TooDeep)?;
+        Ok(Self {
+            raw: Some(raw),
+            value: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn value(&self) -> &Value {
+        self.value.get_or_init(|| match &self.raw {
+            // Text serde_json produced within the depth limit always parses.
+            Some(raw) => serde_json::from_slice(raw).unwrap_or(Value::Null),
+            None => Value::Null,
+        })
+    }
+
+    pub(crate) fn value_mut(&mut self) -> &mut Value {
+        self.value();
+        self.raw = None;
+        match self.value.get_mut() {
+            Some(value) => value,
+            None => unreachable!("initialised just above"),
+        }
+    }
+
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        match &self.raw {
+            Some(raw) => out.extend_from_slice(raw),
+            None => write_value(out, self.value()),
+        }
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.raw, &other.raw) {
+            (Some(a), Some(b)) if a == b => true,
+            _ => self.value() == other.value(),
+        }
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
+}
+
+/// Appends `value` as compact JSON. Serializing a `Value` into memory cannot
+/// fail: its keys are strings and its numbers finite.
+pub(crate) fn write_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if let Err(err) = serde_json::to_writer(&mut *out, value) {
+        unreachable!("serializing JSON to memory failed: {err}");
+    }
+}
