@@ -6,8 +6,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use std::borrow::Cow;
 
-use crate::{Context, IntoContextMap};
 use crate::stack::{Stack, Swap};
+use crate::{Context, IntoContextMap};
 
 pin_project_lite::pin_project! {
     /// A future that runs every poll of `F` inside its own context stack.

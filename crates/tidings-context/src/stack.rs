@@ -77,7 +77,11 @@ impl Stack {
         let Some(last) = self.frames.len().checked_sub(1) else {
             return self.base.clone();
         };
-        let first_missing = self.frames.iter().rposition(|f| f.merged.is_some()).map_or(0, |i| i + 1);
+        let first_missing = self
+            .frames
+            .iter()
+            .rposition(|f| f.merged.is_some())
+            .map_or(0, |i| i + 1);
         for at in first_missing..=last {
             let merged = self.merge_through(at);
             self.frames[at].merged = Some(merged);
@@ -252,7 +256,10 @@ mod tests {
 
     #[test]
     fn in_scope_exits_on_panic_and_returns_the_value() {
-        assert_eq!(in_scope("s", json!({"x": 1}), || current().get("x").cloned()), Some(json!(1)));
+        assert_eq!(
+            in_scope("s", json!({"x": 1}), || current().get("x").cloned()),
+            Some(json!(1))
+        );
         let result = std::panic::catch_unwind(|| in_scope("s", json!({"x": 1}), || panic!("boom")));
         assert!(result.is_err());
         assert!(current().is_empty());

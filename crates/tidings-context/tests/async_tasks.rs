@@ -45,14 +45,19 @@ async fn a_wrapped_future_keeps_its_context_across_awaits_without_leaking_it() {
             assert_eq!(context::current().to_value(), json!({"secret": 1}));
             // Guards that do not cross an `.await` work inside, too.
             let _g = context::enter("step", json!({"step": true}));
-            assert_eq!(context::current().to_value(), json!({"secret": 1, "step": true}));
+            assert_eq!(
+                context::current().to_value(),
+                json!({"secret": 1, "step": true})
+            );
         }
     }
     .in_context("inner", json!({"secret": 1}));
     tokio::spawn(fut).await.unwrap();
     // Other tasks on the same workers never see `secret`.
     for _ in 0..4 {
-        let outside = tokio::spawn(async { context::current().to_value() }).await.unwrap();
+        let outside = tokio::spawn(async { context::current().to_value() })
+            .await
+            .unwrap();
         assert_eq!(outside, json!({}));
     }
 }
@@ -60,6 +65,8 @@ async fn a_wrapped_future_keeps_its_context_across_awaits_without_leaking_it() {
 #[test]
 fn without_a_wrapper_a_spawned_thread_starts_empty() {
     let _g = context::enter("main", json!({"x": 1}));
-    let seen = std::thread::spawn(|| context::current().to_value()).join().unwrap();
+    let seen = std::thread::spawn(|| context::current().to_value())
+        .join()
+        .unwrap();
     assert_eq!(seen, json!({}));
 }

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{EventName, Map};
 use crate::wire::{DEFAULT_MAX_DEPTH, check_depth};
+use crate::{EventName, Map};
 
 /// Data given to [`Event::from_serializable`](crate::Event::from_serializable)
 /// that cannot be an event's payload.
@@ -78,8 +78,7 @@ impl Data {
             return Ok(Self::from_value(Value::Object(Map::new())));
         }
         // The limit keeps lazy parsing infallible (serde_json's own limit is 128).
-        check_depth(&raw, DEFAULT_MAX_DEPTH)
-            .map_err(|_| DataFault::TooDeep)?;
+        check_depth(&raw, DEFAULT_MAX_DEPTH).map_err(|_| DataFault::TooDeep)?;
         Ok(Self {
             raw: Some(raw),
             value: OnceLock::new(),

@@ -251,10 +251,18 @@ mod tests {
 
     #[test]
     fn write_json_matches_serde_for_value_and_serialized_data() {
-        let click = Click { url: "http://a/\"quoted\"\n", depth: 3 };
+        let click = Click {
+            url: "http://a/\"quoted\"\n",
+            depth: 3,
+        };
         let typed = Event::from_serializable(name("a.click"), &click)
             .unwrap()
-            .with_context(json!({"user_id": 1, "s": "é\u{1}"}).as_object().unwrap().clone())
+            .with_context(
+                json!({"user_id": 1, "s": "é\u{1}"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
             .with_received_at(Timestamp::now());
         let valued = typed.clone();
         let mut valued = valued;
@@ -264,10 +272,20 @@ mod tests {
         // ... and serialized data keeps its own key order (struct fields), but
         // is the same JSON.
         let parse = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
-        assert_eq!(parse(typed.to_json_bytes()), parse(serde_json::to_vec(&typed).unwrap()));
-        assert!(String::from_utf8(typed.to_json_bytes()).unwrap().contains(r#""data":{"url":"#));
+        assert_eq!(
+            parse(typed.to_json_bytes()),
+            parse(serde_json::to_vec(&typed).unwrap())
+        );
+        assert!(
+            String::from_utf8(typed.to_json_bytes())
+                .unwrap()
+                .contains(r#""data":{"url":"#)
+        );
         assert_eq!(typed, valued);
-        assert_eq!(typed.data(), &json!({"url": "http://a/\"quoted\"\n", "depth": 3}));
+        assert_eq!(
+            typed.data(),
+            &json!({"url": "http://a/\"quoted\"\n", "depth": 3})
+        );
     }
 
     #[test]
@@ -289,7 +307,11 @@ mod tests {
     fn unrepresentable_or_too_deep_data_is_an_error() {
         let bad = std::collections::HashMap::from([((1, 2), 3)]);
         let err = Event::from_serializable(name("a"), &bad).unwrap_err();
-        assert!(err.to_string().starts_with("data of event \"a\" is not representable as JSON"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("data of event \"a\" is not representable as JSON"),
+            "{err}"
+        );
 
         let mut deep = json!(1);
         for _ in 0..64 {
@@ -297,6 +319,9 @@ mod tests {
         }
         assert!(Event::from_serializable(name("a"), &deep).is_ok());
         let err = Event::from_serializable(name("a"), &json!([deep])).unwrap_err();
-        assert_eq!(err.to_string(), "data of event \"a\" nests deeper than 64 levels");
+        assert_eq!(
+            err.to_string(),
+            "data of event \"a\" nests deeper than 64 levels"
+        );
     }
 }

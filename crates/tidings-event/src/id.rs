@@ -45,7 +45,11 @@ impl EventId {
         // v7 cannot represent instants before 1970; such ids use the epoch.
         let micros = u64::try_from(timestamp.unix_micros()).unwrap_or(0);
         let (seconds, nanos) = (micros / 1_000_000, (micros % 1_000_000) as u32 * 1_000);
-        Self(Uuid::new_v7(uuid::Timestamp::from_unix(&V7_CONTEXT, seconds, nanos)))
+        Self(Uuid::new_v7(uuid::Timestamp::from_unix(
+            &V7_CONTEXT,
+            seconds,
+            nanos,
+        )))
     }
 
     /// Wraps an existing UUID (of any version).
@@ -131,6 +135,10 @@ mod tests {
     #[test]
     fn rejects_garbage_with_the_input_in_the_message() {
         let err = "not-a-uuid".parse::<EventId>().unwrap_err();
-        assert!(err.to_string().starts_with("invalid event id \"not-a-uuid\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid event id \"not-a-uuid\""),
+            "{err}"
+        );
     }
 }

@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn accepts_dotted_and_unicode_names() {
-        assert_eq!(EventName::new("edx.course.enrollment.activated").unwrap(), "edx.course.enrollment.activated");
+        assert_eq!(
+            EventName::new("edx.course.enrollment.activated").unwrap(),
+            "edx.course.enrollment.activated"
+        );
         assert!(EventName::new("café.ouvert").is_ok());
         assert!(EventName::new("x".repeat(MAX_NAME_LEN)).is_ok());
     }
@@ -172,7 +175,10 @@ mod tests {
         // 128 two-byte characters = 256 bytes.
         let err = EventName::new("é".repeat(128)).unwrap_err();
         assert_eq!(err, NameError::TooLong { len: 256 });
-        assert_eq!(err.to_string(), "event name is 256 bytes long, the limit is 255");
+        assert_eq!(
+            err.to_string(),
+            "event name is 256 bytes long, the limit is 255"
+        );
     }
 
     #[test]

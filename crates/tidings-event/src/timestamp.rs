@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use time::format_description::well_known::Rfc3339;
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
 
 use time::OffsetDateTime;
 
@@ -24,7 +24,9 @@ pub struct Timestamp {
 
 /// A string that is not an RFC 3339 timestamp.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid timestamp {input:?}, expected RFC 3339 such as \"2026-11-24T19:09:08.123456Z\": {source}")]
+#[error(
+    "invalid timestamp {input:?}, expected RFC 3339 such as \"2026-11-24T19:09:08.123456Z\": {source}"
+)]
 pub struct TimestampError {
     input: String,
     #[source]
@@ -66,7 +68,11 @@ impl Timestamp {
     #[must_use]
     pub fn from_datetime(at: OffsetDateTime) -> Self {
         let micros = at.unix_timestamp_nanos().div_euclid(1_000);
-        Self::from_unix_micros(i64::try_from(micros).unwrap_or(if micros < 0 { MIN_MICROS } else { MAX_MICROS }))
+        Self::from_unix_micros(i64::try_from(micros).unwrap_or(if micros < 0 {
+            MIN_MICROS
+        } else {
+            MAX_MICROS
+        }))
     }
 
     /// The instant as an `OffsetDateTime` in UTC.
@@ -218,25 +224,48 @@ mod tests {
         // microseconds visit every month, leap years and times of day.
         while micros <= MAX_MICROS {
             let t = Timestamp::from_unix_micros(micros);
-            assert_eq!(t.to_string(), t.as_datetime().format(&format).unwrap(), "{micros}");
+            assert_eq!(
+                t.to_string(),
+                t.as_datetime().format(&format).unwrap(),
+                "{micros}"
+            );
             assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
             micros += 3_155_692_597_121;
         }
-        assert_eq!(Timestamp::from_unix_micros(MAX_MICROS).to_string(), "9999-12-31T23:59:59.999999Z");
-        assert_eq!(Timestamp::from_unix_micros(MIN_MICROS).to_string(), "0000-01-01T00:00:00.000000Z");
-        assert_eq!(Timestamp::from_unix_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            Timestamp::from_unix_micros(MAX_MICROS).to_string(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_micros(MIN_MICROS).to_string(),
+            "0000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_micros(-1).to_string(),
+            "1969-12-31T23:59:59.999999Z"
+        );
     }
 
     #[test]
     fn out_of_range_instants_are_clamped() {
-        assert_eq!(Timestamp::from_unix_micros(i64::MAX), Timestamp::from_unix_micros(MAX_MICROS));
-        assert_eq!(Timestamp::from_unix_micros(i64::MIN), Timestamp::from_unix_micros(MIN_MICROS));
+        assert_eq!(
+            Timestamp::from_unix_micros(i64::MAX),
+            Timestamp::from_unix_micros(MAX_MICROS)
+        );
+        assert_eq!(
+            Timestamp::from_unix_micros(i64::MIN),
+            Timestamp::from_unix_micros(MIN_MICROS)
+        );
     }
 
     #[test]
     fn rejects_non_rfc3339() {
         let err = "yesterday".parse::<Timestamp>().unwrap_err();
-        assert!(err.to_string().starts_with("invalid timestamp \"yesterday\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid timestamp \"yesterday\""),
+            "{err}"
+        );
         assert!("2026-11-24 19:09:08".parse::<Timestamp>().is_err());
     }
 }

@@ -215,7 +215,8 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<Event>, WireError> {
 pub fn decode_value(value: Value, limits: &Limits) -> Result<Vec<Event>, WireError> {
     match value {
         Value::Object(object) => {
-            let event = event_from_object(object).map_err(|source| WireError::Event { index: 0, source })?;
+            let event = event_from_object(object)
+                .map_err(|source| WireError::Event { index: 0, source })?;
             Ok(vec![event])
         }
         Value::Array(items) => {
@@ -229,9 +230,8 @@ pub fn decode_value(value: Value, limits: &Limits) -> Result<Vec<Event>, WireErr
                 .into_iter()
                 .enumerate()
                 .map(|(index, item)| match item {
-                    Value::Object(object) => {
-                        event_from_object(object).map_err(|source| WireError::Event { index, source })
-                    }
+                    Value::Object(object) => event_from_object(object)
+                        .map_err(|source| WireError::Event { index, source }),
                     other => Err(WireError::Event {
                         index,
                         source: EventError::NotAnObject {
@@ -253,7 +253,11 @@ pub(crate) fn check_depth(bytes: &[u8], limit: usize) -> Result<(), WireError> {
     // openers and as many closers; and with at most `limit` openers in total
     // (counted branch-free, so it vectorises) no nesting can exceed it.
     if bytes.len() <= 2 * limit
-        || bytes.iter().map(|&b| usize::from(b == b'[') + usize::from(b == b'{')).sum::<usize>() <= limit
+        || bytes
+            .iter()
+            .map(|&b| usize::from(b == b'[') + usize::from(b == b'{'))
+            .sum::<usize>()
+            <= limit
     {
         return Ok(());
     }
@@ -300,7 +304,10 @@ fn take_string_field(object: &mut Map, field: &'static str) -> Result<Option<Str
 
 fn take_timestamp(object: &mut Map, field: &'static str) -> Result<Option<Timestamp>, EventError> {
     take_string_field(object, field)?
-        .map(|s| s.parse().map_err(|source| EventError::Timestamp { field, source }))
+        .map(|s| {
+            s.parse()
+                .map_err(|source| EventError::Timestamp { field, source })
+        })
         .transpose()
 }
 
@@ -332,12 +339,21 @@ pub(crate) fn event_from_object(mut object: Map) -> Result<Event, EventError> {
     };
     let data = match object.remove("data") {
         Some(data) => data,
-        None => object.remove("properties").unwrap_or_else(|| Value::Object(Map::new())),
+        None => object
+            .remove("properties")
+            .unwrap_or_else(|| Value::Object(Map::new())),
     };
     for (key, value) in object {
         context.entry(key).or_insert(value);
     }
-    Ok(Event::from_parts(id, name, timestamp, context, data, received_at))
+    Ok(Event::from_parts(
+        id,
+        name,
+        timestamp,
+        context,
+        data,
+        received_at,
+    ))
 }
 
 #[cfg(test)]
@@ -360,12 +376,24 @@ mod tests {
             "context": {"user_id": 10938}, "data": {"url": "http://www.edx.org/some/path/1"},
             "received_at": "2026-11-24T19:09:08.200001Z"}"#;
         let event = decode_one(body).unwrap();
-        assert_eq!(event.id().to_string(), "01936f0e-0b1c-7def-8abc-0123456789ab");
+        assert_eq!(
+            event.id().to_string(),
+            "01936f0e-0b1c-7def-8abc-0123456789ab"
+        );
         assert_eq!(event.name(), "navigation.request");
         assert_eq!(event.timestamp().to_string(), "2026-11-24T19:09:08.123456Z");
-        assert_eq!(event.context(), json!({"user_id": 10938}).as_object().unwrap());
-        assert_eq!(event.data(), &json!({"url": "http://www.edx.org/some/path/1"}));
-        assert_eq!(event.received_at().unwrap().to_string(), "2026-11-24T19:09:08.200001Z");
+        assert_eq!(
+            event.context(),
+            json!({"user_id": 10938}).as_object().unwrap()
+        );
+        assert_eq!(
+            event.data(),
+            &json!({"url": "http://www.edx.org/some/path/1"})
+        );
+        assert_eq!(
+            event.received_at().unwrap().to_string(),
+            "2026-11-24T19:09:08.200001Z"
+        );
         let reencoded: Value = serde_json::from_slice(&event.to_json_bytes()).unwrap();
         let original: Value = serde_json::from_str(body).unwrap();
         assert_eq!(reencoded, original);
@@ -395,7 +423,9 @@ mod tests {
         assert_eq!(event.data(), &json!({"path": "/x"}));
         assert_eq!(
             event.context(),
-            json!({"url": "kept", "app": "web", "extra": [1]}).as_object().unwrap()
+            json!({"url": "kept", "app": "web", "extra": [1]})
+                .as_object()
+                .unwrap()
         );
     }
 
@@ -405,18 +435,30 @@ mod tests {
             decode_one(r#"{"name": "a", "event": "b", "data": 1, "properties": 2}"#).unwrap();
         assert_eq!(event.name(), "a");
         assert_eq!(event.data(), &json!(1));
-        assert_eq!(event.context(), json!({"event": "b", "properties": 2}).as_object().unwrap());
+        assert_eq!(
+            event.context(),
+            json!({"event": "b", "properties": 2}).as_object().unwrap()
+        );
     }
 
     #[test]
     fn decodes_batches_and_reports_the_failing_index() {
         let batch = decode(br#"[{"name": "a"}, {"name": "b"}]"#, &Limits::default()).unwrap();
-        assert_eq!(batch.iter().map(|e| e.name().as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            batch.iter().map(|e| e.name().as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
 
         let err = decode(br#"[{"name": "a"}, {"name": ""}]"#, &Limits::default()).unwrap_err();
-        assert_eq!(err.to_string(), "event 1: field `name`: event name is empty");
+        assert_eq!(
+            err.to_string(),
+            "event 1: field `name`: event name is empty"
+        );
         let err = decode(br#"[{"name": "a"}, 3]"#, &Limits::default()).unwrap_err();
-        assert_eq!(err.to_string(), "event 1: expected an object, found a number");
+        assert_eq!(
+            err.to_string(),
+            "event 1: expected an object, found a number"
+        );
     }
 
     #[test]
@@ -428,11 +470,26 @@ mod tests {
     fn shape_errors_name_the_field() {
         let cases = [
             (r#"{}"#, "event 0: missing field `name` (or `event`)"),
-            (r#"{"name": 5}"#, "event 0: field `name` must be a string, found a number"),
-            (r#"{"name": "a", "context": []}"#, "event 0: field `context` must be an object, found an array"),
-            (r#"{"name": "a", "id": "nope"}"#, "event 0: field `id`: invalid event id \"nope\""),
-            (r#"{"name": "a", "timestamp": "soon"}"#, "event 0: field `timestamp`: invalid timestamp \"soon\""),
-            (r#""a""#, "expected an event object or an array of events, found a string"),
+            (
+                r#"{"name": 5}"#,
+                "event 0: field `name` must be a string, found a number",
+            ),
+            (
+                r#"{"name": "a", "context": []}"#,
+                "event 0: field `context` must be an object, found an array",
+            ),
+            (
+                r#"{"name": "a", "id": "nope"}"#,
+                "event 0: field `id`: invalid event id \"nope\"",
+            ),
+            (
+                r#"{"name": "a", "timestamp": "soon"}"#,
+                "event 0: field `timestamp`: invalid timestamp \"soon\"",
+            ),
+            (
+                r#""a""#,
+                "expected an event object or an array of events, found a string",
+            ),
         ];
         for (body, expected) in cases {
             let err = decode(body.as_bytes(), &Limits::default()).unwrap_err();
@@ -444,7 +501,10 @@ mod tests {
     fn rejects_bodies_over_the_byte_limit() {
         let limits = Limits::default().with_max_bytes(10);
         let err = decode(br#"{"name": "abcdef"}"#, &limits).unwrap_err();
-        assert!(matches!(err, WireError::TooLarge { len: 18, limit: 10 }), "{err}");
+        assert!(
+            matches!(err, WireError::TooLarge { len: 18, limit: 10 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -458,35 +518,55 @@ mod tests {
     fn rejects_nesting_deeper_than_64_but_accepts_64() {
         let nested = |levels: usize| {
             // The event object is level 1; `data` adds levels - 1 arrays.
-            format!(r#"{{"name": "a", "data": {}{}}}"#, "[".repeat(levels - 1), "]".repeat(levels - 1))
+            format!(
+                r#"{{"name": "a", "data": {}{}}}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
         };
         assert!(decode(nested(64).as_bytes(), &Limits::default()).is_ok());
         let err = decode(nested(65).as_bytes(), &Limits::default()).unwrap_err();
         assert!(matches!(err, WireError::TooDeep { limit: 64, .. }), "{err}");
-        assert!(err.to_string().starts_with("JSON nests deeper than 64 levels"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("JSON nests deeper than 64 levels"),
+            "{err}"
+        );
     }
 
     #[test]
     fn brackets_inside_strings_do_not_count_towards_depth() {
-        let body = format!(r#"{{"name": "a", "data": "{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        let body = format!(
+            r#"{{"name": "a", "data": "{}\"{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
         assert!(decode(body.as_bytes(), &Limits::default()).is_ok());
     }
 
     #[test]
     fn rejects_invalid_utf8_with_its_offset() {
         let err = decode(b"{\"name\": \"a\xff\"}", &Limits::default()).unwrap_err();
-        assert!(matches!(err, WireError::InvalidUtf8 { valid_up_to: 11 }), "{err}");
+        assert!(
+            matches!(err, WireError::InvalidUtf8 { valid_up_to: 11 }),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_invalid_json_with_position() {
         let err = decode(b"{\"name\": ", &Limits::default()).unwrap_err();
-        assert!(err.to_string().starts_with("invalid JSON: EOF while parsing"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid JSON: EOF while parsing"),
+            "{err}"
+        );
     }
 
     #[test]
     fn serde_deserialize_applies_the_same_rules() {
-        let event: Event = serde_json::from_str(r#"{"event": "x", "properties": {"a": 1}}"#).unwrap();
+        let event: Event =
+            serde_json::from_str(r#"{"event": "x", "properties": {"a": 1}}"#).unwrap();
         assert_eq!(event.name(), "x");
         assert!(serde_json::from_str::<Event>(r#"{"name": ""}"#).is_err());
     }

@@ -9,7 +9,9 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,20}".prop_map(Value::from),
     ]
 }
@@ -87,8 +89,20 @@ proptest! {
 #[test]
 fn deeply_nested_garbage_is_an_error_not_a_stack_overflow() {
     let body = "[".repeat(100_000);
-    assert!(decode(body.as_bytes(), &Limits::default().with_max_bytes(usize::MAX)).is_err());
+    assert!(
+        decode(
+            body.as_bytes(),
+            &Limits::default().with_max_bytes(usize::MAX)
+        )
+        .is_err()
+    );
     let body = format!("{}{}", "{\"a\":".repeat(50_000), "1");
-    assert!(decode(body.as_bytes(), &Limits::default().with_max_bytes(usize::MAX)).is_err());
+    assert!(
+        decode(
+            body.as_bytes(),
+            &Limits::default().with_max_bytes(usize::MAX)
+        )
+        .is_err()
+    );
     let _ = json!(null);
 }

@@ -59,9 +59,9 @@ impl PropertyAllowlist {
                     path: path.clone(),
                 });
             }
-            let node = path
-                .split('.')
-                .fold(&mut root, |node, segment| node.children.entry(segment.to_owned()).or_default());
+            let node = path.split('.').fold(&mut root, |node, segment| {
+                node.children.entry(segment.to_owned()).or_default()
+            });
             node.whole = true;
         }
         Ok(Self { paths, root })
@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn keeps_only_listed_top_level_properties() {
         assert_eq!(
-            filtered(&["url", "button"], json!({"url": "/", "button": "ok", "email": "a@b.c"})),
+            filtered(
+                &["url", "button"],
+                json!({"url": "/", "button": "ok", "email": "a@b.c"})
+            ),
             json!({"url": "/", "button": "ok"})
         );
     }
@@ -160,7 +163,13 @@ mod tests {
     #[test]
     fn empty_segments_are_rejected_with_their_index() {
         let err = PropertyAllowlist::new(["ok", "a..b"]).unwrap_err();
-        assert_eq!(err, AllowlistError { index: 1, path: "a..b".into() });
+        assert_eq!(
+            err,
+            AllowlistError {
+                index: 1,
+                path: "a..b".into()
+            }
+        );
         assert!(PropertyAllowlist::new([""]).is_err());
         assert!(PropertyAllowlist::new([".a"]).is_err());
     }

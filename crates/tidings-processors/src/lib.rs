@@ -85,7 +85,9 @@ pub struct FnProcessor<F> {
 
 impl<F> fmt::Debug for FnProcessor<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FnProcessor").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnProcessor")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -121,7 +121,8 @@ impl RegexFilter {
         let matcher = match prefixes {
             Some(prefixes) => Matcher::Prefixes(prefixes),
             None => {
-                let alternation: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+                let alternation: Vec<String> =
+                    patterns.iter().map(|p| format!("(?:{p})")).collect();
                 let combined = format!("^(?:{})", alternation.join("|"));
                 Matcher::Regex(Regex::new(&combined).map_err(|source| PatternError {
                     index: 0,
@@ -204,7 +205,11 @@ mod tests {
         let f = RegexFilter::allowlist([r"^a\.|b\."]).unwrap();
         assert_eq!(verdict(&f, "a.x"), Verdict::Keep);
         assert_eq!(verdict(&f, "b.x"), Verdict::Keep);
-        assert_eq!(verdict(&f, "xb.x"), Verdict::Drop, "the second branch is anchored too");
+        assert_eq!(
+            verdict(&f, "xb.x"),
+            Verdict::Drop,
+            "the second branch is anchored too"
+        );
     }
 
     #[test]
@@ -217,8 +222,14 @@ mod tests {
 
     #[test]
     fn empty_lists_keep_or_drop_everything() {
-        assert_eq!(verdict(&RegexFilter::allowlist(Vec::<String>::new()).unwrap(), "a"), Verdict::Drop);
-        assert_eq!(verdict(&RegexFilter::blocklist(Vec::<String>::new()).unwrap(), "a"), Verdict::Keep);
+        assert_eq!(
+            verdict(&RegexFilter::allowlist(Vec::<String>::new()).unwrap(), "a"),
+            Verdict::Drop
+        );
+        assert_eq!(
+            verdict(&RegexFilter::blocklist(Vec::<String>::new()).unwrap(), "a"),
+            Verdict::Keep
+        );
     }
 
     #[test]
@@ -226,16 +237,30 @@ mod tests {
         let err = RegexFilter::allowlist([r"ok\.", r"bad("]).unwrap_err();
         assert_eq!(err.index, 1);
         assert_eq!(err.pattern, "bad(");
-        assert!(err.to_string().starts_with("invalid regex \"bad(\" (pattern 1): "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid regex \"bad(\" (pattern 1): "),
+            "{err}"
+        );
     }
 
     #[test]
     fn literal_and_regex_patterns_agree() {
-        let names = ["edx.a", "edx", "edxa", "xedx.a", "", "navigation.request", "nav", "é.x"];
+        let names = [
+            "edx.a",
+            "edx",
+            "edxa",
+            "xedx.a",
+            "",
+            "navigation.request",
+            "nav",
+            "é.x",
+        ];
         let literal = RegexFilter::allowlist([r"edx\.", r"^navigation\.", "é"]).unwrap();
         assert!(matches!(literal.matcher, Matcher::Prefixes(_)));
         // The same patterns, forced through the regex engine by a non-literal one.
-        let regex = RegexFilter::allowlist([r"edx\.", r"^navigation\.", "é", "(?:never){2}$"]).unwrap();
+        let regex =
+            RegexFilter::allowlist([r"edx\.", r"^navigation\.", "é", "(?:never){2}$"]).unwrap();
         assert!(matches!(regex.matcher, Matcher::Regex(_)));
         for name in names {
             assert_eq!(literal.matches(name), regex.matches(name), "{name:?}");

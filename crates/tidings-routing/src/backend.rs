@@ -113,6 +113,9 @@ pub enum DrainError {
 }
 
 fn describe_branches(failures: &[(String, DrainError)]) -> String {
-    let parts: Vec<String> = failures.iter().map(|(name, err)| format!("backend {name:?}: {err}")).collect();
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|(name, err)| format!("backend {name:?}: {err}"))
+        .collect();
     parts.join("; ")
 }

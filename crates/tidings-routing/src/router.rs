@@ -104,17 +104,27 @@ impl RoutingBackendBuilder {
     }
 
     /// Adds a backend under `name`. Backends receive events in name order.
-    pub fn backend(self, name: impl Into<Cow<'static, str>>, backend: impl Backend + 'static) -> Self {
+    pub fn backend(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        backend: impl Backend + 'static,
+    ) -> Self {
         self.backend_arc(name, Arc::new(backend))
     }
 
     /// Adds an already shared backend under `name`.
-    pub fn backend_arc(mut self, name: impl Into<Cow<'static, str>>, backend: Arc<dyn Backend>) -> Self {
-        let name = name.into();
-        if self.backends.contains_key(&name) {
-            self.duplicate.get_or_insert_with(|| name.to_string());
-        } else {
-            self.backends.insert(name, backend);
+    pub fn backend_arc(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        backend: Arc<dyn Backend>,
+    ) -> Self {
+        match self.backends.entry(name.into()) {
+            std::collections::btree_map::Entry::Occupied(taken) => {
+                self.duplicate.get_or_insert_with(|| taken.key().to_string());
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(backend);
+            }
         }
         self
     }
@@ -257,11 +267,19 @@ impl RoutingBackend {
             .filter_map(|branch| {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let result = catch_unwind(AssertUnwindSafe(|| op(&*branch.backend, left)))
-                    .unwrap_or_else(|payload| Err(DrainError::Failed(panic_message(&*payload).to_owned().into())));
+                    .unwrap_or_else(|payload| {
+                        Err(DrainError::Failed(
+                            panic_message(&*payload).to_owned().into(),
+                        ))
+                    });
                 result.err().map(|err| (branch.name.to_string(), err))
             })
             .collect();
-        if failures.is_empty() { Ok(()) } else { Err(DrainError::Backends(failures)) }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(DrainError::Backends(failures))
+        }
     }
 }
 

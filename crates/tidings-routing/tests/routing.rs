@@ -57,7 +57,10 @@ fn backends_receive_events_in_name_order_not_insertion_order() {
         .backend("mid", OrderLog("mid", log.clone()))
         .build()
         .unwrap();
-    assert_eq!(router.backend_names().collect::<Vec<_>>(), ["alpha", "mid", "zeta"]);
+    assert_eq!(
+        router.backend_names().collect::<Vec<_>>(),
+        ["alpha", "mid", "zeta"]
+    );
     router.send(event("a")).unwrap();
     assert_eq!(*log.lock().unwrap(), ["alpha", "mid", "zeta"]);
 }
@@ -87,21 +90,28 @@ fn a_dropping_processor_stops_the_chain_and_is_counted_as_filtered() {
     let out = RecordingBackend::new();
     let router = RoutingBackend::builder()
         .processor(RegexFilter::allowlist([r"keep\."]).unwrap())
-        .processor(processor_fn("never", |_| panic!("must not run for dropped events")))
+        .processor(processor_fn("never", |_| {
+            panic!("must not run for dropped events")
+        }))
         .backend("out", out.clone())
         .build()
         .unwrap();
     router.send(event("drop.me")).unwrap();
     assert!(out.is_empty());
     let stats = router.stats();
-    assert_eq!((stats.received, stats.filtered, stats.processor_errors), (1, 1, 0));
+    assert_eq!(
+        (stats.received, stats.filtered, stats.processor_errors),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn a_failing_processor_is_counted_and_the_event_goes_on_unchanged() {
     let out = RecordingBackend::new();
     let router = RoutingBackend::builder()
-        .processor(processor_fn("broken", |_| Err(ProcessorError::new("lookup service down"))))
+        .processor(processor_fn("broken", |_| {
+            Err(ProcessorError::new("lookup service down"))
+        }))
         .processor(processor_fn("panics", |_| panic!("processor bug")))
         .backend("out", out.clone())
         .build()
@@ -153,18 +163,25 @@ fn failing_and_panicking_backends_do_not_stop_their_siblings_and_are_counted() {
     let stats = router.stats();
     let by_name = |n: &str| stats.backends.iter().find(|b| b.name == n).unwrap().clone();
     assert_eq!((by_name("a-fails").failed, by_name("a-fails").sent), (3, 0));
-    assert_eq!((by_name("b-panics").panicked, by_name("b-panics").sent), (3, 0));
+    assert_eq!(
+        (by_name("b-panics").panicked, by_name("b-panics").sent),
+        (3, 0)
+    );
     assert_eq!(by_name("c-works").sent, 3);
 }
 
 #[test]
 fn routers_nest_to_any_depth() {
     let out = RecordingBackend::new();
-    let mut router = RoutingBackend::builder().backend("leaf", out.clone()).build().unwrap();
+    let mut router = RoutingBackend::builder()
+        .backend("leaf", out.clone())
+        .build()
+        .unwrap();
     for depth in 0..200 {
         router = RoutingBackend::builder()
             .processor(processor_fn("depth", move |e| {
-                e.context_mut().insert(format!("d{depth}"), Value::from(depth));
+                e.context_mut()
+                    .insert(format!("d{depth}"), Value::from(depth));
                 Ok(Verdict::Keep)
             }))
             .backend("inner", router)

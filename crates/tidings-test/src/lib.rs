@@ -117,7 +117,9 @@ mod tests {
         let recorder = RecordingBackend::new();
         let other = recorder.clone();
         for name in ["a", "b", "c"] {
-            other.send(Event::new(EventName::new(name).unwrap(), json!({}))).unwrap();
+            other
+                .send(Event::new(EventName::new(name).unwrap(), json!({})))
+                .unwrap();
         }
         assert_eq!(recorder.names(), ["a", "b", "c"]);
         assert_eq!(recorder.take().len(), 3);
@@ -127,7 +129,11 @@ mod tests {
     #[test]
     fn require_service_passes_when_something_listens() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        require_service("test listener", &listener.local_addr().unwrap().to_string(), "nothing");
+        require_service(
+            "test listener",
+            &listener.local_addr().unwrap().to_string(),
+            "nothing",
+        );
     }
 
     #[test]
@@ -136,10 +142,18 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().to_string()
         }; // closed again: nothing listens there now
-        let err = std::panic::catch_unwind(|| require_service("PostgreSQL", &addr, "pg_ctlcluster 15 main start"))
-            .unwrap_err();
+        let err = std::panic::catch_unwind(|| {
+            require_service("PostgreSQL", &addr, "pg_ctlcluster 15 main start")
+        })
+        .unwrap_err();
         let message = err.downcast_ref::<String>().unwrap();
-        assert!(message.starts_with("PostgreSQL is required by this test but is not reachable at"), "{message}");
-        assert!(message.ends_with("start it with: pg_ctlcluster 15 main start"), "{message}");
+        assert!(
+            message.starts_with("PostgreSQL is required by this test but is not reachable at"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("start it with: pg_ctlcluster 15 main start"),
+            "{message}"
+        );
     }
 }

@@ -68,19 +68,29 @@ fn bench_emit(c: &mut Criterion) {
     let _outer = tidings::enter_context("outer", outer.clone());
     group.bench_function("standard_workload", |b| {
         b.iter(|| {
-            tracker.emit("edx.course.enrollment.activated", black_box(&CLICK)).unwrap();
+            tracker
+                .emit("edx.course.enrollment.activated", black_box(&CLICK))
+                .unwrap();
             let _session = tidings::enter_context("session", session.clone());
-            tracker.emit("navigation.request", black_box(&CLICK)).unwrap();
+            tracker
+                .emit("navigation.request", black_box(&CLICK))
+                .unwrap();
         });
     });
 
     // The events one iteration above produces, serialized and nothing else.
-    let first = Event::new("edx.course.enrollment.activated".try_into().unwrap(), serde_json::to_value(CLICK).unwrap())
-        .with_context(tidings::current_context().into_map());
+    let first = Event::new(
+        "edx.course.enrollment.activated".try_into().unwrap(),
+        serde_json::to_value(CLICK).unwrap(),
+    )
+    .with_context(tidings::current_context().into_map());
     let second = {
         let _session = tidings::enter_context("session", session.clone());
-        Event::new("navigation.request".try_into().unwrap(), serde_json::to_value(CLICK).unwrap())
-            .with_context(tidings::current_context().into_map())
+        Event::new(
+            "navigation.request".try_into().unwrap(),
+            serde_json::to_value(CLICK).unwrap(),
+        )
+        .with_context(tidings::current_context().into_map())
     };
     group.bench_function("serialize_only", |b| {
         b.iter(|| {
@@ -93,7 +103,12 @@ fn bench_emit(c: &mut Criterion) {
     let mut group = c.benchmark_group("emit_without_tracker");
     group.throughput(Throughput::Elements(1));
     group.bench_function("global_emit_noop", |b| {
-        b.iter(|| black_box(tidings::emit(black_box("navigation.request"), black_box(&CLICK))));
+        b.iter(|| {
+            black_box(tidings::emit(
+                black_box("navigation.request"),
+                black_box(&CLICK),
+            ))
+        });
     });
     group.finish();
 }

@@ -93,7 +93,10 @@ pub fn set_default(tracker: &Tracker) -> DefaultGuard {
 /// global one. Returns `None` when there is neither.
 pub fn with_default<R>(f: impl FnOnce(&Tracker) -> R) -> Option<R> {
     if SCOPED.load(Ordering::Acquire) > 0 {
-        let local = LOCAL.try_with(|local| local.borrow().clone()).ok().flatten();
+        let local = LOCAL
+            .try_with(|local| local.borrow().clone())
+            .ok()
+            .flatten();
         if let Some(tracker) = local {
             return Some(f(&tracker));
         }
@@ -111,6 +114,9 @@ pub fn with_default<R>(f: impl FnOnce(&Tracker) -> R) -> Option<R> {
 ///
 /// [`EmitError`] when the name is invalid or the data is not representable
 /// as JSON.
-pub fn emit(name: impl Into<Cow<'static, str>>, data: impl Serialize) -> Result<Option<EventId>, EmitError> {
+pub fn emit(
+    name: impl Into<Cow<'static, str>>,
+    data: impl Serialize,
+) -> Result<Option<EventId>, EmitError> {
     with_default(|tracker| tracker.emit(name, data)).transpose()
 }

@@ -57,6 +57,11 @@ pub use tidings_routing::{
 };
 pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// The underlying crates, for items not re-exported at the top level.
 pub mod crates {
     pub use tidings_context as context;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tidings_event::{DataError, Event, EventId, EventName, NameError};
 use tidings_processors::Processor;
-use tidings_routing::{Backend, BuildError, DrainError, RouterStats, RoutingBackend, RoutingBackendBuilder};
+use tidings_routing::{
+    Backend, BuildError, DrainError, RouterStats, RoutingBackend, RoutingBackendBuilder,
+};
 
 /// How long [`FlushGuard`](crate::FlushGuard) waits for backends to drain: 5 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +54,11 @@ impl TrackerBuilder {
     }
 
     /// Adds a backend under `name`; backends receive events in name order.
-    pub fn backend(mut self, name: impl Into<Cow<'static, str>>, backend: impl Backend + 'static) -> Self {
+    pub fn backend(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        backend: impl Backend + 'static,
+    ) -> Self {
         self.root = self.root.backend(name, backend);
         self
     }
@@ -76,7 +82,9 @@ impl Tracker {
     /// A tracker over an already built routing tree.
     #[must_use]
     pub fn from_root(root: RoutingBackend) -> Self {
-        Self { root: Arc::new(root) }
+        Self {
+            root: Arc::new(root),
+        }
     }
 
     /// Emits the event `name` with `data`, in the current context.
@@ -89,7 +97,11 @@ impl Tracker {
     ///
     /// [`EmitError`] when the name is invalid or the data cannot be
     /// represented as JSON (a map with non-string keys, say).
-    pub fn emit(&self, name: impl Into<Cow<'static, str>>, data: impl Serialize) -> Result<EventId, EmitError> {
+    pub fn emit(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        data: impl Serialize,
+    ) -> Result<EventId, EmitError> {
         let event = Event::from_serializable(EventName::new(name)?, &data)?
             .with_context(tidings_context::current());
         Ok(self.send(event))

@@ -7,14 +7,31 @@ use tidings_test::RecordingBackend;
 #[test]
 fn the_edx_readme_example_produces_the_three_documented_events() {
     let recorder = RecordingBackend::new();
-    let tracker = Tracker::builder().backend("memory", recorder.clone()).build().unwrap();
+    let tracker = Tracker::builder()
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
 
     let _outer = tidings::enter_context("outer", json!({"user_id": 10938}));
-    tracker.emit("navigation.request", json!({"url": "http://www.edx.org/some/path/1"})).unwrap();
+    tracker
+        .emit(
+            "navigation.request",
+            json!({"url": "http://www.edx.org/some/path/1"}),
+        )
+        .unwrap();
 
-    tidings::in_context("inner", json!({"user_id": 11111, "session_id": "2987lkjdyoioey"}), || {
-        tracker.emit("navigation.request", json!({"url": "http://www.edx.org/some/path/2"})).unwrap();
-    });
+    tidings::in_context(
+        "inner",
+        json!({"user_id": 11111, "session_id": "2987lkjdyoioey"}),
+        || {
+            tracker
+                .emit(
+                    "navigation.request",
+                    json!({"url": "http://www.edx.org/some/path/2"}),
+                )
+                .unwrap();
+        },
+    );
 
     tracker
         .emit(
@@ -29,7 +46,13 @@ fn the_edx_readme_example_produces_the_three_documented_events() {
     let seen: Vec<(String, Value, Value)> = recorder
         .events()
         .iter()
-        .map(|e| (e.name().to_string(), Value::Object(e.context().clone()), e.data().clone()))
+        .map(|e| {
+            (
+                e.name().to_string(),
+                Value::Object(e.context().clone()),
+                e.data().clone(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,

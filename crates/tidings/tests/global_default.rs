@@ -34,18 +34,34 @@ fn the_global_default_is_installed_once_and_its_guard_shuts_it_down() {
 
     let guard = tidings::try_init(tracker.clone()).unwrap();
     let again = tidings::try_init(tracker.clone()).unwrap_err();
-    assert_eq!(again.to_string(), "a global default tracker is already installed");
-    let panic = std::panic::catch_unwind(|| tidings::init(Tracker::builder().build().unwrap())).unwrap_err();
-    assert!(panic.downcast_ref::<String>().unwrap().contains("already installed"));
+    assert_eq!(
+        again.to_string(),
+        "a global default tracker is already installed"
+    );
+    let panic = std::panic::catch_unwind(|| tidings::init(Tracker::builder().build().unwrap()))
+        .unwrap_err();
+    assert!(
+        panic
+            .downcast_ref::<String>()
+            .unwrap()
+            .contains("already installed")
+    );
 
     tidings::emit("main.thread", json!({})).unwrap().unwrap();
-    std::thread::spawn(|| tidings::emit("other.thread", json!({})).unwrap().unwrap()).join().unwrap();
+    std::thread::spawn(|| tidings::emit("other.thread", json!({})).unwrap().unwrap())
+        .join()
+        .unwrap();
     assert_eq!(recorder.names(), ["main.thread", "other.thread"]);
 
     // A scoped default wins over the global one on its thread.
     let scoped = RecordingBackend::new();
     {
-        let _s = tidings::set_default(&Tracker::builder().backend("m", scoped.clone()).build().unwrap());
+        let _s = tidings::set_default(
+            &Tracker::builder()
+                .backend("m", scoped.clone())
+                .build()
+                .unwrap(),
+        );
         tidings::emit("scoped", json!({})).unwrap();
     }
     assert_eq!(scoped.names(), ["scoped"]);

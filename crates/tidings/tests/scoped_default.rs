@@ -8,7 +8,10 @@ use tidings_test::RecordingBackend;
 
 #[test]
 fn with_no_tracker_emit_is_a_no_op_that_does_not_even_validate() {
-    assert_eq!(tidings::emit("navigation.request", json!({})).unwrap(), None);
+    assert_eq!(
+        tidings::emit("navigation.request", json!({})).unwrap(),
+        None
+    );
     // An invalid name is not looked at when nothing would receive it.
     assert_eq!(tidings::emit("", json!({})).unwrap(), None);
 }
@@ -17,8 +20,14 @@ fn with_no_tracker_emit_is_a_no_op_that_does_not_even_validate() {
 fn a_scoped_default_applies_to_its_thread_only_and_is_restored() {
     let outer = RecordingBackend::new();
     let inner = RecordingBackend::new();
-    let outer_tracker = Tracker::builder().backend("m", outer.clone()).build().unwrap();
-    let inner_tracker = Tracker::builder().backend("m", inner.clone()).build().unwrap();
+    let outer_tracker = Tracker::builder()
+        .backend("m", outer.clone())
+        .build()
+        .unwrap();
+    let inner_tracker = Tracker::builder()
+        .backend("m", inner.clone())
+        .build()
+        .unwrap();
 
     let _outer = tidings::set_default(&outer_tracker);
     let id = tidings::emit("one", json!({})).unwrap();
@@ -33,5 +42,8 @@ fn a_scoped_default_applies_to_its_thread_only_and_is_restored() {
     tidings::emit("three", json!({})).unwrap();
     assert_eq!(outer.names(), ["one", "three"]);
     assert_eq!(inner.names(), ["two"]);
-    assert!(tidings::emit("", json!({})).is_err(), "with a tracker, names are validated");
+    assert!(
+        tidings::emit("", json!({})).is_err(),
+        "with a tracker, names are validated"
+    );
 }

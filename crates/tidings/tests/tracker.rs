@@ -10,7 +10,10 @@ use tidings_test::RecordingBackend;
 
 fn tracker() -> (Tracker, RecordingBackend) {
     let recorder = RecordingBackend::new();
-    let tracker = Tracker::builder().backend("memory", recorder.clone()).build().unwrap();
+    let tracker = Tracker::builder()
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
     (tracker, recorder)
 }
 
@@ -33,10 +36,21 @@ fn typed_data_is_serialized_and_null_becomes_an_empty_object() {
         mode: &'a str,
     }
     let (tracker, recorder) = tracker();
-    tracker.emit("edx.course.enrollment.activated", Enrolled { course_id: "c1", mode: "audit" }).unwrap();
+    tracker
+        .emit(
+            "edx.course.enrollment.activated",
+            Enrolled {
+                course_id: "c1",
+                mode: "audit",
+            },
+        )
+        .unwrap();
     tracker.emit("no.data", ()).unwrap();
     let events = recorder.events();
-    assert_eq!(events[0].data(), &json!({"course_id": "c1", "mode": "audit"}));
+    assert_eq!(
+        events[0].data(),
+        &json!({"course_id": "c1", "mode": "audit"})
+    );
     assert_eq!(events[1].data(), &json!({}));
 }
 
@@ -49,7 +63,11 @@ fn invalid_names_and_data_are_typed_errors_and_nothing_is_sent() {
 
     let bad: HashMap<(u8, u8), u8> = HashMap::from([((1, 2), 3)]);
     let err = tracker.emit("bad.data", bad).unwrap_err();
-    assert!(err.to_string().starts_with("data of event \"bad.data\" is not representable as JSON"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("data of event \"bad.data\" is not representable as JSON"),
+        "{err}"
+    );
     assert!(recorder.is_empty());
 }
 
@@ -105,6 +123,8 @@ fn tracker_is_send_sync_and_clones_share_the_tree() {
     assert_send_sync::<Tracker>();
     let (tracker, recorder) = tracker();
     let clone = tracker.clone();
-    std::thread::spawn(move || clone.emit("from.thread", json!({})).unwrap()).join().unwrap();
+    std::thread::spawn(move || clone.emit("from.thread", json!({})).unwrap())
+        .join()
+        .unwrap();
     assert_eq!(recorder.names(), ["from.thread"]);
 }

@@ -1,0 +1,162 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `ci`: what CI runs: format check, clippy with warnings denied, every
+//!   test, and the docs with warnings denied.
+//! - `bench [ARGS]`: the criterion benchmarks (extra arguments go to criterion).
+//! - `docs`: builds the API documentation of the workspace.
+
+#![allow(clippy::print_stdout)] // a command-line tool reports on stdout
+
+use std::env;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("bench") => cargo(
+            &[
+                &["bench", "-p", "tidings", "--bench", "emit", "--"][..],
+                &strs(&args[1..]),
+            ]
+            .concat(),
+            &[],
+        ),
+        Some("docs") => docs(),
+        _ => {
+            println!("usage: cargo xtask <ci | bench [criterion args] | docs>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            println!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The workspace root, from this crate's manifest directory.
+fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Runs cargo (the one that runs xtask) with `args` and extra environment.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(project_root())
+        .status()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(&["test", "--workspace"], &[])?;
+    docs()
+}
+
+fn docs() -> Result<(), String> {
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )
+}
+
+#[cfg(test)]
+mod tidy {
+    //! Repository rules checked as tests.
+
+    use std::fs;
+    use std::path::{Path, PathBuf};
+
+    use super::project_root;
+
+    fn files_with_extension(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    files_with_extension(&path, ext, out);
+                }
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_rust_file_opens_with_a_module_doc_comment() {
+        let mut files = Vec::new();
+        for dir in ["crates", "examples", "xtask"] {
+            files_with_extension(&project_root().join(dir), "rs", &mut files);
+        }
+        assert!(files.len() > 10, "found only {} files", files.len());
+        let missing: Vec<_> = files
+            .iter()
+            .filter(|f| !fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "files without a leading `//!` doc comment: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_member_inherits_workspace_lints_and_internal_deps_come_from_the_workspace() {
+        let mut manifests = Vec::new();
+        files_with_extension(&project_root().join("crates"), "toml", &mut manifests);
+        manifests.push(project_root().join("examples/Cargo.toml"));
+        manifests.push(project_root().join("xtask/Cargo.toml"));
+        let manifests: Vec<_> = manifests
+            .into_iter()
+            .filter(|m| m.ends_with("Cargo.toml"))
+            .collect();
+        assert!(manifests.len() > 5);
+        for manifest in manifests {
+            let text = fs::read_to_string(&manifest).unwrap();
+            assert!(
+                text.contains("[lints]\nworkspace = true"),
+                "{} does not inherit workspace lints",
+                manifest.display()
+            );
+            for line in text.lines().filter(|l| l.starts_with("tidings")) {
+                assert!(
+                    line.contains(".workspace = true") || line.contains("workspace = true"),
+                    "{}: internal dependency not taken from the workspace: {line}",
+                    manifest.display()
+                );
+            }
+        }
+    }
+}
