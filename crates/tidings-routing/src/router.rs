@@ -120,7 +120,8 @@ impl RoutingBackendBuilder {
     ) -> Self {
         match self.backends.entry(name.into()) {
             std::collections::btree_map::Entry::Occupied(taken) => {
-                self.duplicate.get_or_insert_with(|| taken.key().to_string());
+                self.duplicate
+                    .get_or_insert_with(|| taken.key().to_string());
             }
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(backend);
