@@ -102,6 +102,13 @@ impl Data {
         }
     }
 
+    pub(crate) fn json_len(&self) -> usize {
+        match &self.raw {
+            Some(raw) => raw.len(),
+            None => json_len(self.value()),
+        }
+    }
+
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match &self.raw {
             Some(raw) => out.extend_from_slice(raw),
@@ -131,4 +138,22 @@ pub(crate) fn write_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     if let Err(err) = serde_json::to_writer(&mut *out, value) {
         unreachable!("serializing JSON to memory failed: {err}");
     }
+}
+
+/// The length of `value` as compact JSON, without building it.
+pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // As for `write_value`: serializing these values cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }

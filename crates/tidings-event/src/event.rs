@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::data::{Data, DataError, write_value};
+use crate::data::{Data, DataError, json_len, write_value};
 use crate::wire::{EventError, event_from_object};
 use crate::{EventId, EventName, Map, Timestamp};
 
@@ -156,6 +156,24 @@ impl Event {
         let mut out = Vec::with_capacity(512);
         self.write_json(&mut out);
         out
+    }
+
+    /// The length in bytes of the event in its wire format (what
+    /// [`Event::to_json_bytes`] returns), computed without building it.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        const FIXED: usize =
+            r#"{"id":"","name":,"timestamp":"","context":,"data":}"#.len() + 36 + 27;
+        const RECEIVED_AT: usize = r#","received_at":"""#.len() + 27;
+        FIXED
+            + json_len(self.name.as_str())
+            + json_len(&*self.context)
+            + self.data.json_len()
+            + if self.received_at.is_some() {
+                RECEIVED_AT
+            } else {
+                0
+            }
     }
 
     /// Appends the event in its wire format to `out`.

@@ -34,11 +34,19 @@ fn event() -> impl Strategy<Value = Event> {
         0i64..253_402_300_799, // up to 9999-12-31
         0u32..1_000_000,
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(name, context, data, secs, micros, received)| {
+        .prop_map(|(name, context, data, secs, micros, received, typed)| {
             let at = time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
                 + time::Duration::microseconds(i64::from(micros));
-            let mut event = Event::new(EventName::new(name).unwrap(), data)
+            let name = EventName::new(name).unwrap();
+            // Typed emits keep data as JSON text; decoded events hold a value.
+            let event = if typed {
+                Event::from_serializable(name, &data).unwrap()
+            } else {
+                Event::new(name, data)
+            };
+            let mut event = event
                 .with_context(context.into_iter().collect::<Map>())
                 .with_timestamp(Timestamp::from_datetime(at));
             if received {
@@ -78,6 +86,7 @@ proptest! {
     #[test]
     fn encode_then_decode_round_trips(events in prop::collection::vec(event(), 1..5)) {
         for event in &events {
+            prop_assert_eq!(event.encoded_len(), event.to_json_bytes().len());
             let back = decode(&event.to_json_bytes(), &Limits::default()).unwrap();
             prop_assert_eq!(back, vec![event.clone()]);
         }
