@@ -42,7 +42,10 @@
 //!   is counted in [`RouterStats`].
 
 mod backend;
+mod delivery;
 mod router;
 
+pub use async_trait::async_trait;
 pub use backend::{Backend, BoxError, DrainError, SendError};
+pub use delivery::*;
 pub use router::{BranchStats, BuildError, RouterStats, RoutingBackend, RoutingBackendBuilder};

@@ -1,0 +1,213 @@
+//! `AsyncRouter`: moves a backend (usually a `RoutingBackend` with its
+//! processors) off the emitting thread, through a bounded queue.
+
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tidings_event::Event;
+
+use super::control::{Control, SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::queue::{Pushed, Queue};
+use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
+use super::{DropReason, Metrics, MetricsSnapshot, WhenFull};
+use crate::{Backend, DrainError, SendError};
+
+/// Events a worker hands on between checks for flush and shutdown requests.
+const CHUNK: usize = 256;
+
+/// A [`Backend`] that runs another backend on a worker thread (edX's
+/// `AsyncRoutingBackend`).
+///
+/// `send` only queues the event (applying [`WhenFull`] when the queue is
+/// full); the worker hands each event to the inner backend, typically a
+/// [`RoutingBackend`](crate::RoutingBackend) whose processors then run off
+/// the emitting thread. Events the inner backend refuses are counted as
+/// dropped. Flush and shutdown go through to the inner backend.
+#[derive(Debug)]
+pub struct AsyncRouter {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    queue: Queue,
+    metrics: Metrics,
+    control: Control,
+}
+
+/// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct AsyncRouterBuilder {
+    name: Cow<'static, str>,
+    inner: Arc<dyn Backend>,
+    queue_capacity: usize,
+    when_full: WhenFull,
+}
+
+impl AsyncRouterBuilder {
+    /// The queue's capacity, in events. Defaults to 10 000.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What `send` does when the queue is full. Defaults to [`WhenFull::DropNewest`].
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// Starts the worker thread.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] when the thread or its runtime cannot be created.
+    pub fn build(self) -> Result<AsyncRouter, SpawnError> {
+        let shared = Arc::new(Shared {
+            name: self.name.to_string(),
+            queue: Queue::new(self.queue_capacity, self.when_full),
+            metrics: Metrics::default(),
+            control: Control::default(),
+        });
+        let handle = spawn_worker(&shared.name, run(shared.clone(), self.inner))
+            .map_err(|e| SpawnError::new(&shared.name, e))?;
+        Ok(AsyncRouter {
+            shared,
+            worker: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+impl AsyncRouter {
+    /// A builder running `inner` on a worker, named `name` in logs and metrics.
+    pub fn builder(name: impl Into<Cow<'static, str>>, inner: impl Backend + 'static) -> AsyncRouterBuilder {
+        AsyncRouterBuilder {
+            name: name.into(),
+            inner: Arc::new(inner),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            when_full: WhenFull::default(),
+        }
+    }
+
+    /// A snapshot of the counters; `delivered` counts events handed to the
+    /// inner backend.
+    #[must_use]
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(&self.shared.name, self.shared.queue.len(), 0)
+    }
+}
+
+impl Backend for AsyncRouter {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        let shared = &self.shared;
+        Metrics::add(&shared.metrics.received, 1);
+        match shared.queue.push(event) {
+            Pushed::Accepted => Ok(()),
+            Pushed::Displaced => {
+                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                Ok(())
+            }
+            Pushed::Full => {
+                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                Err(SendError::QueueFull)
+            }
+            Pushed::Closed => {
+                shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                Err(SendError::Closed)
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        let deadline = Instant::now() + timeout;
+        let ticket = self.shared.control.request_flush(deadline);
+        self.shared.queue.wake.notify_one();
+        if self.shared.control.wait_flush(ticket, deadline + SHUTDOWN_SLACK) {
+            Ok(())
+        } else {
+            Err(DrainError::TimedOut {
+                timeout,
+                pending: self.metrics().pending(),
+            })
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        let deadline = Instant::now() + timeout;
+        self.shared.control.request_shutdown(deadline);
+        self.shared.queue.close();
+        let finished = self.shared.control.wait_done(deadline + 2 * SHUTDOWN_SLACK);
+        join_if_done(&self.shared.control, &self.worker);
+        let pending = self.metrics().pending();
+        if finished && pending == 0 {
+            Ok(())
+        } else {
+            Err(DrainError::TimedOut { timeout, pending })
+        }
+    }
+}
+
+impl Drop for AsyncRouter {
+    fn drop(&mut self) {
+        if !self.shared.control.is_done() {
+            self.shared.control.request_shutdown(Instant::now() + Duration::from_secs(5));
+            self.shared.queue.close();
+        }
+    }
+}
+
+fn hand_on(shared: &Shared, inner: &dyn Backend, event: Event) {
+    let reason = match catch_unwind(AssertUnwindSafe(|| inner.send(event))) {
+        Ok(Ok(())) => {
+            Metrics::add(&shared.metrics.delivered, 1);
+            return;
+        }
+        Ok(Err(SendError::QueueFull)) => DropReason::QueueFull,
+        Ok(Err(SendError::Closed)) => DropReason::Shutdown,
+        Ok(Err(_)) | Err(_) => DropReason::NonRetryable,
+    };
+    shared.metrics.dropped(&shared.name, reason, 1);
+}
+
+async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        shared.queue.pop_up_to(CHUNK, &mut chunk);
+        if !chunk.is_empty() {
+            Metrics::add(&shared.metrics.buffered, chunk.len());
+            let deadline = shared.control.shutdown_deadline();
+            for event in chunk.drain(..) {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                } else {
+                    hand_on(&shared, &*inner, event);
+                }
+                Metrics::sub(&shared.metrics.buffered, 1);
+            }
+            continue;
+        }
+        if let Some(deadline) = shared.control.shutdown_deadline() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(error) = inner.shutdown(left) {
+                tracing::warn!(target: "tidings::delivery", router = %shared.name, %error, "inner backends did not drain");
+            }
+            shared.control.finish();
+            return;
+        }
+        if let Some((ticket, deadline)) = shared.control.pending_flush() {
+            let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+            if let Err(error) = inner.flush(left) {
+                tracing::debug!(target: "tidings::delivery", router = %shared.name, %error, "inner backends did not flush in time");
+            }
+            shared.control.complete_flush(ticket);
+            continue;
+        }
+        shared.queue.wake.notified().await;
+    }
+}

@@ -1,0 +1,162 @@
+//! Delivery counters: received, delivered, retried, dropped by reason, and
+//! the gauges of what is still pending.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Why events were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The queue was full (`when_full` refused or displaced the event).
+    QueueFull,
+    /// The event alone is larger than a batch may be, or the receiver refused
+    /// it as too large (413) on its own.
+    TooLarge,
+    /// Every retry failed.
+    RetriesExhausted,
+    /// The receiver refused the batch for good (a non-retryable error).
+    NonRetryable,
+    /// The batch grew older than the retry policy's `max_batch_age`.
+    Expired,
+    /// Shutdown's deadline passed before the event was delivered, or the
+    /// event arrived after shutdown.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order.
+    pub const ALL: [DropReason; 6] = [
+        Self::QueueFull,
+        Self::TooLarge,
+        Self::RetriesExhausted,
+        Self::NonRetryable,
+        Self::Expired,
+        Self::Shutdown,
+    ];
+
+    /// The reason's name in metrics and logs, such as `queue_full`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::TooLarge => "too_large",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::NonRetryable => "non_retryable",
+            Self::Expired => "expired",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The live counters of one delivery stage.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) received: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Events taken off the queue and not yet delivered or dropped.
+    pub(crate) buffered: AtomicU64,
+    pub(crate) buffered_bytes: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(counter: &AtomicU64, n: usize) {
+        counter.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` dropped events; the first drop of a stage warns once.
+    pub(crate) fn dropped(&self, name: &str, reason: DropReason, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.dropped[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "tidings::delivery",
+                backend = name,
+                %reason,
+                events = n,
+                "dropping events; further drops are counted in the metrics without logging"
+            );
+        }
+    }
+
+    pub(crate) fn snapshot(&self, name: &str, queued: usize, in_flight: u64) -> MetricsSnapshot {
+        MetricsSnapshot {
+            name: name.to_owned(),
+            received: self.received.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            dropped: DropReason::ALL.map(|r| (r, self.dropped[r.index()].load(Ordering::Relaxed))),
+            queued: queued as u64,
+            buffered: self.buffered.load(Ordering::Relaxed) + in_flight,
+            buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A point-in-time copy of a delivery stage's counters.
+///
+/// At every quiet point `received == delivered + dropped_total() + pending()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// The stage's name (the backend's name in the tree).
+    pub name: String,
+    /// Events offered to the stage, accepted or not.
+    pub received: u64,
+    /// Events delivered: written by the sink, or handed on by a router.
+    pub delivered: u64,
+    /// Event deliveries attempted again after a retryable failure.
+    pub retried: u64,
+    /// Batches the sink accepted.
+    pub batches: u64,
+    /// Events dropped, by reason.
+    pub dropped: [(DropReason, u64); DropReason::ALL.len()],
+    /// Events waiting in the queue.
+    pub queued: u64,
+    /// Events taken off the queue and not yet delivered or dropped
+    /// (batching, in flight, waiting to retry).
+    pub buffered: u64,
+    /// Bytes of the events being batched, before compression.
+    pub buffered_bytes: u64,
+}
+
+impl MetricsSnapshot {
+    /// Events dropped for `reason`.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+
+    /// Events dropped for any reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Events accepted and neither delivered nor dropped yet.
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        self.queued + self.buffered
+    }
+}

@@ -1,0 +1,245 @@
+//! The bounded queue between the emitting threads and a worker, with its
+//! policy when full.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tidings_event::Event;
+use tokio::sync::Notify;
+
+/// What `send` does when a queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Refuse the new event (counted as `queue_full`). The default: the
+    /// caller never waits.
+    #[default]
+    DropNewest,
+    /// Make room by dropping the oldest queued event (counted as `queue_full`).
+    DropOldest,
+    /// Wait up to the duration for room, then refuse the event. The emitting
+    /// thread blocks for at most that long.
+    Block(Duration),
+}
+
+/// What became of a pushed event.
+#[derive(Debug)]
+pub(crate) enum Pushed {
+    /// Queued.
+    Accepted,
+    /// Queued, and the oldest event was dropped to make room.
+    Displaced,
+    /// Not queued (and dropped): the queue is full.
+    Full,
+    /// Not queued (and dropped): the queue is closed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    items: Mutex<VecDeque<Event>>,
+    /// Mirrors `items.len()`, so a full queue refuses without taking the lock.
+    len: AtomicUsize,
+    capacity: usize,
+    policy: WhenFull,
+    closed: AtomicBool,
+    /// Wakes the worker: on the first event into an empty queue, and on any
+    /// control change (flush, shutdown).
+    pub(crate) wake: Notify,
+    /// Producers blocked by `WhenFull::Block` wait here for room.
+    space: Condvar,
+    blocked: AtomicUsize,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, policy: WhenFull) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            len: AtomicUsize::new(0),
+            capacity,
+            policy,
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            space: Condvar::new(),
+            blocked: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Event>> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.space.notify_all();
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn push(&self, event: Event) -> Pushed {
+        if self.is_closed() {
+            return Pushed::Closed;
+        }
+        if self.policy == WhenFull::DropNewest && self.len() >= self.capacity {
+            return Pushed::Full;
+        }
+        let mut items = self.lock();
+        let outcome = if items.len() < self.capacity {
+            items.push_back(event);
+            Pushed::Accepted
+        } else {
+            match self.policy {
+                WhenFull::DropNewest => Pushed::Full,
+                WhenFull::DropOldest => {
+                    items.pop_front();
+                    items.push_back(event);
+                    Pushed::Displaced
+                }
+                WhenFull::Block(timeout) => {
+                    let (guard, outcome) = self.wait_for_room(items, event, timeout);
+                    items = guard;
+                    outcome
+                }
+            }
+        };
+        let was_empty = items.len() == 1 && matches!(outcome, Pushed::Accepted);
+        self.len.store(items.len(), Ordering::Relaxed);
+        drop(items);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        outcome
+    }
+
+    fn wait_for_room<'a>(
+        &'a self,
+        mut items: MutexGuard<'a, VecDeque<Event>>,
+        event: Event,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, VecDeque<Event>>, Pushed) {
+        let deadline = Instant::now() + timeout;
+        self.blocked.fetch_add(1, Ordering::SeqCst);
+        let outcome = loop {
+            if self.is_closed() {
+                break Pushed::Closed;
+            }
+            if items.len() < self.capacity {
+                items.push_back(event);
+                break Pushed::Accepted;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Pushed::Full;
+            }
+            items = self
+                .space
+                .wait_timeout(items, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
+        (items, outcome)
+    }
+
+    /// Takes up to `max` events from the front.
+    pub(crate) fn pop_up_to(&self, max: usize, out: &mut Vec<Event>) {
+        let mut items = self.lock();
+        let n = max.min(items.len());
+        out.extend(items.drain(..n));
+        self.len.store(items.len(), Ordering::Relaxed);
+        drop(items);
+        if n > 0 && self.blocked.load(Ordering::SeqCst) > 0 {
+            // Taking the lock orders this notification after a blocked
+            // producer's check, so no wake-up is lost.
+            drop(self.lock());
+            self.space.notify_all();
+        }
+    }
+
+    /// Takes every queued event.
+    #[cfg(test)]
+    pub(crate) fn drain_all(&self) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.pop_up_to(usize::MAX, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tidings_event::EventName;
+
+    use super::*;
+
+    fn event(n: u64) -> Event {
+        Event::new(EventName::new("q").unwrap(), json!(n))
+    }
+
+    fn data(events: &[Event]) -> Vec<u64> {
+        events.iter().map(|e| e.data().as_u64().unwrap()).collect()
+    }
+
+    #[test]
+    fn drop_newest_refuses_when_full() {
+        let q = Queue::new(2, WhenFull::DropNewest);
+        assert!(matches!(q.push(event(1)), Pushed::Accepted));
+        assert!(matches!(q.push(event(2)), Pushed::Accepted));
+        assert!(matches!(q.push(event(3)), Pushed::Full));
+        assert_eq!(data(&q.drain_all()), [1, 2]);
+    }
+
+    #[test]
+    fn drop_oldest_makes_room() {
+        let q = Queue::new(2, WhenFull::DropOldest);
+        q.push(event(1));
+        q.push(event(2));
+        assert!(matches!(q.push(event(3)), Pushed::Displaced));
+        assert_eq!(data(&q.drain_all()), [2, 3]);
+    }
+
+    #[test]
+    fn block_waits_for_room_then_gives_up() {
+        let q = std::sync::Arc::new(Queue::new(1, WhenFull::Block(Duration::from_millis(300))));
+        q.push(event(1));
+        let started = Instant::now();
+        assert!(matches!(q.push(event(2)), Pushed::Full));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut out = Vec::new();
+                q.pop_up_to(1, &mut out);
+                out
+            })
+        };
+        assert!(matches!(q.push(event(3)), Pushed::Accepted), "room made while waiting");
+        assert_eq!(data(&consumer.join().unwrap()), [1]);
+        assert_eq!(data(&q.drain_all()), [3]);
+    }
+
+    #[test]
+    fn closed_queues_refuse_and_release_blocked_producers() {
+        let q = std::sync::Arc::new(Queue::new(1, WhenFull::Block(Duration::from_secs(30))));
+        q.push(event(1));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push(event(2)), Pushed::Closed))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        q.close();
+        assert!(producer.join().unwrap());
+        assert!(matches!(q.push(event(3)), Pushed::Closed));
+    }
+}

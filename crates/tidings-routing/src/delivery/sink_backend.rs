@@ -1,0 +1,461 @@
+//! `SinkBackend`: the adapter from the synchronous `Backend` to an async
+//! `Sink`: bounded queue → batching → retry → sink, on a worker thread.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tidings_event::Event;
+
+use super::batch::Batch;
+use super::control::{Control, SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::queue::{Pushed, Queue};
+use super::{BatchConfig, DropReason, Metrics, MetricsSnapshot, RetryPolicy, Sink, SinkErrorKind, WhenFull};
+use crate::{Backend, DrainError, SendError};
+
+/// Default for [`SinkBackendBuilder::queue_capacity`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// What became of a batch, as told to a [`SinkBackendBuilder::on_batch`] hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchOutcome {
+    /// The sink accepted the batch.
+    Delivered,
+    /// The batch was dropped.
+    Dropped(DropReason),
+}
+
+/// A dispatched batch, as told to a [`SinkBackendBuilder::on_batch`] hook
+/// (Optimizely's batch notification).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BatchReport<'a> {
+    /// The backend's name.
+    pub backend: &'a str,
+    /// The events of the batch.
+    pub events: &'a [Event],
+    /// Attempts made.
+    pub attempts: u32,
+    /// What became of it.
+    pub outcome: BatchOutcome,
+}
+
+type BatchHook = Arc<dyn Fn(&BatchReport<'_>) + Send + Sync>;
+
+/// A [`Backend`] that delivers to a [`Sink`] without ever doing I/O on the
+/// emitting thread.
+///
+/// `send` puts the event on a bounded queue (applying [`WhenFull`] when it is
+/// full); a worker thread forms batches ([`BatchConfig`]), hands them to the
+/// sink and retries failures ([`RetryPolicy`]), one batch at a time, so a
+/// `Retry-After` pauses the whole sink. Every event is accounted for in
+/// [`SinkBackend::metrics`]: at quiet points `received = delivered + dropped
+/// + pending`. The order of the wrappers is fixed: queue, then batching, then
+/// retry, then the sink.
+///
+/// Call [`Backend::shutdown`] (or keep the facade's `FlushGuard`) before the
+/// process exits: dropping a `SinkBackend` starts a shutdown with a 5 s
+/// deadline but does not wait for it.
+#[derive(Debug)]
+pub struct SinkBackend {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    queue: Queue,
+    metrics: Metrics,
+    control: Control,
+    in_flight: AtomicU64,
+}
+
+/// Builds a [`SinkBackend`]. Created by [`SinkBackend::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SinkBackendBuilder {
+    name: Cow<'static, str>,
+    sink: Arc<dyn Sink>,
+    queue_capacity: usize,
+    when_full: WhenFull,
+    batch: BatchConfig,
+    retry: RetryPolicy,
+    on_batch: Option<BatchHook>,
+}
+
+impl std::fmt::Debug for SinkBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkBackendBuilder")
+            .field("name", &self.name)
+            .field("sink", &self.sink)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("when_full", &self.when_full)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker thread could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("could not start the worker of backend {name:?}: {source}")]
+pub struct SpawnError {
+    name: String,
+    #[source]
+    source: std::io::Error,
+}
+
+impl SpawnError {
+    pub(crate) fn new(name: &str, source: std::io::Error) -> Self {
+        Self {
+            name: name.to_owned(),
+            source,
+        }
+    }
+}
+
+impl SinkBackendBuilder {
+    /// The queue's capacity, in events. Defaults to 10 000.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What `send` does when the queue is full. Defaults to [`WhenFull::DropNewest`].
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// When batches are sent. Defaults to [`BatchConfig::default`].
+    pub fn batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// How failed batches are retried. Defaults to [`RetryPolicy::default`];
+    /// [`RetryPolicy::none`] is fire-and-forget.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Calls `hook` on the worker thread after every batch is delivered or
+    /// dropped. A panicking hook is caught and logged.
+    pub fn on_batch(mut self, hook: impl Fn(&BatchReport<'_>) + Send + Sync + 'static) -> Self {
+        self.on_batch = Some(Arc::new(hook));
+        self
+    }
+
+    /// Starts the worker thread.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] when the thread or its runtime cannot be created.
+    pub fn build(self) -> Result<SinkBackend, SpawnError> {
+        let shared = Arc::new(Shared {
+            name: self.name.to_string(),
+            queue: Queue::new(self.queue_capacity, self.when_full),
+            metrics: Metrics::default(),
+            control: Control::default(),
+            in_flight: AtomicU64::new(0),
+        });
+        let worker = Worker {
+            shared: shared.clone(),
+            sink: self.sink,
+            batch: self.batch,
+            retry: self.retry,
+            on_batch: self.on_batch,
+        };
+        let handle = spawn_worker(&shared.name, worker.run()).map_err(|e| SpawnError::new(&shared.name, e))?;
+        Ok(SinkBackend {
+            shared,
+            worker: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+impl SinkBackend {
+    /// A builder delivering to `sink`, named `name` in logs and metrics.
+    pub fn builder(name: impl Into<Cow<'static, str>>, sink: impl Sink) -> SinkBackendBuilder {
+        Self::builder_arc(name, Arc::new(sink))
+    }
+
+    /// [`SinkBackend::builder`] for an already shared sink.
+    pub fn builder_arc(name: impl Into<Cow<'static, str>>, sink: Arc<dyn Sink>) -> SinkBackendBuilder {
+        SinkBackendBuilder {
+            name: name.into(),
+            sink,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            when_full: WhenFull::default(),
+            batch: BatchConfig::default(),
+            retry: RetryPolicy::default(),
+            on_batch: None,
+        }
+    }
+
+    /// The backend's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let shared = &self.shared;
+        shared.metrics.snapshot(&shared.name, shared.queue.len(), shared.in_flight.load(Ordering::Relaxed))
+    }
+}
+
+impl Backend for SinkBackend {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        let shared = &self.shared;
+        Metrics::add(&shared.metrics.received, 1);
+        match shared.queue.push(event) {
+            Pushed::Accepted => Ok(()),
+            Pushed::Displaced => {
+                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                Ok(())
+            }
+            Pushed::Full => {
+                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                Err(SendError::QueueFull)
+            }
+            Pushed::Closed => {
+                shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                Err(SendError::Closed)
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        let deadline = Instant::now() + timeout;
+        let ticket = self.shared.control.request_flush(deadline);
+        self.shared.queue.wake.notify_one();
+        if self.shared.control.wait_flush(ticket, deadline) {
+            Ok(())
+        } else {
+            Err(DrainError::TimedOut {
+                timeout,
+                pending: self.metrics().pending(),
+            })
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        let before = self.metrics().dropped(DropReason::Shutdown);
+        let deadline = Instant::now() + timeout;
+        self.shared.control.request_shutdown(deadline);
+        self.shared.queue.close();
+        let finished = self.shared.control.wait_done(deadline + SHUTDOWN_SLACK);
+        join_if_done(&self.shared.control, &self.worker);
+        let metrics = self.metrics();
+        tracing::info!(
+            target: "tidings::delivery",
+            backend = %self.shared.name,
+            received = metrics.received,
+            delivered = metrics.delivered,
+            retried = metrics.retried,
+            dropped = metrics.dropped_total(),
+            pending = metrics.pending(),
+            "backend shut down"
+        );
+        let lost = metrics.dropped(DropReason::Shutdown) - before + metrics.pending();
+        if finished && lost == 0 {
+            Ok(())
+        } else {
+            Err(DrainError::TimedOut { timeout, pending: lost })
+        }
+    }
+}
+
+impl Drop for SinkBackend {
+    fn drop(&mut self) {
+        if !self.shared.control.is_done() {
+            self.shared.control.request_shutdown(Instant::now() + Duration::from_secs(5));
+            self.shared.queue.close();
+        }
+    }
+}
+
+/// The worker: owns the sink and the batch being formed.
+struct Worker {
+    shared: Arc<Shared>,
+    sink: Arc<dyn Sink>,
+    batch: BatchConfig,
+    retry: RetryPolicy,
+    on_batch: Option<BatchHook>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut batch = Batch::default();
+        let mut incoming = Vec::with_capacity(self.batch.max_events());
+        loop {
+            self.take_queued(&mut batch, &mut incoming).await;
+            let shutdown = self.shared.control.shutdown_deadline();
+            let flush = self.shared.control.pending_flush();
+            let interval_over = batch.started.is_some_and(|t| t.elapsed() >= self.batch.flush_interval());
+            if !batch.is_empty() && (shutdown.is_some() || flush.is_some() || interval_over) {
+                self.dispatch(&mut batch).await;
+                continue;
+            }
+            if self.shared.queue.len() > 0 {
+                continue;
+            }
+            if let Some(deadline) = shutdown {
+                if self.shared.queue.is_closed() {
+                    let _ = tokio::time::timeout_at(deadline.into(), self.sink.shutdown()).await;
+                    self.shared.control.finish();
+                    return;
+                }
+            }
+            if let Some((ticket, deadline)) = flush {
+                let flushed = self.sink.flush();
+                match deadline {
+                    Some(deadline) => drop(tokio::time::timeout_at(deadline.into(), flushed).await),
+                    None => drop(flushed.await),
+                }
+                self.shared.control.complete_flush(ticket);
+                continue;
+            }
+            match batch.started {
+                Some(started) => {
+                    let due = started + self.batch.flush_interval();
+                    tokio::select! {
+                        () = self.shared.queue.wake.notified() => {}
+                        () = tokio::time::sleep_until(due.into()) => {}
+                    }
+                }
+                None => self.shared.queue.wake.notified().await,
+            }
+        }
+    }
+
+    /// Moves queued events into batches, dispatching each batch as it fills.
+    async fn take_queued(&self, batch: &mut Batch, incoming: &mut Vec<Event>) {
+        let metrics = &self.shared.metrics;
+        loop {
+            self.shared.queue.pop_up_to(self.batch.max_events(), incoming);
+            if incoming.is_empty() {
+                return;
+            }
+            Metrics::add(&metrics.buffered, incoming.len());
+            for event in incoming.drain(..) {
+                let size = self.sink.size_hint(&event);
+                if size > self.batch.max_bytes() {
+                    self.finish(&[event], 0, BatchOutcome::Dropped(DropReason::TooLarge));
+                    continue;
+                }
+                if !batch.is_empty() && batch.bytes + size > self.batch.max_bytes() {
+                    self.dispatch(batch).await;
+                }
+                batch.push(event, size);
+                Metrics::add(&metrics.buffered_bytes, size);
+                if batch.events.len() >= self.batch.max_events() {
+                    self.dispatch(batch).await;
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&self, batch: &mut Batch) {
+        let (events, bytes) = batch.take();
+        Metrics::sub(&self.shared.metrics.buffered_bytes, bytes);
+        self.deliver(events, Instant::now()).await;
+    }
+
+    /// Sends one batch until it is delivered or dropped; 413 splits it.
+    fn deliver(&self, events: Vec<Event>, formed: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let deadline = self.shared.control.shutdown_deadline();
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return self.finish(&events, attempt - 1, BatchOutcome::Dropped(DropReason::Shutdown));
+                }
+                self.shared.in_flight.store(events.len() as u64, Ordering::Relaxed);
+                let sent = self.sink.send_batch(&events);
+                let result = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline.into(), sent).await.ok(),
+                    None => Some(sent.await),
+                };
+                self.shared.in_flight.store(0, Ordering::Relaxed);
+                let error = match result {
+                    None => return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Shutdown)),
+                    Some(Ok(())) => return self.finish(&events, attempt, BatchOutcome::Delivered),
+                    Some(Err(error)) => error,
+                };
+                tracing::debug!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed");
+                match error.kind() {
+                    SinkErrorKind::TooLarge if events.len() > 1 => {
+                        let mut left = events;
+                        let right = left.split_off(left.len() / 2);
+                        self.deliver(left, formed).await;
+                        return self.deliver(right, formed).await;
+                    }
+                    SinkErrorKind::TooLarge => {
+                        return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::TooLarge));
+                    }
+                    SinkErrorKind::Retryable => {}
+                    _ => return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::NonRetryable)),
+                }
+                if deadline.is_some() {
+                    // Shutting down: no more waiting, this was the last try.
+                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Shutdown));
+                }
+                if attempt >= self.retry.max_attempts() {
+                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::RetriesExhausted));
+                }
+                let wait = self.retry.backoff(attempt, error.retry_after());
+                if formed.elapsed() + wait > self.retry.max_batch_age() {
+                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Expired));
+                }
+                Metrics::add(&self.shared.metrics.retried, events.len());
+                self.pause(Instant::now() + wait).await;
+            }
+        })
+    }
+
+    /// Sleeps until `until`, or until shutdown starts (retry sleeps are
+    /// cancelled then, and the batch gets one last try).
+    async fn pause(&self, until: Instant) {
+        while Instant::now() < until && self.shared.control.shutdown_deadline().is_none() {
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                () = self.shared.queue.wake.notified() => {}
+            }
+        }
+    }
+
+    fn finish(&self, events: &[Event], attempts: u32, outcome: BatchOutcome) {
+        let metrics = &self.shared.metrics;
+        match outcome {
+            BatchOutcome::Delivered => {
+                Metrics::add(&metrics.delivered, events.len());
+                Metrics::add(&metrics.batches, 1);
+            }
+            BatchOutcome::Dropped(reason) => metrics.dropped(&self.shared.name, reason, events.len()),
+        }
+        Metrics::sub(&metrics.buffered, events.len());
+        if let Some(hook) = &self.on_batch {
+            let report = BatchReport {
+                backend: &self.shared.name,
+                events,
+                attempts,
+                outcome,
+            };
+            if catch_unwind(AssertUnwindSafe(|| hook(&report))).is_err() {
+                tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, "on_batch hook panicked");
+            }
+        }
+    }
+}
