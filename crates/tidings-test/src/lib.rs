@@ -1,5 +1,6 @@
 //! Test support for tidings: a [`RecordingBackend`] that keeps every event it
-//! receives, and [`require_service`], which makes a test that needs a real
+//! receives, a [`RecordingSink`] that records batches and plays a script of
+//! failures, and [`require_service`], which makes a test that needs a real
 //! service fail loudly (never skip) when that service is down.
 //!
 //! Add it as a dev-dependency to test your own instrumentation:
@@ -18,10 +19,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod sink;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use sink::{Answer, RecordingSink};
 use tidings_event::Event;
 use tidings_routing::{Backend, SendError};
 

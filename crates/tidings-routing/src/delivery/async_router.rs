@@ -38,6 +38,8 @@ struct Shared {
     queue: Queue,
     metrics: Metrics,
     control: Control,
+    /// What the inner backend's last flush or shutdown reported.
+    inner_error: Mutex<Option<DrainError>>,
 }
 
 /// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
@@ -74,6 +76,7 @@ impl AsyncRouterBuilder {
             queue: Queue::new(self.queue_capacity, self.when_full),
             metrics: Metrics::default(),
             control: Control::default(),
+            inner_error: Mutex::new(None),
         });
         let handle = spawn_worker(&shared.name, run(shared.clone(), self.inner))
             .map_err(|e| SpawnError::new(&shared.name, e))?;
@@ -86,7 +89,10 @@ impl AsyncRouterBuilder {
 
 impl AsyncRouter {
     /// A builder running `inner` on a worker, named `name` in logs and metrics.
-    pub fn builder(name: impl Into<Cow<'static, str>>, inner: impl Backend + 'static) -> AsyncRouterBuilder {
+    pub fn builder(
+        name: impl Into<Cow<'static, str>>,
+        inner: impl Backend + 'static,
+    ) -> AsyncRouterBuilder {
         AsyncRouterBuilder {
             name: name.into(),
             inner: Arc::new(inner),
@@ -99,7 +105,9 @@ impl AsyncRouter {
     /// inner backend.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot(&self.shared.name, self.shared.queue.len(), 0)
+        self.shared
+            .metrics
+            .snapshot(&self.shared.name, self.shared.queue.len())
     }
 }
 
@@ -110,15 +118,21 @@ impl Backend for AsyncRouter {
         match shared.queue.push(event) {
             Pushed::Accepted => Ok(()),
             Pushed::Displaced => {
-                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::QueueFull, 1);
                 Ok(())
             }
             Pushed::Full => {
-                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::QueueFull, 1);
                 Err(SendError::QueueFull)
             }
             Pushed::Closed => {
-                shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::Shutdown, 1);
                 Err(SendError::Closed)
             }
         }
@@ -128,8 +142,12 @@ impl Backend for AsyncRouter {
         let deadline = Instant::now() + timeout;
         let ticket = self.shared.control.request_flush(deadline);
         self.shared.queue.wake.notify_one();
-        if self.shared.control.wait_flush(ticket, deadline + SHUTDOWN_SLACK) {
-            Ok(())
+        if self
+            .shared
+            .control
+            .wait_flush(ticket, deadline + SHUTDOWN_SLACK)
+        {
+            self.shared.take_inner_error().map_or(Ok(()), Err)
         } else {
             Err(DrainError::TimedOut {
                 timeout,
@@ -145,20 +163,37 @@ impl Backend for AsyncRouter {
         let finished = self.shared.control.wait_done(deadline + 2 * SHUTDOWN_SLACK);
         join_if_done(&self.shared.control, &self.worker);
         let pending = self.metrics().pending();
-        if finished && pending == 0 {
-            Ok(())
-        } else {
-            Err(DrainError::TimedOut { timeout, pending })
+        if !finished || pending > 0 {
+            return Err(DrainError::TimedOut { timeout, pending });
         }
+        self.shared.take_inner_error().map_or(Ok(()), Err)
     }
 }
 
 impl Drop for AsyncRouter {
     fn drop(&mut self) {
         if !self.shared.control.is_done() {
-            self.shared.control.request_shutdown(Instant::now() + Duration::from_secs(5));
+            self.shared
+                .control
+                .request_shutdown(Instant::now() + Duration::from_secs(5));
             self.shared.queue.close();
         }
+    }
+}
+
+impl Shared {
+    fn take_inner_error(&self) -> Option<DrainError> {
+        self.inner_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn set_inner_error(&self, result: Result<(), DrainError>) {
+        *self
+            .inner_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = result.err();
     }
 }
 
@@ -184,7 +219,9 @@ async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
             let deadline = shared.control.shutdown_deadline();
             for event in chunk.drain(..) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                    shared
+                        .metrics
+                        .dropped(&shared.name, DropReason::Shutdown, 1);
                 } else {
                     hand_on(&shared, &*inner, event);
                 }
@@ -194,17 +231,15 @@ async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
         }
         if let Some(deadline) = shared.control.shutdown_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(error) = inner.shutdown(left) {
-                tracing::warn!(target: "tidings::delivery", router = %shared.name, %error, "inner backends did not drain");
-            }
+            shared.set_inner_error(inner.shutdown(left));
             shared.control.finish();
             return;
         }
         if let Some((ticket, deadline)) = shared.control.pending_flush() {
-            let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
-            if let Err(error) = inner.flush(left) {
-                tracing::debug!(target: "tidings::delivery", router = %shared.name, %error, "inner backends did not flush in time");
-            }
+            let left = deadline.map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            shared.set_inner_error(inner.flush(left));
             shared.control.complete_flush(ticket);
             continue;
         }

@@ -90,7 +90,10 @@ impl Batch {
 
     pub(crate) fn take(&mut self) -> (Vec<Event>, usize) {
         self.started = None;
-        (std::mem::take(&mut self.events), std::mem::take(&mut self.bytes))
+        (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.bytes),
+        )
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -60,14 +60,19 @@ impl Control {
             if left.is_zero() {
                 return false;
             }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
     /// The newest flush ticket not yet done, and its deadline.
     pub(crate) fn pending_flush(&self) -> Option<(u64, Option<Instant>)> {
         let state = self.lock();
-        (state.flush_requested > state.flush_done).then_some((state.flush_requested, state.flush_deadline))
+        (state.flush_requested > state.flush_done)
+            .then_some((state.flush_requested, state.flush_deadline))
     }
 
     pub(crate) fn complete_flush(&self, ticket: u64) {
@@ -98,7 +103,9 @@ pub(crate) fn spawn_worker<F>(name: &str, worker: F) -> std::io::Result<JoinHand
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
     std::thread::Builder::new()
         .name(format!("tidings-{name}"))
         .spawn(move || runtime.block_on(worker))

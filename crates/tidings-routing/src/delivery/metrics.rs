@@ -99,7 +99,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn snapshot(&self, name: &str, queued: usize, in_flight: u64) -> MetricsSnapshot {
+    pub(crate) fn snapshot(&self, name: &str, queued: usize) -> MetricsSnapshot {
         MetricsSnapshot {
             name: name.to_owned(),
             received: self.received.load(Ordering::Relaxed),
@@ -108,7 +108,7 @@ impl Metrics {
             batches: self.batches.load(Ordering::Relaxed),
             dropped: DropReason::ALL.map(|r| (r, self.dropped[r.index()].load(Ordering::Relaxed))),
             queued: queued as u64,
-            buffered: self.buffered.load(Ordering::Relaxed) + in_flight,
+            buffered: self.buffered.load(Ordering::Relaxed),
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
         }
     }
@@ -145,7 +145,10 @@ impl MetricsSnapshot {
     /// Events dropped for `reason`.
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.dropped
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Events dropped for any reason.

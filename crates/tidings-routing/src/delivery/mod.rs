@@ -16,7 +16,8 @@ pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, MetricsSnapshot};
 pub use queue::WhenFull;
 pub use retry::{
-    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BATCH_AGE, RetryPolicy,
+    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BATCH_AGE,
+    RetryPolicy,
 };
 pub use sink::{Sink, SinkError, SinkErrorKind};
 pub use sink_backend::{

@@ -224,7 +224,10 @@ mod tests {
                 out
             })
         };
-        assert!(matches!(q.push(event(3)), Pushed::Accepted), "room made while waiting");
+        assert!(
+            matches!(q.push(event(3)), Pushed::Accepted),
+            "room made while waiting"
+        );
         assert_eq!(data(&consumer.join().unwrap()), [1]);
         assert_eq!(data(&q.drain_all()), [3]);
     }

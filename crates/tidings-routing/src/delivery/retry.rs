@@ -126,7 +126,9 @@ mod tests {
     #[test]
     fn ceilings_double_up_to_the_cap() {
         let policy = RetryPolicy::default();
-        let ceilings: Vec<u64> = (1..=8).map(|a| policy.backoff_ceiling(a).as_millis() as u64).collect();
+        let ceilings: Vec<u64> = (1..=8)
+            .map(|a| policy.backoff_ceiling(a).as_millis() as u64)
+            .collect();
         assert_eq!(ceilings, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
         assert_eq!(policy.backoff_ceiling(u32::MAX), DEFAULT_MAX_BACKOFF);
     }
@@ -136,8 +138,14 @@ mod tests {
         let policy = RetryPolicy::default();
         let waits: Vec<Duration> = (0..200).map(|_| policy.backoff(3, None)).collect();
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(2)));
-        assert!(waits.iter().any(|w| *w < Duration::from_millis(1000)), "full jitter reaches low values");
-        assert!(waits.iter().any(|w| *w > Duration::from_millis(1000)), "and high ones");
+        assert!(
+            waits.iter().any(|w| *w < Duration::from_millis(1000)),
+            "full jitter reaches low values"
+        );
+        assert!(
+            waits.iter().any(|w| *w > Duration::from_millis(1000)),
+            "and high ones"
+        );
         for _ in 0..50 {
             assert!(policy.backoff(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
         }
@@ -146,6 +154,9 @@ mod tests {
     #[test]
     fn none_is_a_single_attempt() {
         assert_eq!(RetryPolicy::none().max_attempts(), 1);
-        assert_eq!(RetryPolicy::default().with_max_attempts(0).max_attempts(), 1);
+        assert_eq!(
+            RetryPolicy::default().with_max_attempts(0).max_attempts(),
+            1
+        );
     }
 }

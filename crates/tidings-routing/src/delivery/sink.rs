@@ -169,14 +169,27 @@ mod tests {
     #[test]
     fn http_statuses_are_classified_as_the_retry_policy_requires() {
         for status in [408, 429, 500, 502, 503, 504] {
-            assert!(SinkError::from_http_status(status, None).is_retryable(), "{status}");
+            assert!(
+                SinkError::from_http_status(status, None).is_retryable(),
+                "{status}"
+            );
         }
         for status in [400, 401, 403, 404, 409, 422, 501] {
-            assert_eq!(SinkError::from_http_status(status, None).kind(), SinkErrorKind::Fatal, "{status}");
+            assert_eq!(
+                SinkError::from_http_status(status, None).kind(),
+                SinkErrorKind::Fatal,
+                "{status}"
+            );
         }
-        assert_eq!(SinkError::from_http_status(413, None).kind(), SinkErrorKind::TooLarge);
+        assert_eq!(
+            SinkError::from_http_status(413, None).kind(),
+            SinkErrorKind::TooLarge
+        );
         let err = SinkError::from_http_status(503, Some(Duration::from_secs(2)));
         assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
-        assert_eq!(err.to_string(), "retryable sink error: server answered HTTP 503 (retry after 2s)");
+        assert_eq!(
+            err.to_string(),
+            "retryable sink error: server answered HTTP 503 (retry after 2s)"
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,7 +14,9 @@ use tidings_event::Event;
 use super::batch::Batch;
 use super::control::{Control, SHUTDOWN_SLACK, join_if_done, spawn_worker};
 use super::queue::{Pushed, Queue};
-use super::{BatchConfig, DropReason, Metrics, MetricsSnapshot, RetryPolicy, Sink, SinkErrorKind, WhenFull};
+use super::{
+    BatchConfig, DropReason, Metrics, MetricsSnapshot, RetryPolicy, Sink, SinkErrorKind, WhenFull,
+};
 use crate::{Backend, DrainError, SendError};
 
 /// Default for [`SinkBackendBuilder::queue_capacity`].
@@ -74,7 +75,6 @@ struct Shared {
     queue: Queue,
     metrics: Metrics,
     control: Control,
-    in_flight: AtomicU64,
 }
 
 /// Builds a [`SinkBackend`]. Created by [`SinkBackend::builder`].
@@ -164,7 +164,6 @@ impl SinkBackendBuilder {
             queue: Queue::new(self.queue_capacity, self.when_full),
             metrics: Metrics::default(),
             control: Control::default(),
-            in_flight: AtomicU64::new(0),
         });
         let worker = Worker {
             shared: shared.clone(),
@@ -173,7 +172,8 @@ impl SinkBackendBuilder {
             retry: self.retry,
             on_batch: self.on_batch,
         };
-        let handle = spawn_worker(&shared.name, worker.run()).map_err(|e| SpawnError::new(&shared.name, e))?;
+        let handle = spawn_worker(&shared.name, worker.run())
+            .map_err(|e| SpawnError::new(&shared.name, e))?;
         Ok(SinkBackend {
             shared,
             worker: Mutex::new(Some(handle)),
@@ -188,7 +188,10 @@ impl SinkBackend {
     }
 
     /// [`SinkBackend::builder`] for an already shared sink.
-    pub fn builder_arc(name: impl Into<Cow<'static, str>>, sink: Arc<dyn Sink>) -> SinkBackendBuilder {
+    pub fn builder_arc(
+        name: impl Into<Cow<'static, str>>,
+        sink: Arc<dyn Sink>,
+    ) -> SinkBackendBuilder {
         SinkBackendBuilder {
             name: name.into(),
             sink,
@@ -209,8 +212,9 @@ impl SinkBackend {
     /// A snapshot of the counters.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
-        let shared = &self.shared;
-        shared.metrics.snapshot(&shared.name, shared.queue.len(), shared.in_flight.load(Ordering::Relaxed))
+        self.shared
+            .metrics
+            .snapshot(&self.shared.name, self.shared.queue.len())
     }
 }
 
@@ -221,15 +225,21 @@ impl Backend for SinkBackend {
         match shared.queue.push(event) {
             Pushed::Accepted => Ok(()),
             Pushed::Displaced => {
-                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::QueueFull, 1);
                 Ok(())
             }
             Pushed::Full => {
-                shared.metrics.dropped(&shared.name, DropReason::QueueFull, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::QueueFull, 1);
                 Err(SendError::QueueFull)
             }
             Pushed::Closed => {
-                shared.metrics.dropped(&shared.name, DropReason::Shutdown, 1);
+                shared
+                    .metrics
+                    .dropped(&shared.name, DropReason::Shutdown, 1);
                 Err(SendError::Closed)
             }
         }
@@ -271,7 +281,10 @@ impl Backend for SinkBackend {
         if finished && lost == 0 {
             Ok(())
         } else {
-            Err(DrainError::TimedOut { timeout, pending: lost })
+            Err(DrainError::TimedOut {
+                timeout,
+                pending: lost,
+            })
         }
     }
 }
@@ -279,7 +292,9 @@ impl Backend for SinkBackend {
 impl Drop for SinkBackend {
     fn drop(&mut self) {
         if !self.shared.control.is_done() {
-            self.shared.control.request_shutdown(Instant::now() + Duration::from_secs(5));
+            self.shared
+                .control
+                .request_shutdown(Instant::now() + Duration::from_secs(5));
             self.shared.queue.close();
         }
     }
@@ -302,7 +317,9 @@ impl Worker {
             self.take_queued(&mut batch, &mut incoming).await;
             let shutdown = self.shared.control.shutdown_deadline();
             let flush = self.shared.control.pending_flush();
-            let interval_over = batch.started.is_some_and(|t| t.elapsed() >= self.batch.flush_interval());
+            let interval_over = batch
+                .started
+                .is_some_and(|t| t.elapsed() >= self.batch.flush_interval());
             if !batch.is_empty() && (shutdown.is_some() || flush.is_some() || interval_over) {
                 self.dispatch(&mut batch).await;
                 continue;
@@ -343,7 +360,9 @@ impl Worker {
     async fn take_queued(&self, batch: &mut Batch, incoming: &mut Vec<Event>) {
         let metrics = &self.shared.metrics;
         loop {
-            self.shared.queue.pop_up_to(self.batch.max_events(), incoming);
+            self.shared
+                .queue
+                .pop_up_to(self.batch.max_events(), incoming);
             if incoming.is_empty() {
                 return;
             }
@@ -373,24 +392,36 @@ impl Worker {
     }
 
     /// Sends one batch until it is delivered or dropped; 413 splits it.
-    fn deliver(&self, events: Vec<Event>, formed: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn deliver(
+        &self,
+        events: Vec<Event>,
+        formed: Instant,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let deadline = self.shared.control.shutdown_deadline();
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return self.finish(&events, attempt - 1, BatchOutcome::Dropped(DropReason::Shutdown));
+                    return self.finish(
+                        &events,
+                        attempt - 1,
+                        BatchOutcome::Dropped(DropReason::Shutdown),
+                    );
                 }
-                self.shared.in_flight.store(events.len() as u64, Ordering::Relaxed);
                 let sent = self.sink.send_batch(&events);
                 let result = match deadline {
                     Some(deadline) => tokio::time::timeout_at(deadline.into(), sent).await.ok(),
                     None => Some(sent.await),
                 };
-                self.shared.in_flight.store(0, Ordering::Relaxed);
                 let error = match result {
-                    None => return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Shutdown)),
+                    None => {
+                        return self.finish(
+                            &events,
+                            attempt,
+                            BatchOutcome::Dropped(DropReason::Shutdown),
+                        );
+                    }
                     Some(Ok(())) => return self.finish(&events, attempt, BatchOutcome::Delivered),
                     Some(Err(error)) => error,
                 };
@@ -403,21 +434,43 @@ impl Worker {
                         return self.deliver(right, formed).await;
                     }
                     SinkErrorKind::TooLarge => {
-                        return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::TooLarge));
+                        return self.finish(
+                            &events,
+                            attempt,
+                            BatchOutcome::Dropped(DropReason::TooLarge),
+                        );
                     }
                     SinkErrorKind::Retryable => {}
-                    _ => return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::NonRetryable)),
+                    _ => {
+                        return self.finish(
+                            &events,
+                            attempt,
+                            BatchOutcome::Dropped(DropReason::NonRetryable),
+                        );
+                    }
                 }
                 if deadline.is_some() {
                     // Shutting down: no more waiting, this was the last try.
-                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Shutdown));
+                    return self.finish(
+                        &events,
+                        attempt,
+                        BatchOutcome::Dropped(DropReason::Shutdown),
+                    );
                 }
                 if attempt >= self.retry.max_attempts() {
-                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::RetriesExhausted));
+                    return self.finish(
+                        &events,
+                        attempt,
+                        BatchOutcome::Dropped(DropReason::RetriesExhausted),
+                    );
                 }
                 let wait = self.retry.backoff(attempt, error.retry_after());
                 if formed.elapsed() + wait > self.retry.max_batch_age() {
-                    return self.finish(&events, attempt, BatchOutcome::Dropped(DropReason::Expired));
+                    return self.finish(
+                        &events,
+                        attempt,
+                        BatchOutcome::Dropped(DropReason::Expired),
+                    );
                 }
                 Metrics::add(&self.shared.metrics.retried, events.len());
                 self.pause(Instant::now() + wait).await;
@@ -443,7 +496,9 @@ impl Worker {
                 Metrics::add(&metrics.delivered, events.len());
                 Metrics::add(&metrics.batches, 1);
             }
-            BatchOutcome::Dropped(reason) => metrics.dropped(&self.shared.name, reason, events.len()),
+            BatchOutcome::Dropped(reason) => {
+                metrics.dropped(&self.shared.name, reason, events.len())
+            }
         }
         Metrics::sub(&metrics.buffered, events.len());
         if let Some(hook) = &self.on_batch {

@@ -1,0 +1,451 @@
+//! SinkBackend and AsyncRouter: batching, retries, drops by reason,
+//! flush and shutdown, and the accounting invariant.
+
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::json;
+use tidings_event::{Event, EventId, EventName};
+use tidings_processors::{Verdict, processor_fn};
+use tidings_routing::{
+    AsyncRouter, Backend, BatchConfig, BatchOutcome, DropReason, MetricsSnapshot, RetryPolicy,
+    RoutingBackend, SendError, SinkBackend, WhenFull,
+};
+use tidings_test::{Answer, RecordingBackend, RecordingSink};
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn event(n: usize) -> Event {
+    Event::new(EventName::new("delivery.test").unwrap(), json!({"n": n}))
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(5))
+}
+
+fn backend(sink: &RecordingSink) -> tidings_routing::SinkBackendBuilder {
+    SinkBackend::builder("test", sink.clone()).retry(fast_retry())
+}
+
+fn ids(events: &[Event]) -> Vec<EventId> {
+    events.iter().map(Event::id).collect()
+}
+
+fn assert_accounted(m: &MetricsSnapshot) {
+    assert_eq!(
+        m.received,
+        m.delivered + m.dropped_total() + m.pending(),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn batches_never_exceed_max_events_and_keep_order() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_max_events(100))
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..250).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    let sizes: Vec<usize> = sink.batches().iter().map(Vec::len).collect();
+    assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 250);
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    let m = backend.metrics();
+    assert_eq!(
+        (m.received, m.delivered, m.dropped_total(), m.pending()),
+        (250, 250, 0, 0)
+    );
+}
+
+#[test]
+fn batches_never_exceed_max_bytes() {
+    let sink = RecordingSink::new();
+    let size = event(0).encoded_len();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_max_bytes(size * 3 + size / 2))
+        .build()
+        .unwrap();
+    for n in 0..10 {
+        backend.send(event(n)).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    for batch in sink.batches() {
+        let bytes: usize = batch.iter().map(Event::encoded_len).sum();
+        assert!(
+            batch.len() <= 3 && bytes <= size * 3 + size / 2,
+            "{} events, {bytes} bytes",
+            batch.len()
+        );
+    }
+    assert_eq!(sink.events().len(), 10);
+}
+
+#[test]
+fn a_partial_batch_is_sent_after_the_flush_interval_without_a_flush() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    backend.send(event(1)).unwrap();
+    let started = Instant::now();
+    while sink.events().is_empty() {
+        assert!(started.elapsed() < LONG, "the interval never fired");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sink.batches().len(), 1);
+}
+
+#[test]
+fn retryable_failures_then_success_deliver_each_event_exactly_once() {
+    let sink = RecordingSink::scripted([
+        Answer::Status(500, None),
+        Answer::Status(503, None),
+        Answer::Status(429, None),
+    ]);
+    let backend = backend(&sink).build().unwrap();
+    let sent: Vec<Event> = (0..5).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.retried, m.dropped_total()), (5, 15, 0));
+    assert_eq!(sink.calls().len(), 4);
+}
+
+#[test]
+fn retry_after_pauses_the_sink_for_at_least_that_long() {
+    let sink = RecordingSink::scripted([Answer::Status(503, Some(Duration::from_millis(700)))]);
+    let backend = backend(&sink).build().unwrap();
+    backend.send(event(1)).unwrap();
+    backend.flush(LONG).unwrap();
+    let calls = sink.calls();
+    assert_eq!(calls.len(), 2);
+    let gap = calls[1].0 - calls[0].0;
+    assert!(gap >= Duration::from_millis(700), "retried after {gap:?}");
+}
+
+#[test]
+fn non_retryable_failures_drop_the_batch_with_the_reason_counted() {
+    let sink = RecordingSink::scripted([Answer::Status(400, None)]);
+    let backend = backend(&sink).build().unwrap();
+    for n in 0..3 {
+        backend.send(event(n)).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.dropped(DropReason::NonRetryable)), (0, 3));
+    assert_eq!(sink.calls().len(), 1, "never retried");
+    assert_accounted(&m);
+}
+
+#[test]
+fn too_large_batches_are_split_until_they_fit() {
+    let sink = RecordingSink::new().refusing_batches_over(3);
+    let backend = backend(&sink).build().unwrap();
+    let sent: Vec<Event> = (0..10).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert!(sink.batches().iter().all(|b| b.len() <= 3));
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    assert_eq!(backend.metrics().delivered, 10);
+}
+
+#[test]
+fn a_single_event_still_refused_as_too_large_is_dropped() {
+    let sink = RecordingSink::new().refusing_batches_over(0);
+    let backend = backend(&sink).build().unwrap();
+    backend.send(event(1)).unwrap();
+    backend.send(event(2)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(backend.metrics().dropped(DropReason::TooLarge), 2);
+}
+
+#[test]
+fn an_event_larger_than_max_bytes_is_dropped_before_sending() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_max_bytes(10))
+        .build()
+        .unwrap();
+    backend.send(event(1)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(backend.metrics().dropped(DropReason::TooLarge), 1);
+    assert!(sink.calls().is_empty());
+}
+
+#[test]
+fn retries_stop_after_max_attempts() {
+    let sink = RecordingSink::scripted(vec![Answer::Status(500, None); 5]);
+    let backend = backend(&sink)
+        .retry(fast_retry().with_max_attempts(3))
+        .build()
+        .unwrap();
+    backend.send(event(1)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.calls().len(), 3);
+    assert_eq!(backend.metrics().dropped(DropReason::RetriesExhausted), 1);
+}
+
+#[test]
+fn batches_older_than_max_batch_age_expire() {
+    let sink = RecordingSink::scripted(vec![Answer::Status(500, None); 5]);
+    let retry = RetryPolicy::default()
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_millis(50))
+        .with_max_batch_age(Duration::ZERO);
+    let backend = backend(&sink).retry(retry).build().unwrap();
+    backend.send(event(1)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(backend.metrics().dropped(DropReason::Expired), 1);
+    assert_eq!(sink.calls().len(), 1);
+}
+
+#[test]
+fn fire_and_forget_makes_one_attempt() {
+    let sink = RecordingSink::scripted([Answer::Status(503, None)]);
+    let backend = backend(&sink).retry(RetryPolicy::none()).build().unwrap();
+    backend.send(event(1)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.calls().len(), 1);
+    assert_eq!(backend.metrics().dropped(DropReason::RetriesExhausted), 1);
+}
+
+#[test]
+fn shutdown_against_a_hung_sink_returns_at_its_deadline_and_counts_what_was_lost() {
+    let sink = RecordingSink::scripted([Answer::Hang]);
+    let backend = backend(&sink).build().unwrap();
+    for n in 0..20 {
+        backend.send(event(n)).unwrap();
+    }
+    let started = Instant::now();
+    let err = backend.shutdown(Duration::from_secs(1)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1100), "shutdown took {took:?}");
+    assert!(err.to_string().contains("20 events pending"), "{err}");
+    let m = backend.metrics();
+    assert_eq!((m.dropped(DropReason::Shutdown), m.pending()), (20, 0));
+    assert_accounted(&m);
+}
+
+#[test]
+fn shutdown_delivers_what_was_queued_and_later_sends_are_refused_and_counted() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink).build().unwrap();
+    for n in 0..5 {
+        backend.send(event(n)).unwrap();
+    }
+    backend.shutdown(LONG).unwrap();
+    assert_eq!(sink.events().len(), 5);
+    assert_eq!(sink.flushes_and_shutdowns().1, 1);
+    assert!(matches!(backend.send(event(6)), Err(SendError::Closed)));
+    let m = backend.metrics();
+    assert_eq!(
+        (m.received, m.delivered, m.dropped(DropReason::Shutdown)),
+        (6, 5, 1)
+    );
+}
+
+#[test]
+fn a_full_queue_refuses_new_events_and_counts_them() {
+    let sink = RecordingSink::scripted([Answer::Hang]);
+    let backend = backend(&sink)
+        .queue_capacity(5)
+        .batch(BatchConfig::default().with_max_events(1))
+        .build()
+        .unwrap();
+    let refused = (0..50).filter(|&n| backend.send(event(n)).is_err()).count();
+    assert!(
+        refused >= 44,
+        "only {refused} of 50 refused with room for 5 queued and 1 in flight"
+    );
+    let m = backend.metrics();
+    assert_eq!(m.dropped(DropReason::QueueFull) as usize, refused);
+    assert_accounted(&m);
+    drop(backend.shutdown(Duration::from_millis(100)));
+    assert_accounted(&backend.metrics());
+}
+
+#[test]
+fn drop_oldest_never_refuses_and_counts_what_it_displaced() {
+    let sink = RecordingSink::scripted([Answer::Hang]);
+    let backend = backend(&sink)
+        .queue_capacity(5)
+        .when_full(WhenFull::DropOldest)
+        .batch(BatchConfig::default().with_max_events(1))
+        .build()
+        .unwrap();
+    assert!((0..50).all(|n| backend.send(event(n)).is_ok()));
+    let m = backend.metrics();
+    assert!(m.dropped(DropReason::QueueFull) >= 44, "{m:?}");
+    assert_accounted(&m);
+}
+
+#[test]
+fn block_waits_then_refuses_when_no_room_appears() {
+    let sink = RecordingSink::scripted([Answer::Hang]);
+    let backend = backend(&sink)
+        .queue_capacity(1)
+        .when_full(WhenFull::Block(Duration::from_millis(100)))
+        .batch(BatchConfig::default().with_max_events(1))
+        .build()
+        .unwrap();
+    let outcomes: Vec<bool> = (0..4).map(|n| backend.send(event(n)).is_ok()).collect();
+    assert!(outcomes.iter().any(|ok| !ok), "{outcomes:?}");
+    assert_accounted(&backend.metrics());
+}
+
+#[test]
+fn the_batch_hook_hears_of_every_batch() {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = RecordingSink::scripted([Answer::Status(400, None)]);
+    let backend = {
+        let reports = reports.clone();
+        backend(&sink)
+            .batch(BatchConfig::default().with_max_events(2))
+            .on_batch(move |report| {
+                reports.lock().unwrap().push((
+                    report.events.len(),
+                    report.attempts,
+                    report.outcome,
+                ));
+            })
+            .build()
+            .unwrap()
+    };
+    for n in 0..4 {
+        backend.send(event(n)).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [
+            (2, 1, BatchOutcome::Dropped(DropReason::NonRetryable)),
+            (2, 1, BatchOutcome::Delivered)
+        ]
+    );
+}
+
+#[test]
+fn flush_reaches_the_sink() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink).build().unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.flushes_and_shutdowns(), (1, 0));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn works_inside_a_single_threaded_runtime_without_deadlock() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink).build().unwrap();
+    backend.send(event(1)).unwrap();
+    // A blocking flush on the runtime's only thread: the worker has its own.
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.events().len(), 1);
+    backend.shutdown(LONG).unwrap();
+}
+
+#[test]
+fn async_router_runs_processors_off_the_emitting_thread() {
+    let seen_on: Arc<Mutex<Vec<ThreadId>>> = Arc::default();
+    let recorder = RecordingBackend::new();
+    let inner = RoutingBackend::builder()
+        .processor({
+            let seen_on = seen_on.clone();
+            processor_fn("thread-spy", move |_| {
+                seen_on.lock().unwrap().push(std::thread::current().id());
+                Ok(Verdict::Keep)
+            })
+        })
+        .backend("out", recorder.clone())
+        .build()
+        .unwrap();
+    let router = AsyncRouter::builder("async", inner).build().unwrap();
+    for n in 0..10 {
+        router.send(event(n)).unwrap();
+    }
+    router.flush(LONG).unwrap();
+    assert_eq!(recorder.len(), 10);
+    let threads = seen_on.lock().unwrap().clone();
+    assert_eq!(threads.len(), 10);
+    assert!(threads.iter().all(|t| *t != std::thread::current().id()));
+    router.shutdown(LONG).unwrap();
+    assert!(matches!(router.send(event(11)), Err(SendError::Closed)));
+    let m = router.metrics();
+    assert_eq!(
+        (m.received, m.delivered, m.dropped(DropReason::Shutdown)),
+        (11, 10, 1)
+    );
+}
+
+#[test]
+fn async_router_shuts_down_its_sinks_within_the_deadline() {
+    let hung = RecordingSink::scripted([Answer::Hang]);
+    let sink = SinkBackend::builder("hung", hung).build().unwrap();
+    let router = AsyncRouter::builder("async", sink).build().unwrap();
+    for n in 0..3 {
+        router.send(event(n)).unwrap();
+    }
+    let started = Instant::now();
+    assert!(router.shutdown(Duration::from_millis(500)).is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the sink answers, every event ends up delivered or dropped
+    /// under a reason, and nothing stays pending after shutdown.
+    #[test]
+    fn every_event_is_accounted_for(
+        answers in prop::collection::vec(
+            prop_oneof![
+                Just(Answer::Ok),
+                Just(Answer::Status(500, None)),
+                Just(Answer::Status(400, None)),
+                Just(Answer::Status(413, None)),
+                Just(Answer::Status(429, None)),
+            ],
+            0..12,
+        ),
+        events in 0usize..60,
+        capacity in 1usize..40,
+        max_events in 1usize..10,
+    ) {
+        let sink = RecordingSink::scripted(answers);
+        let backend = backend(&sink)
+            .queue_capacity(capacity)
+            .batch(BatchConfig::default().with_max_events(max_events))
+            .retry(fast_retry().with_max_attempts(3))
+            .build()
+            .unwrap();
+        for n in 0..events {
+            let _ = backend.send(event(n));
+        }
+        backend.flush(LONG).unwrap();
+        let flushed = backend.metrics();
+        prop_assert_eq!(flushed.received, events as u64);
+        prop_assert_eq!(flushed.pending(), 0);
+        prop_assert_eq!(flushed.received, flushed.delivered + flushed.dropped_total());
+        prop_assert_eq!(flushed.delivered as usize, sink.events().len());
+        backend.shutdown(LONG).unwrap();
+        prop_assert_eq!(backend.metrics(), flushed);
+    }
+}
