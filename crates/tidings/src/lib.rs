@@ -53,7 +53,8 @@ pub use tidings_processors::{
     FilterMode, Processor, ProcessorError, PropertyAllowlist, RegexFilter, Verdict, processor_fn,
 };
 pub use tidings_routing::{
-    Backend, BuildError, DrainError, RouterStats, RoutingBackend, SendError,
+    AsyncRouter, Backend, BatchConfig, BuildError, DrainError, DropReason, MetricsSnapshot, RetryPolicy,
+    RouterStats, RoutingBackend, SendError, Sink, SinkBackend, SinkError, WhenFull,
 };
 pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
 
@@ -61,6 +62,17 @@ pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The stock sinks, each behind the cargo feature of its name.
+///
+/// | feature | module | sink |
+/// |---|---|---|
+/// | `console` (default) | [`sinks::console`] | JSON lines or pretty JSON on stdout/stderr |
+pub mod sinks {
+    #[cfg(feature = "console")]
+    #[doc(inline)]
+    pub use tidings_sink_console as console;
+}
 
 /// The underlying crates, for items not re-exported at the top level.
 pub mod crates {
