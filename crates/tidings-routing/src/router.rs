@@ -171,6 +171,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("non-string panic payload")
 }
 
+impl Default for RoutingBackend {
+    /// A router with no processors and no backends: events stop there.
+    fn default() -> Self {
+        Self {
+            processors: Vec::new(),
+            branches: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+}
+
 impl RoutingBackend {
     /// A builder for a router.
     pub fn builder() -> RoutingBackendBuilder {

@@ -1,0 +1,173 @@
+//! Building a validated config into a running routing tree.
+
+use std::sync::Arc;
+
+use tidings_routing::{AsyncRouter, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend};
+
+use crate::tree::{BackendNode, RouterNode};
+use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath};
+
+/// A running routing tree built from a [`Config`]: the root router, and a
+/// handle on every stage for metrics.
+#[derive(Debug)]
+pub struct Pipeline {
+    root: RoutingBackend,
+    stages: Vec<Stage>,
+}
+
+/// One router or delivery stage of a [`Pipeline`], with its path in the config.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// The stage's path, such as `backends.spade.backends.ingest`.
+    pub path: String,
+    /// The stage.
+    pub kind: StageKind,
+}
+
+/// What a [`Stage`] is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StageKind {
+    /// A synchronous router.
+    Router(Arc<RoutingBackend>),
+    /// An async router (its own queue and worker).
+    AsyncRouter(Arc<AsyncRouter>),
+    /// A sink behind its queue, batching and retry.
+    Sink(Arc<SinkBackend>),
+}
+
+/// The counters of one stage.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StageMetrics {
+    /// A router's counters.
+    Router(RouterStats),
+    /// A delivery stage's counters.
+    Delivery(MetricsSnapshot),
+}
+
+impl Stage {
+    /// A snapshot of the stage's counters.
+    #[must_use]
+    pub fn metrics(&self) -> StageMetrics {
+        match &self.kind {
+            StageKind::Router(router) => StageMetrics::Router(router.stats()),
+            StageKind::AsyncRouter(router) => StageMetrics::Delivery(router.metrics()),
+            StageKind::Sink(sink) => StageMetrics::Delivery(sink.metrics()),
+        }
+    }
+}
+
+impl Pipeline {
+    /// The root router and the stages below it.
+    #[must_use]
+    pub fn into_parts(self) -> (RoutingBackend, Vec<Stage>) {
+        (self.root, self.stages)
+    }
+
+    /// The stages below the root, depth first.
+    #[must_use]
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+}
+
+impl Config {
+    /// Starts every sink and worker of the tree.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] (of kind `Build`, with paths) for every sink that
+    /// could not start; the stages already started are shut down again.
+    pub fn build(&self) -> Result<Pipeline, ConfigErrors> {
+        let mut stages = Vec::new();
+        let mut errors = Vec::new();
+        let root = build_router(&self.root, &ConfigPath::root(), &mut stages, &mut errors);
+        if errors.is_empty() {
+            Ok(Pipeline { root, stages })
+        } else {
+            // Dropping the started stages starts their shutdown.
+            drop(stages);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn build_router(
+    node: &RouterNode,
+    at: &ConfigPath,
+    stages: &mut Vec<Stage>,
+    errors: &mut Vec<ConfigError>,
+) -> RoutingBackend {
+    let mut builder = RoutingBackend::builder();
+    for processor in &node.processors {
+        builder = builder.processor_arc(processor.processor.clone());
+    }
+    for (name, backend) in &node.backends {
+        let at = at.key("backends").key(name);
+        let path = at.to_string();
+        match backend {
+            BackendNode::Router(router) => {
+                let router = Arc::new(build_router(router, &at, stages, errors));
+                stages.push(Stage {
+                    path,
+                    kind: StageKind::Router(router.clone()),
+                });
+                builder = builder.backend_arc(name.clone(), router);
+            }
+            BackendNode::AsyncRouter { router, queue } => {
+                let inner = Arc::new(build_router(router, &at, stages, errors));
+                stages.push(Stage {
+                    path: format!("{path}.router"),
+                    kind: StageKind::Router(inner.clone()),
+                });
+                match AsyncRouter::builder(path.clone(), inner)
+                    .queue_capacity(queue.capacity())
+                    .when_full(queue.when_full())
+                    .build()
+                {
+                    Ok(router) => {
+                        let router = Arc::new(router);
+                        stages.push(Stage {
+                            path,
+                            kind: StageKind::AsyncRouter(router.clone()),
+                        });
+                        builder = builder.backend_arc(name.clone(), router);
+                    }
+                    Err(e) => {
+                        errors.push(ConfigError::new(&at, ConfigErrorKind::Build, e.to_string()))
+                    }
+                }
+            }
+            BackendNode::Sink { delivery, sink, .. } => {
+                let built = sink.build().map_err(|e| e.to_string()).and_then(|sink| {
+                    let queue = delivery.queue();
+                    SinkBackend::builder_arc(path.clone(), sink)
+                        .queue_capacity(queue.capacity())
+                        .when_full(queue.when_full())
+                        .batch(delivery.batch())
+                        .retry(delivery.retry())
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+                match built {
+                    Ok(backend) => {
+                        let backend = Arc::new(backend);
+                        stages.push(Stage {
+                            path,
+                            kind: StageKind::Sink(backend.clone()),
+                        });
+                        builder = builder.backend_arc(name.clone(), backend);
+                    }
+                    Err(message) => {
+                        errors.push(ConfigError::new(&at, ConfigErrorKind::Build, message))
+                    }
+                }
+            }
+        }
+    }
+    builder.build().unwrap_or_else(|e| {
+        errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string()));
+        RoutingBackend::default()
+    })
+}

@@ -1,0 +1,246 @@
+//! Option tables the framework itself reads: `[collector]` and the delivery
+//! keys every sink takes.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use tidings_routing::{BatchConfig, RetryPolicy, WhenFull};
+
+/// The `[collector]` table.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CollectorOptions {
+    /// The address to listen on. Defaults to `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The largest request body, after decompression. Defaults to 1 MiB.
+    pub max_body_bytes: usize,
+    /// The most events in one request. Defaults to 1000.
+    pub max_batch_events: usize,
+    /// Write keys a client must present; empty means open. Never printed.
+    pub write_keys: Vec<String>,
+    /// Origins allowed by CORS, matched exactly.
+    pub allowed_origins: Vec<String>,
+    /// Properties `/flume` keeps (dotted paths); unset keeps all.
+    pub flume_allowed_properties: Option<Vec<String>>,
+    /// Events the collector accepts ahead of its pipeline before answering
+    /// 503. Defaults to 10 000.
+    pub queue_capacity: usize,
+    /// How long SIGTERM waits for the pipeline to drain. Defaults to 10 000 ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for CollectorOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 1000,
+            write_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            flume_allowed_properties: None,
+            queue_capacity: 10_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl fmt::Debug for CollectorOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectorOptions")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch_events", &self.max_batch_events)
+            .field(
+                "write_keys",
+                &format_args!("[{} redacted]", self.write_keys.len()),
+            )
+            .field("allowed_origins", &self.allowed_origins)
+            .field("flume_allowed_properties", &self.flume_allowed_properties)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .finish()
+    }
+}
+
+/// The keys of a sink's table that configure its delivery, not the sink.
+pub(crate) const DELIVERY_KEYS: [&str; 7] = [
+    "queue_capacity",
+    "when_full",
+    "block_timeout_ms",
+    "max_events",
+    "max_bytes",
+    "flush_interval_ms",
+    "retry",
+];
+
+/// The queue keys of sinks and async routers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueOptions {
+    queue_capacity: Option<usize>,
+    when_full: Option<WhenFullName>,
+    block_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WhenFullName {
+    DropNewest,
+    DropOldest,
+    Block,
+}
+
+/// Default for `block_timeout_ms`.
+const DEFAULT_BLOCK_TIMEOUT_MS: u64 = 1000;
+
+impl QueueOptions {
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue_capacity
+            .unwrap_or(tidings_routing::DEFAULT_QUEUE_CAPACITY)
+    }
+
+    pub(crate) fn when_full(&self) -> WhenFull {
+        match self.when_full {
+            None | Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
+            Some(WhenFullName::DropOldest) => WhenFull::DropOldest,
+            Some(WhenFullName::Block) => WhenFull::Block(Duration::from_millis(
+                self.block_timeout_ms.unwrap_or(DEFAULT_BLOCK_TIMEOUT_MS),
+            )),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let when_full = match self.when_full() {
+            WhenFull::DropNewest => "drop_newest".to_owned(),
+            WhenFull::DropOldest => "drop_oldest".to_owned(),
+            WhenFull::Block(t) => format!("block({}ms)", t.as_millis()),
+        };
+        format!("queue_capacity={} when_full={when_full}", self.capacity())
+    }
+}
+
+/// The delivery keys of a sink's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliveryOptions {
+    queue_capacity: Option<usize>,
+    when_full: Option<WhenFullName>,
+    block_timeout_ms: Option<u64>,
+    max_events: Option<usize>,
+    max_bytes: Option<usize>,
+    flush_interval_ms: Option<u64>,
+    retry: Option<RetryOption>,
+}
+
+impl DeliveryOptions {
+    pub(crate) fn queue(&self) -> QueueOptions {
+        QueueOptions {
+            queue_capacity: self.queue_capacity,
+            when_full: self.when_full,
+            block_timeout_ms: self.block_timeout_ms,
+        }
+    }
+
+    pub(crate) fn batch(&self) -> BatchConfig {
+        let mut batch = BatchConfig::default();
+        if let Some(n) = self.max_events {
+            batch = batch.with_max_events(n);
+        }
+        if let Some(n) = self.max_bytes {
+            batch = batch.with_max_bytes(n);
+        }
+        if let Some(ms) = self.flush_interval_ms {
+            batch = batch.with_flush_interval(Duration::from_millis(ms));
+        }
+        batch
+    }
+
+    pub(crate) fn retry(&self) -> RetryPolicy {
+        match &self.retry {
+            None => RetryPolicy::default(),
+            Some(RetryOption::None) => RetryPolicy::none(),
+            Some(RetryOption::Table(t)) => {
+                let mut policy = RetryPolicy::default();
+                if let Some(n) = t.max_attempts {
+                    policy = policy.with_max_attempts(n);
+                }
+                if let Some(ms) = t.initial_backoff_ms {
+                    policy = policy.with_initial_backoff(Duration::from_millis(ms));
+                }
+                if let Some(ms) = t.max_backoff_ms {
+                    policy = policy.with_max_backoff(Duration::from_millis(ms));
+                }
+                if let Some(s) = t.max_batch_age_seconds {
+                    policy = policy.with_max_batch_age(Duration::from_secs(s));
+                }
+                policy
+            }
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let batch = self.batch();
+        let retry = self.retry();
+        let retry = if retry.max_attempts() == 1 {
+            "none".to_owned()
+        } else {
+            format!(
+                "{}x {}..{}ms",
+                retry.max_attempts(),
+                retry.initial_backoff().as_millis(),
+                retry.max_backoff().as_millis()
+            )
+        };
+        format!(
+            "{} max_events={} max_bytes={} flush_interval_ms={} retry={retry}",
+            self.queue().describe(),
+            batch.max_events(),
+            batch.max_bytes(),
+            batch.flush_interval().as_millis()
+        )
+    }
+}
+
+/// `retry = "none"` or `retry = { max_attempts, ... }`.
+#[derive(Debug)]
+enum RetryOption {
+    None,
+    Table(RetryTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryTable {
+    max_attempts: Option<u32>,
+    initial_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    max_batch_age_seconds: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for RetryOption {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RetryVisitor;
+        impl<'de> Visitor<'de> for RetryVisitor {
+            type Value = RetryOption;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"none\" or a table { max_attempts, initial_backoff_ms, max_backoff_ms, max_batch_age_seconds }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RetryOption, E> {
+                if v == "none" {
+                    Ok(RetryOption::None)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RetryOption, A::Error> {
+                RetryTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RetryOption::Table)
+            }
+        }
+        deserializer.deserialize_any(RetryVisitor)
+    }
+}

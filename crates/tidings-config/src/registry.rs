@@ -1,0 +1,320 @@
+//! The registry of sink and processor types, and the traits a third-party
+//! crate implements to plug its own types into config files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use tidings_processors::Processor;
+use tidings_routing::{BoxError, Sink};
+
+use crate::{ConfigError, ConfigErrorKind, ConfigPath};
+
+/// A sink type that config files can name with `type = "NAME"`.
+///
+/// The options are the sink's own keys of its table, deserialized with
+/// serde (use `#[serde(deny_unknown_fields)]` so typos are reported). The
+/// delivery keys every sink takes (`queue_capacity`, `when_full`,
+/// `max_events`, `max_bytes`, `flush_interval_ms`, `retry`, ...) are handled
+/// by the framework and never reach `Options`.
+pub trait SinkType: Send + Sync + 'static {
+    /// The name used in `type = "..."`.
+    const NAME: &'static str;
+    /// The sink's options.
+    type Options: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+
+    /// Checks what serde cannot, without any I/O. Each problem is the key
+    /// (relative to the sink's table, empty for the table itself) and a
+    /// message.
+    fn validate(options: &Self::Options) -> Vec<(String, String)> {
+        let _ = options;
+        Vec::new()
+    }
+
+    /// Builds the sink. May connect or open files.
+    ///
+    /// # Errors
+    ///
+    /// Any error that keeps the sink from starting.
+    fn build(options: &Self::Options) -> Result<Arc<dyn Sink>, BoxError>;
+
+    /// A one-line summary for `tidings check`, such as `url=http://…`.
+    fn describe(options: &Self::Options) -> String {
+        format!("{options:?}")
+    }
+}
+
+/// A processor type that config files can name with `type = "NAME"` in a
+/// `processors` list.
+pub trait ProcessorType: Send + Sync + 'static {
+    /// The name used in `type = "..."`.
+    const NAME: &'static str;
+    /// The processor's options (every key of its table but `type`).
+    type Options: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+
+    /// Builds the processor, without I/O. Errors are the key (relative to
+    /// the processor's table) and a message, such as an invalid pattern.
+    ///
+    /// # Errors
+    ///
+    /// `(key, message)` when the options are invalid.
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)>;
+
+    /// A one-line summary for `tidings check`.
+    fn describe(options: &Self::Options) -> String {
+        format!("{options:?}")
+    }
+}
+
+/// A sink whose options are valid, ready to be built.
+pub(crate) trait ValidatedSink: Send + Sync + fmt::Debug {
+    fn build(&self) -> Result<Arc<dyn Sink>, BoxError>;
+    fn describe(&self) -> String;
+}
+
+struct Validated<T: SinkType>(T::Options);
+
+impl<T: SinkType> fmt::Debug for Validated<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", T::NAME, self.0)
+    }
+}
+
+impl<T: SinkType> ValidatedSink for Validated<T> {
+    fn build(&self) -> Result<Arc<dyn Sink>, BoxError> {
+        T::build(&self.0)
+    }
+    fn describe(&self) -> String {
+        T::describe(&self.0)
+    }
+}
+
+/// Deserializes `table` into `T`, recording errors with their full path.
+pub(crate) fn deserialize_at<T: DeserializeOwned>(
+    table: toml::Table,
+    at: &ConfigPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize(toml::Value::Table(table)) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            let inner = err.path().to_string();
+            let message = err.into_inner().to_string();
+            let message = message.trim().to_owned();
+            let kind = if message.starts_with("unknown field") {
+                ConfigErrorKind::UnknownKey
+            } else if message.starts_with("missing field") {
+                ConfigErrorKind::Missing
+            } else {
+                ConfigErrorKind::Invalid
+            };
+            errors.push(ConfigError::new(at.join(&inner), kind, message));
+            None
+        }
+    }
+}
+
+trait DynSinkType: Send + Sync {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Box<dyn ValidatedSink>>;
+}
+
+struct SinkEntry<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: SinkType> DynSinkType for SinkEntry<T> {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Box<dyn ValidatedSink>> {
+        let options: T::Options = deserialize_at(table, at, errors)?;
+        let problems = T::validate(&options);
+        if problems.is_empty() {
+            Some(Box::new(Validated::<T>(options)))
+        } else {
+            errors.extend(problems.into_iter().map(|(key, message)| {
+                let path = if key.is_empty() {
+                    at.to_string()
+                } else {
+                    at.join(&key)
+                };
+                ConfigError::new(path, ConfigErrorKind::Invalid, message)
+            }));
+            None
+        }
+    }
+}
+
+/// A processor built from config, with its summary.
+pub(crate) struct BuiltProcessor {
+    pub(crate) type_name: &'static str,
+    pub(crate) summary: String,
+    pub(crate) processor: Arc<dyn Processor>,
+}
+
+trait DynProcessorType: Send + Sync {
+    fn build(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<(String, Arc<dyn Processor>)>;
+}
+
+struct ProcessorEntry<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: ProcessorType> DynProcessorType for ProcessorEntry<T> {
+    fn build(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<(String, Arc<dyn Processor>)> {
+        let options: T::Options = deserialize_at(table, at, errors)?;
+        let summary = T::describe(&options);
+        match T::build(options) {
+            Ok(processor) => Some((summary, processor)),
+            Err((key, message)) => {
+                errors.push(ConfigError::new(
+                    at.join(&key),
+                    ConfigErrorKind::Invalid,
+                    message,
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// The sink and processor types config files may name.
+///
+/// `Registry::default()` holds the stock types enabled by this crate's
+/// features; a third-party crate adds its own with [`Registry::register_sink`]
+/// and [`Registry::register_processor`].
+pub struct Registry {
+    sinks: BTreeMap<&'static str, Box<dyn DynSinkType>>,
+    processors: BTreeMap<&'static str, Box<dyn DynProcessorType>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .field("processors", &self.processors.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Names that are not sink types: the routers.
+pub(crate) const ROUTER_TYPES: [&str; 2] = ["router", "async_router"];
+
+impl Registry {
+    /// A registry with no types at all.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self {
+            sinks: BTreeMap::new(),
+            processors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) the sink type `T`.
+    ///
+    /// # Panics
+    ///
+    /// If `T::NAME` is `router` or `async_router`, which are built in.
+    pub fn register_sink<T: SinkType>(&mut self) -> &mut Self {
+        assert!(
+            !ROUTER_TYPES.contains(&T::NAME),
+            "sink type name {:?} is reserved",
+            T::NAME
+        );
+        self.sinks
+            .insert(T::NAME, Box::new(SinkEntry::<T>(std::marker::PhantomData)));
+        self
+    }
+
+    /// Adds (or replaces) the processor type `T`.
+    pub fn register_processor<T: ProcessorType>(&mut self) -> &mut Self {
+        self.processors.insert(
+            T::NAME,
+            Box::new(ProcessorEntry::<T>(std::marker::PhantomData)),
+        );
+        self
+    }
+
+    /// The registered sink type names.
+    pub fn sink_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.sinks.keys().copied()
+    }
+
+    /// The registered processor type names.
+    pub fn processor_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.processors.keys().copied()
+    }
+
+    pub(crate) fn validate_sink(
+        &self,
+        type_name: &str,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<(&'static str, Box<dyn ValidatedSink>)> {
+        let Some((&name, entry)) = self.sinks.get_key_value(type_name) else {
+            let mut known: Vec<&str> = ROUTER_TYPES.to_vec();
+            known.extend(self.sink_types());
+            errors.push(ConfigError::new(
+                at.key("type"),
+                ConfigErrorKind::UnknownType,
+                format!(
+                    "unknown backend type {type_name:?}, expected one of: {}",
+                    known.join(", ")
+                ),
+            ));
+            return None;
+        };
+        entry.validate(table, at, errors).map(|sink| (name, sink))
+    }
+
+    pub(crate) fn build_processor(
+        &self,
+        type_name: &str,
+        table: toml::Table,
+        at: &ConfigPath,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<BuiltProcessor> {
+        let Some((&name, entry)) = self.processors.get_key_value(type_name) else {
+            let known: Vec<&str> = self.processor_types().collect();
+            errors.push(ConfigError::new(
+                at.key("type"),
+                ConfigErrorKind::UnknownType,
+                format!(
+                    "unknown processor type {type_name:?}, expected one of: {}",
+                    known.join(", ")
+                ),
+            ));
+            return None;
+        };
+        entry
+            .build(table, at, errors)
+            .map(|(summary, processor)| BuiltProcessor {
+                type_name: name,
+                summary,
+                processor,
+            })
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut registry = Self::empty();
+        crate::stock::register(&mut registry);
+        registry
+    }
+}

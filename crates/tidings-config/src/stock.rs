@@ -1,0 +1,147 @@
+//! The stock processor and sink types, registered by `Registry::default()`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tidings_processors::{FilterMode, Processor, PropertyAllowlist, RegexFilter};
+
+use crate::{ProcessorType, Registry};
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_processor::<RegexFilterType>();
+    registry.register_processor::<PropertyAllowlistType>();
+    #[cfg(feature = "console")]
+    registry.register_sink::<console::ConsoleType>();
+}
+
+/// `type = "regex_filter"`: `filter = "allowlist" | "blocklist"`, `patterns`.
+#[derive(Debug)]
+pub struct RegexFilterType;
+
+/// The options of `regex_filter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexFilterOptions {
+    filter: Filter,
+    patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Filter {
+    Allowlist,
+    Blocklist,
+}
+
+impl ProcessorType for RegexFilterType {
+    const NAME: &'static str = "regex_filter";
+    type Options = RegexFilterOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        let mode = match options.filter {
+            Filter::Allowlist => FilterMode::Allowlist,
+            Filter::Blocklist => FilterMode::Blocklist,
+        };
+        RegexFilter::new(mode, options.patterns)
+            .map(|f| Arc::new(f) as Arc<dyn Processor>)
+            .map_err(|e| (format!("patterns[{}]", e.index), e.to_string()))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        let mode = match options.filter {
+            Filter::Allowlist => "allowlist",
+            Filter::Blocklist => "blocklist",
+        };
+        format!("{mode} {:?}", options.patterns)
+    }
+}
+
+/// `type = "property_allowlist"`: `allowed` (dotted paths).
+#[derive(Debug)]
+pub struct PropertyAllowlistType;
+
+/// The options of `property_allowlist`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertyAllowlistOptions {
+    allowed: Vec<String>,
+}
+
+impl ProcessorType for PropertyAllowlistType {
+    const NAME: &'static str = "property_allowlist";
+    type Options = PropertyAllowlistOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        PropertyAllowlist::new(options.allowed)
+            .map(|p| Arc::new(p) as Arc<dyn Processor>)
+            .map_err(|e| (format!("allowed[{}]", e.index), e.to_string()))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        format!("allowed {:?}", options.allowed)
+    }
+}
+
+#[cfg(feature = "console")]
+mod console {
+    //! `type = "console"`.
+
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+    use tidings_routing::{BoxError, Sink};
+    use tidings_sink_console::{ConsoleSink, Format, Stream};
+
+    use crate::SinkType;
+
+    /// `type = "console"`: `format = "json" | "pretty"`, `stream = "stdout" | "stderr"`.
+    #[derive(Debug)]
+    pub(crate) struct ConsoleType;
+
+    /// The options of `console`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct ConsoleOptions {
+        #[serde(default)]
+        format: ConsoleFormat,
+        #[serde(default)]
+        stream: ConsoleStream,
+    }
+
+    #[derive(Debug, Clone, Copy, Default, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum ConsoleFormat {
+        #[default]
+        Json,
+        Pretty,
+    }
+
+    #[derive(Debug, Clone, Copy, Default, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum ConsoleStream {
+        #[default]
+        Stdout,
+        Stderr,
+    }
+
+    impl SinkType for ConsoleType {
+        const NAME: &'static str = "console";
+        type Options = ConsoleOptions;
+
+        fn build(options: &Self::Options) -> Result<Arc<dyn Sink>, BoxError> {
+            let format = match options.format {
+                ConsoleFormat::Json => Format::Json,
+                ConsoleFormat::Pretty => Format::Pretty,
+            };
+            let stream = match options.stream {
+                ConsoleStream::Stdout => Stream::Stdout,
+                ConsoleStream::Stderr => Stream::Stderr,
+            };
+            Ok(Arc::new(ConsoleSink::new(format, stream)))
+        }
+
+        fn describe(options: &Self::Options) -> String {
+            format!("format={:?} stream={:?}", options.format, options.stream).to_lowercase()
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Loading configs: every mistake reported with its path, trees printed and
+//! built, and third-party types registered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tidings_config::{ConfigErrorKind, ConfigErrors, Registry, SinkType, StageKind, load};
+use tidings_event::{Event, EventName};
+use tidings_routing::{Backend, BoxError, Sink};
+use tidings_test::RecordingSink;
+
+/// A third-party sink type: records into a named, process-wide recorder.
+struct MemoryType;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryOptions {
+    id: String,
+}
+
+fn recorder(id: &str) -> RecordingSink {
+    static RECORDERS: OnceLock<Mutex<HashMap<String, RecordingSink>>> = OnceLock::new();
+    RECORDERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(id.to_owned())
+        .or_default()
+        .clone()
+}
+
+impl SinkType for MemoryType {
+    const NAME: &'static str = "memory";
+    type Options = MemoryOptions;
+
+    fn validate(options: &MemoryOptions) -> Vec<(String, String)> {
+        if options.id.is_empty() {
+            vec![("id".into(), "must not be empty".into())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn build(options: &MemoryOptions) -> Result<Arc<dyn Sink>, BoxError> {
+        Ok(Arc::new(recorder(&options.id)))
+    }
+
+    fn describe(options: &MemoryOptions) -> String {
+        format!("id={}", options.id)
+    }
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.register_sink::<MemoryType>();
+    registry
+}
+
+fn errors(text: &str) -> Vec<(String, ConfigErrorKind, String)> {
+    let ConfigErrors(errors) = load(text, &registry()).unwrap_err();
+    errors
+        .into_iter()
+        .map(|e| (e.path, e.kind, e.message))
+        .collect()
+}
+
+fn event(name: &'static str) -> Event {
+    Event::new(EventName::new(name).unwrap(), json!({"k": 1}))
+}
+
+const DESIGN_EXAMPLE: &str = r#"
+[collector]
+listen = "127.0.0.1:8080"
+
+[[processors]]                 # root chain, in order
+type = "regex_filter"
+filter = "allowlist"           # or "blocklist"
+patterns = ['^edx\.', '^navigation\.']
+
+[backends.logs]
+type = "memory"
+id = "design-logs"
+max_events = 10
+
+[backends.spade]
+type = "async_router"
+queue_capacity = 10000
+when_full = "drop_newest"
+[[backends.spade.processors]]
+type = "regex_filter"
+filter = "blocklist"
+patterns = ['^edx\.internal\.']
+[backends.spade.backends.ingest]
+type = "memory"
+id = "design-ingest"
+retry = { max_attempts = 3, initial_backoff_ms = 10, max_backoff_ms = 100 }
+"#;
+
+#[test]
+fn the_design_example_loads_prints_builds_and_routes() {
+    let config = load(DESIGN_EXAMPLE, &registry()).unwrap();
+    assert_eq!(config.collector().listen.to_string(), "127.0.0.1:8080");
+    let tree = config.to_string();
+    for expected in [
+        r#"processor [0] regex_filter allowlist ["^edx\\.", "^navigation\\."]"#,
+        "logs: memory id=design-logs",
+        "max_events=10",
+        "spade: async_router queue_capacity=10000 when_full=drop_newest",
+        "ingest: memory id=design-ingest",
+        "retry=3x 10..100ms",
+    ] {
+        assert!(tree.contains(expected), "missing {expected:?} in:\n{tree}");
+    }
+
+    let (root, stages) = config.build().unwrap().into_parts();
+    let paths: Vec<&str> = stages.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "backends.logs",
+            "backends.spade.backends.ingest",
+            "backends.spade.router",
+            "backends.spade"
+        ]
+    );
+    for name in [
+        "edx.course.enrollment.activated",
+        "edx.internal.tick",
+        "navigation.request",
+        "debug.x",
+    ] {
+        root.send(event(name)).unwrap();
+    }
+    root.flush(Duration::from_secs(5)).unwrap();
+    let names = |id: &str| {
+        recorder(id)
+            .events()
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("design-logs"),
+        [
+            "edx.course.enrollment.activated",
+            "edx.internal.tick",
+            "navigation.request"
+        ]
+    );
+    assert_eq!(
+        names("design-ingest"),
+        ["edx.course.enrollment.activated", "navigation.request"]
+    );
+    for stage in &stages {
+        if let StageKind::Sink(sink) = &stage.kind {
+            assert_eq!(sink.metrics().pending(), 0);
+        }
+    }
+    root.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn every_mistake_is_reported_together_with_its_path() {
+    let found = errors(
+        r#"
+        colector = 1
+
+        [collector]
+        listen = "not an address"
+        max_body_bytes = "big"
+
+        [[processors]]
+        type = "regex_filter"
+        filter = "allowlist"
+        patterns = ['ok', '(unclosed']
+
+        [[processors]]
+        type = "regex_filter"
+        filter = "maybe"
+        patterns = []
+
+        [[processors]]
+        type = "regex_filter"
+        filter = "blocklist"
+
+        [[processors]]
+        type = "no_such_processor"
+
+        [backends.a]
+        type = "memory"
+        id = "a"
+        colour = "blue"
+
+        [backends.b]
+        type = "nope"
+
+        [backends.c]
+        id = "c"
+
+        [backends.d]
+        type = "memory"
+        id = ""
+
+        [backends.e]
+        type = "memory"
+        id = "e"
+        when_full = "panic"
+        retry = "sometimes"
+
+        [backends.f]
+        type = "router"
+        queue_capacity = 5
+
+        [backends.g]
+        type = "async_router"
+        queue_capacity = "lots"
+        [[backends.g.processors]]
+        type = "property_allowlist"
+        allowed = ["a..b"]
+        "#,
+    );
+    let paths: Vec<&str> = found.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "backends.a.colour",
+            "backends.b.type",
+            "backends.c",
+            "backends.d.id",
+            "backends.e.retry",
+            "backends.f.queue_capacity",
+            "backends.g.queue_capacity",
+            "backends.g.processors[0].allowed[0]",
+            "colector",
+            "collector.listen",
+            "processors[0].patterns[1]",
+            "processors[1].filter",
+            "processors[2]",
+            "processors[3].type",
+        ],
+        "{found:#?}"
+    );
+    let by_path = |p: &str| found.iter().find(|(path, _, _)| path == p).unwrap().clone();
+    assert_eq!(by_path("backends.a.colour").1, ConfigErrorKind::UnknownKey);
+    assert!(
+        by_path("backends.a.colour")
+            .2
+            .starts_with("unknown field `colour`, expected `id`")
+    );
+    assert_eq!(by_path("backends.b.type").1, ConfigErrorKind::UnknownType);
+    assert!(
+        by_path("backends.b.type")
+            .2
+            .contains("expected one of: router, async_router, console, memory")
+    );
+    assert_eq!(
+        by_path("backends.c"),
+        (
+            "backends.c".into(),
+            ConfigErrorKind::Missing,
+            "missing key `type`".into()
+        )
+    );
+    assert_eq!(by_path("backends.d.id").2, "must not be empty");
+    assert!(
+        by_path("backends.e.retry")
+            .2
+            .contains("expected \"none\" or a table"),
+        "{:?}",
+        by_path("backends.e.retry")
+    );
+    assert_eq!(by_path("processors[2]").1, ConfigErrorKind::Missing);
+    assert!(
+        by_path("processors[2]")
+            .2
+            .contains("missing field `patterns`")
+    );
+    assert!(
+        by_path("processors[0].patterns[1]")
+            .2
+            .starts_with("invalid regex \"(unclosed\" (pattern 1)")
+    );
+    assert_eq!(
+        by_path("processors[3].type").1,
+        ConfigErrorKind::UnknownType
+    );
+}
+
+#[test]
+fn syntax_errors_say_where_in_the_file() {
+    let found = errors("[backends.a\ntype = 1");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, ConfigErrorKind::Syntax);
+    assert!(found[0].2.contains("line 1"), "{}", found[0].2);
+}
+
+#[test]
+fn the_errors_display_lists_every_mistake_on_its_own_line() {
+    let err = load("[backends.a]\ntype = \"x\"\n[backends.b]\n", &registry()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "invalid config (2 errors):\n  backends.a.type: unknown backend type \"x\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  backends.b: missing key `type`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn collector_options_have_the_documented_defaults_and_never_print_write_keys() {
+    let config = load("[collector]\nwrite_keys = [\"s3cret\"]\n", &registry()).unwrap();
+    let c = config.collector();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        (c.max_body_bytes, c.max_batch_events, c.queue_capacity),
+        (1_048_576, 1000, 10_000)
+    );
+    assert_eq!(c.flume_allowed_properties, None);
+    assert!(!format!("{c:?}").contains("s3cret"));
+    assert!(!config.to_string().contains("s3cret"));
+    assert!(config.to_string().contains("write_keys=1 (redacted)"));
+}
+
+#[test]
+fn delivery_keys_configure_the_sink_backend() {
+    let config = load(
+        r#"
+        [backends.m]
+        type = "memory"
+        id = "delivery-keys"
+        queue_capacity = 3
+        when_full = "drop_oldest"
+        max_events = 2
+        retry = "none"
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    assert!(
+        config
+            .to_string()
+            .contains("queue_capacity=3 when_full=drop_oldest max_events=2")
+    );
+    assert!(config.to_string().contains("retry=none"));
+    let (root, _stages) = config.build().unwrap().into_parts();
+    for n in 0..5 {
+        root.send(event(if n % 2 == 0 { "a" } else { "b" }))
+            .unwrap();
+    }
+    root.flush(Duration::from_secs(5)).unwrap();
+    assert!(
+        recorder("delivery-keys")
+            .batches()
+            .iter()
+            .all(|b| b.len() <= 2)
+    );
+}
+
+#[test]
+fn an_empty_file_is_a_valid_config_with_no_backends() {
+    let config = load("", &registry()).unwrap();
+    assert!(
+        config
+            .to_string()
+            .contains("(no backends: events stop here)")
+    );
+}
