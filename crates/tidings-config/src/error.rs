@@ -34,11 +34,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(
-        path: impl fmt::Display,
-        kind: ConfigErrorKind,
-        message: impl Into<String>,
-    ) -> Self {
+    /// An error at `path` (print it with `ConfigPath`'s `Display`).
+    pub fn new(path: impl fmt::Display, kind: ConfigErrorKind, message: impl Into<String>) -> Self {
         Self {
             path: path.to_string(),
             kind,

@@ -19,12 +19,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "config")]
+mod memory;
 mod sink;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+#[cfg(feature = "config")]
+pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};
 pub use sink::{Answer, RecordingSink};
 use tidings_event::Event;
 use tidings_routing::{Backend, SendError};

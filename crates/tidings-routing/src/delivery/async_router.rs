@@ -101,6 +101,33 @@ impl AsyncRouter {
         }
     }
 
+    /// Queues every event of `events` or none of them (a collector's
+    /// all-or-nothing batch), whatever the `when_full` policy. On refusal
+    /// the events are handed back with the reason, and counted as dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] when there is no room for all of them,
+    /// [`SendError::Closed`] after shutdown.
+    pub fn send_all(&self, events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
+        let shared = &self.shared;
+        Metrics::add(&shared.metrics.received, events.len());
+        shared.queue.push_all(events).map_err(|(pushed, events)| {
+            let (error, reason) = match pushed {
+                Pushed::Closed => (SendError::Closed, DropReason::Shutdown),
+                _ => (SendError::QueueFull, DropReason::QueueFull),
+            };
+            shared.metrics.dropped(&shared.name, reason, events.len());
+            (error, events)
+        })
+    }
+
+    /// Room left in the queue, in events.
+    #[must_use]
+    pub fn queue_room(&self) -> usize {
+        self.shared.queue.room()
+    }
+
     /// A snapshot of the counters; `delivered` counts events handed to the
     /// inner backend.
     #[must_use]

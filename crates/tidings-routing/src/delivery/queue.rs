@@ -75,6 +75,10 @@ impl Queue {
         self.len.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.len())
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.space.notify_all();
@@ -118,6 +122,26 @@ impl Queue {
             self.wake.notify_one();
         }
         outcome
+    }
+
+    /// Queues all of `events` or none of them: refused (and handed back)
+    /// when closed or without room for every one, whatever the policy.
+    pub(crate) fn push_all(&self, events: Vec<Event>) -> Result<(), (Pushed, Vec<Event>)> {
+        if self.is_closed() {
+            return Err((Pushed::Closed, events));
+        }
+        let mut items = self.lock();
+        if items.len() + events.len() > self.capacity {
+            return Err((Pushed::Full, events));
+        }
+        let was_empty = items.is_empty();
+        items.extend(events);
+        self.len.store(items.len(), Ordering::Relaxed);
+        drop(items);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     fn wait_for_room<'a>(
@@ -230,6 +254,22 @@ mod tests {
         );
         assert_eq!(data(&consumer.join().unwrap()), [1]);
         assert_eq!(data(&q.drain_all()), [3]);
+    }
+
+    #[test]
+    fn push_all_takes_everything_or_nothing() {
+        let q = Queue::new(3, WhenFull::DropOldest);
+        q.push(event(1));
+        let refused = q.push_all(vec![event(2), event(3), event(4)]).unwrap_err();
+        assert!(matches!(refused.0, Pushed::Full));
+        assert_eq!(data(&refused.1), [2, 3, 4]);
+        q.push_all(vec![event(2), event(3)]).unwrap();
+        assert_eq!(data(&q.drain_all()), [1, 2, 3]);
+        q.close();
+        assert!(matches!(
+            q.push_all(vec![event(5)]).unwrap_err().0,
+            Pushed::Closed
+        ));
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! Write keys (constant-time, never logged) and CORS (exact origins).
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, ORIGIN, VARY,
+};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Compares without an early exit, so the time taken does not tell how much
+/// of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// The write key a request presents: `Authorization: Bearer KEY`, an
+/// `X-Write-Key` header, or a `write_key` query parameter (for beacons,
+/// which cannot set headers).
+fn presented_key<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(key) = value.strip_prefix("Bearer ") {
+            return Some(key.trim().into());
+        }
+    }
+    if let Some(value) = headers.get("x-write-key").and_then(|v| v.to_str().ok()) {
+        return Some(value.trim().into());
+    }
+    let query = query?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "write_key")
+        .map(|(_, v)| v.into())
+}
+
+/// Whether the request may write: always when no keys are configured,
+/// else when it presents one of them. Every key is compared, in constant time.
+pub(crate) fn authorized(keys: &[String], headers: &HeaderMap, query: Option<&str>) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let Some(presented) = presented_key(headers, query) else {
+        return false;
+    };
+    keys.iter().fold(false, |ok, key| {
+        constant_time_eq(key.as_bytes(), presented.as_bytes()) | ok
+    })
+}
+
+/// The request's `Origin` if it is one of `allowed` (exact match).
+pub(crate) fn allowed_origin<'a>(
+    allowed: &[String],
+    headers: &'a HeaderMap,
+) -> Option<&'a HeaderValue> {
+    let origin = headers.get(ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    allowed.iter().any(|a| a == text).then_some(origin)
+}
+
+/// Adds the CORS headers for an allowed origin.
+pub(crate) fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The answer to a CORS preflight: 204 with the allowed methods and headers
+/// for an allowed origin, 403 otherwise.
+pub(crate) fn preflight(origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    match origin {
+        Some(origin) => {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            let headers = response.headers_mut();
+            add_cors(headers, origin);
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            );
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(
+                    "content-type, content-encoding, authorization, x-write-key",
+                ),
+            );
+            headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        None => *response.status_mut() = StatusCode::FORBIDDEN,
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_taken_from_bearer_header_or_query() {
+        let keys = vec!["k1".to_owned(), "k2".to_owned()];
+        assert!(authorized(
+            &keys,
+            &headers(&[("authorization", "Bearer k2")]),
+            None
+        ));
+        assert!(authorized(&keys, &headers(&[("x-write-key", "k1")]), None));
+        assert!(authorized(
+            &keys,
+            &HeaderMap::new(),
+            Some("a=1&write_key=k1")
+        ));
+        assert!(!authorized(
+            &keys,
+            &headers(&[("authorization", "Bearer k3")]),
+            None
+        ));
+        assert!(!authorized(&keys, &HeaderMap::new(), Some("write_key=k")));
+        assert!(!authorized(&keys, &HeaderMap::new(), None));
+        assert!(authorized(&[], &HeaderMap::new(), None), "no keys: open");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn origins_match_exactly() {
+        let allowed = vec!["https://app.example".to_owned()];
+        assert!(allowed_origin(&allowed, &headers(&[("origin", "https://app.example")])).is_some());
+        assert!(
+            allowed_origin(
+                &allowed,
+                &headers(&[("origin", "https://app.example.evil")])
+            )
+            .is_none()
+        );
+        assert!(allowed_origin(&allowed, &headers(&[("origin", "http://app.example")])).is_none());
+    }
+}

@@ -1,0 +1,360 @@
+//! `Collector`: the ingest routes over a pipeline, and the HTTP server.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tidings_config::{
+    CollectorOptions, Config, ConfigError, ConfigErrorKind, ConfigErrors, Pipeline, Stage,
+};
+use tidings_event::{Limits, Timestamp};
+use tidings_processors::PropertyAllowlist;
+use tidings_routing::{AsyncRouter, Backend, DrainError, RoutingBackend, WhenFull};
+use tokio::net::TcpListener;
+
+use crate::access::{add_cors, allowed_origin, authorized, preflight};
+use crate::metrics::{Counters, render};
+use crate::reject::{Reject, json_response};
+use crate::{body, ingest};
+
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 64;
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The collector: the ingest routes (`/events`, `/event/log`, `/flume`,
+/// `/spade`), `/healthz` and `/metrics`, feeding a routing tree.
+///
+/// Accepted events go into the collector's own bounded queue, all of a
+/// request or none of it; a full queue answers 503 with `Retry-After`, so an
+/// event answered 202 is never dropped silently (anything dropped further
+/// down is counted in `/metrics`). Cloning is cheap.
+#[derive(Clone)]
+pub struct Collector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: CollectorOptions,
+    limits: Limits,
+    flume_allowlist: Option<PropertyAllowlist>,
+    intake: AsyncRouter,
+    root: Arc<RoutingBackend>,
+    stages: Vec<Stage>,
+    counters: Counters,
+    flume_log: Mutex<Box<dyn Write + Send>>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Route labels, also used in metrics.
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/events" => "/events",
+        "/event/log" => "/event/log",
+        "/flume" => "/flume",
+        "/spade" => "/spade",
+        "/healthz" => "/healthz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+impl Collector {
+    /// Builds the pipeline of `config` and a collector over it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] when a sink cannot start or a collector option is invalid.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigErrors> {
+        Self::new(config.collector().clone(), config.build()?)
+    }
+
+    /// A collector over an already built pipeline.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] when `flume_allowed_properties` holds an invalid path
+    /// or the collector's worker cannot start.
+    pub fn new(options: CollectorOptions, pipeline: Pipeline) -> Result<Self, ConfigErrors> {
+        let flume_allowlist = match &options.flume_allowed_properties {
+            None => None,
+            Some(paths) => Some(PropertyAllowlist::new(paths.iter().cloned()).map_err(|e| {
+                ConfigError::new(
+                    format!("collector.flume_allowed_properties[{}]", e.index),
+                    ConfigErrorKind::Invalid,
+                    e.to_string(),
+                )
+            })?),
+        };
+        let (root, stages) = pipeline.into_parts();
+        let root = Arc::new(root);
+        let intake = AsyncRouter::builder("intake", root.clone())
+            .queue_capacity(options.queue_capacity)
+            .when_full(WhenFull::DropNewest)
+            .build()
+            .map_err(|e| ConfigError::new("collector", ConfigErrorKind::Build, e.to_string()))?;
+        let limits = Limits::default()
+            .with_max_bytes(options.max_body_bytes)
+            .with_max_events(options.max_batch_events);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                limits,
+                flume_allowlist,
+                intake,
+                root,
+                stages,
+                counters: Counters::default(),
+                flume_log: Mutex::new(Box::new(std::io::stdout())),
+            }),
+        })
+    }
+
+    /// Writes `/flume` log lines to `writer` instead of stdout.
+    ///
+    /// # Panics
+    ///
+    /// If called after the collector was cloned.
+    #[must_use]
+    pub fn with_flume_log(mut self, writer: impl Write + Send + 'static) -> Self {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("with_flume_log is called before the collector is shared");
+        *inner
+            .flume_log
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = Box::new(writer);
+        self
+    }
+
+    /// The collector's options.
+    #[must_use]
+    pub fn options(&self) -> &CollectorOptions {
+        &self.inner.options
+    }
+
+    /// The Prometheus text served at `/metrics`.
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        let inner = &self.inner;
+        render(
+            &inner.counters,
+            &inner.intake.metrics(),
+            inner.options.queue_capacity,
+            &inner.root.stats(),
+            &inner.stages,
+        )
+    }
+
+    /// Answers one request. Never fails: errors are JSON responses.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let route = route_of(request.uri().path());
+        let origin =
+            allowed_origin(&self.inner.options.allowed_origins, request.headers()).cloned();
+        let mut response = match self.dispatch(route, origin.clone(), request).await {
+            Ok(response) => response,
+            Err(reject) => {
+                self.inner.counters.rejected(reject.reason());
+                reject.into_response()
+            }
+        };
+        if let Some(origin) = origin {
+            add_cors(response.headers_mut(), origin);
+        }
+        self.inner
+            .counters
+            .request(route, response.status().as_u16());
+        response
+    }
+
+    async fn dispatch<B>(
+        &self,
+        route: &'static str,
+        origin: Option<HeaderValue>,
+        request: Request<B>,
+    ) -> Result<Response<Full<Bytes>>, Reject>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let method = request.method().clone();
+        match (route, &method) {
+            ("/healthz", &Method::GET | &Method::HEAD) => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            )),
+            ("/healthz" | "/metrics", _) if method != Method::GET => {
+                Err(Reject::MethodNotAllowed("GET"))
+            }
+            ("/metrics", _) => {
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics_text())));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                Ok(response)
+            }
+            ("other", _) => Err(Reject::NotFound),
+            (_, &Method::POST) => self.ingest(route, request).await,
+            (_, &Method::OPTIONS) => Ok(preflight(origin)),
+            _ => Err(Reject::MethodNotAllowed("POST, OPTIONS")),
+        }
+    }
+
+    async fn ingest<B>(
+        &self,
+        route: &'static str,
+        request: Request<B>,
+    ) -> Result<Response<Full<Bytes>>, Reject>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &self.inner;
+        let (parts, request_body) = request.into_parts();
+        let query = parts.uri.query();
+        if !authorized(&inner.options.write_keys, &parts.headers, query) {
+            return Err(Reject::Unauthorized);
+        }
+        let bytes = body::read(&parts.headers, request_body, inner.options.max_body_bytes).await?;
+        let mut flume_line = None;
+        let mut events = match route {
+            "/events" => {
+                match body::media_type(&parts.headers).as_deref() {
+                    Some("application/json" | "text/plain") => {}
+                    other => {
+                        return Err(Reject::UnsupportedMediaType(format!(
+                            "content type {} is not supported here, use application/json or text/plain",
+                            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+                        )));
+                    }
+                }
+                ingest::events(&bytes, &inner.limits)?
+            }
+            "/event/log" => {
+                body::require_form(&parts.headers, &bytes)?;
+                ingest::event_log(query, &bytes)?
+            }
+            "/flume" => {
+                body::require_form(&parts.headers, &bytes)?;
+                let (event, line) =
+                    ingest::flume(&bytes, &inner.limits, inner.flume_allowlist.as_ref())?;
+                flume_line = Some(line);
+                vec![event]
+            }
+            _ => {
+                body::require_form(&parts.headers, &bytes)?;
+                ingest::spade(&bytes, &inner.limits)?
+            }
+        };
+        let count = events.len();
+        inner
+            .counters
+            .events_received
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let now = Timestamp::now();
+        for event in &mut events {
+            event.set_received_at(now);
+        }
+        if inner.intake.send_all(events).is_err() {
+            // Full, or closed while shutting down: either way, retry later.
+            return Err(Reject::QueueFull);
+        }
+        inner
+            .counters
+            .events_accepted
+            .fetch_add(count as u64, Ordering::Relaxed);
+        if let Some(line) = flume_line {
+            let mut log = inner
+                .flume_log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = writeln!(log, "{line}").and_then(|()| log.flush());
+        }
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({"accepted": count}),
+        ))
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops
+    /// accepting and lets open requests finish (for at most the configured
+    /// shutdown timeout). Call [`Collector::shutdown`] afterwards to drain
+    /// the pipeline.
+    ///
+    /// # Errors
+    ///
+    /// Never fails today; accept errors (out of file descriptors, say) are
+    /// logged and retried.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _peer)) => stream,
+                        Err(error) => {
+                            tracing::warn!(target: "tidings::collector", %error, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let collector = self.clone();
+                    let service = service_fn(move |request| {
+                        let collector = collector.clone();
+                        async move { Ok::<_, Infallible>(collector.handle(request).await) }
+                    });
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .max_headers(MAX_HEADERS)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        let timeout = Duration::from_millis(self.inner.options.shutdown_timeout_ms);
+        let _ = tokio::time::timeout(timeout, graceful.shutdown()).await;
+        Ok(())
+    }
+
+    /// Stops accepting events and drains the pipeline to the sinks, waiting
+    /// at most `timeout`. Blocks the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] when some events could not be delivered in time (they
+    /// are counted as dropped).
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.inner.intake.shutdown(timeout)
+    }
+}

@@ -1,0 +1,41 @@
+//! The tidings collector: an HTTP server that accepts events from browsers
+//! and services and feeds them into the routing tree a TOML config describes.
+//!
+//! Routes: `POST /events` (a JSON event or array; `application/json` or
+//! `text/plain` for beacons; gzip accepted), `POST /event/log?__event__=NAME`
+//! (query and form parameters become data), `POST /flume` (form field `data`
+//! = one JSON event), `POST /spade` (form field `data` = base64 JSON), `GET
+//! /healthz`, `GET /metrics` (Prometheus). A request is accepted whole (202
+//! `{"accepted": n}`) or refused whole with a JSON error: 400, 401, 413, 415,
+//! 404, 405, or 503 with `Retry-After` when the queue is full.
+//!
+//! ```
+//! use tidings_collector::Collector;
+//! use tidings_config::{load, Registry};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = load("[backends.out]\ntype = \"console\"\n", &Registry::default())?;
+//! let collector = Collector::from_config(&config)?;
+//! let request = http::Request::post("/events")
+//!     .header("content-type", "application/json")
+//!     .body(http_body_util::Full::new(bytes::Bytes::from(r#"{"name": "page.view"}"#)))?;
+//! let response = collector.handle(request).await;
+//! assert_eq!(response.status(), 202);
+//! collector.shutdown(std::time::Duration::from_secs(1))?;
+//! # Ok(()) }
+//! ```
+//!
+//! The `tidings` binary in this crate runs it: `tidings serve [--config FILE]
+//! [--listen ADDR]` and `tidings check --config FILE`.
+
+mod access;
+mod body;
+mod collector;
+mod ingest;
+mod metrics;
+mod reject;
+
+pub use collector::Collector;
+
+/// The config `tidings serve` runs without `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

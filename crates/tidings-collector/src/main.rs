@@ -1,0 +1,131 @@
+//! The `tidings` command: `serve` runs the collector, `check` validates a
+//! config and prints its tree.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tidings_collector::{Collector, DEFAULT_CONFIG};
+use tidings_config::{Config, ConfigErrors, Registry, load, load_file};
+
+/// Event collection and routing.
+#[derive(Debug, Parser)]
+#[command(name = "tidings", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector (with the embedded default config unless --config is given).
+    Serve {
+        /// The TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen on this address instead of the config's `collector.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file and print its tree (exit code 1 on errors).
+    Check {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
+    let registry = Registry::default();
+    match path {
+        Some(path) => load_file(path, &registry),
+        None => load(DEFAULT_CONFIG, &registry),
+    }
+}
+
+#[allow(clippy::print_stdout)] // `check` prints its report on stdout
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load_config(Some(&config)) {
+            Ok(config) => {
+                println!("{config}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, listen } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            match serve(config.as_ref(), listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("tidings: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<(), String> {
+    let config = load_config(config_path).map_err(|e| e.to_string())?;
+    let collector = Collector::from_config(&config).map_err(|e| e.to_string())?;
+    let addr = listen.unwrap_or(collector.options().listen);
+    let drain = Duration::from_millis(collector.options().shutdown_timeout_ms);
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(target: "tidings::collector", "listening on http://{local}");
+        collector.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+        tracing::info!(target: "tidings::collector", "stopped accepting; draining the pipeline");
+        let drained = tokio::task::spawn_blocking({
+            let collector = collector.clone();
+            move || collector.shutdown(drain)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match drained {
+            Ok(()) => tracing::info!(target: "tidings::collector", "drained; bye"),
+            Err(error) => tracing::warn!(target: "tidings::collector", %error, "shut down with undelivered events"),
+        }
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

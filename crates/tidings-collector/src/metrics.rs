@@ -1,0 +1,277 @@
+//! The collector's counters and the Prometheus text of `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tidings_config::{Stage, StageMetrics};
+use tidings_routing::{DropReason, MetricsSnapshot, RouterStats};
+
+/// Counters of the HTTP side.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) events_received: AtomicU64,
+    pub(crate) events_accepted: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn request(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(reason)
+            .or_default() += 1;
+    }
+}
+
+/// Escapes a label value for the Prometheus text format.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
+        }
+    }
+}
+
+/// Renders every metric. `intake` is the collector's own queue; `root` the
+/// root router; `stages` everything below it.
+pub(crate) fn render(
+    counters: &Counters,
+    intake: &MetricsSnapshot,
+    capacity: usize,
+    root: &RouterStats,
+    stages: &[Stage],
+) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut f = Family { out: &mut out };
+
+    f.head(
+        "tidings_collector_requests_total",
+        "counter",
+        "HTTP requests, by route and status.",
+    );
+    for ((route, status), n) in counters
+        .requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        f.sample(
+            "tidings_collector_requests_total",
+            &[("route", route), ("status", &status.to_string())],
+            *n,
+        );
+    }
+    f.head(
+        "tidings_collector_rejected_requests_total",
+        "counter",
+        "Requests refused as a whole, by reason.",
+    );
+    for (reason, n) in counters
+        .rejected
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        f.sample(
+            "tidings_collector_rejected_requests_total",
+            &[("reason", reason)],
+            *n,
+        );
+    }
+    f.head(
+        "tidings_collector_events_received_total",
+        "counter",
+        "Events decoded from requests.",
+    );
+    f.sample(
+        "tidings_collector_events_received_total",
+        &[],
+        counters.events_received.load(Ordering::Relaxed),
+    );
+    f.head(
+        "tidings_collector_events_accepted_total",
+        "counter",
+        "Events answered with 202.",
+    );
+    f.sample(
+        "tidings_collector_events_accepted_total",
+        &[],
+        counters.events_accepted.load(Ordering::Relaxed),
+    );
+    f.head(
+        "tidings_collector_queue_depth",
+        "gauge",
+        "Accepted events waiting for the pipeline.",
+    );
+    f.sample(
+        "tidings_collector_queue_depth",
+        &[],
+        intake.queued + intake.buffered,
+    );
+    f.head(
+        "tidings_collector_queue_capacity",
+        "gauge",
+        "Room of the collector's queue, in events.",
+    );
+    f.sample("tidings_collector_queue_capacity", &[], capacity as u64);
+
+    let mut routers: Vec<(&str, &RouterStats)> = vec![("root", root)];
+    let mut deliveries: Vec<&MetricsSnapshot> = vec![intake];
+    let metrics: Vec<(String, StageMetrics)> = stages
+        .iter()
+        .map(|s| (s.path.clone(), s.metrics()))
+        .collect();
+    for (path, m) in &metrics {
+        match m {
+            StageMetrics::Router(stats) => routers.push((path, stats)),
+            StageMetrics::Delivery(snapshot) => deliveries.push(snapshot),
+            _ => {}
+        }
+    }
+
+    f.head(
+        "tidings_router_received_total",
+        "counter",
+        "Events given to a router.",
+    );
+    for (name, s) in &routers {
+        f.sample(
+            "tidings_router_received_total",
+            &[("router", name)],
+            s.received,
+        );
+    }
+    f.head(
+        "tidings_router_filtered_total",
+        "counter",
+        "Events a router's processors dropped.",
+    );
+    for (name, s) in &routers {
+        f.sample(
+            "tidings_router_filtered_total",
+            &[("router", name)],
+            s.filtered,
+        );
+    }
+    f.head(
+        "tidings_router_processor_errors_total",
+        "counter",
+        "Processor failures (the event went on).",
+    );
+    for (name, s) in &routers {
+        f.sample(
+            "tidings_router_processor_errors_total",
+            &[("router", name)],
+            s.processor_errors,
+        );
+    }
+    f.head(
+        "tidings_router_backend_failures_total",
+        "counter",
+        "Events a router's backend refused or panicked on.",
+    );
+    for (name, s) in &routers {
+        for b in &s.backends {
+            f.sample(
+                "tidings_router_backend_failures_total",
+                &[("router", name), ("backend", &b.name)],
+                b.failed + b.panicked,
+            );
+        }
+    }
+
+    let families: [(&str, &str, &str, fn(&MetricsSnapshot) -> u64); 6] = [
+        (
+            "tidings_backend_received_total",
+            "counter",
+            "Events offered to a delivery stage.",
+            |m| m.received,
+        ),
+        (
+            "tidings_backend_delivered_total",
+            "counter",
+            "Events a delivery stage delivered.",
+            |m| m.delivered,
+        ),
+        (
+            "tidings_backend_retried_total",
+            "counter",
+            "Event deliveries retried.",
+            |m| m.retried,
+        ),
+        (
+            "tidings_backend_batches_total",
+            "counter",
+            "Batches a sink accepted.",
+            |m| m.batches,
+        ),
+        (
+            "tidings_backend_queue_depth",
+            "gauge",
+            "Events waiting in a stage's queue.",
+            |m| m.queued,
+        ),
+        (
+            "tidings_backend_buffered_events",
+            "gauge",
+            "Events being batched, in flight or waiting to retry.",
+            |m| m.buffered,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        f.head(name, kind, help);
+        for m in &deliveries {
+            f.sample(name, &[("backend", &m.name)], value(m));
+        }
+    }
+    f.head(
+        "tidings_backend_dropped_total",
+        "counter",
+        "Events a delivery stage dropped, by reason.",
+    );
+    for m in &deliveries {
+        for reason in DropReason::ALL {
+            f.sample(
+                "tidings_backend_dropped_total",
+                &[("backend", &m.name), ("reason", reason.as_str())],
+                m.dropped(reason),
+            );
+        }
+    }
+    out
+}

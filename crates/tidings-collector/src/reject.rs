@@ -1,0 +1,97 @@
+//! `Reject`: why a request was refused, with its status and JSON body.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// A refused request. The whole request is refused: nothing of it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// 400: bad JSON, bad shape, bad name, too deep.
+    BadRequest(String),
+    /// 401: a write key is required and was missing or wrong.
+    Unauthorized,
+    /// 413: body or batch over the limits.
+    TooLarge(String),
+    /// 415: a content type the route does not take.
+    UnsupportedMediaType(String),
+    /// 404.
+    NotFound,
+    /// 405, with the methods the route allows.
+    MethodNotAllowed(&'static str),
+    /// 408: the body did not arrive in time.
+    Timeout,
+    /// 503: the pipeline's queue has no room for the whole batch.
+    QueueFull,
+}
+
+impl Reject {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The label of this rejection in metrics.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge(_) => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::QueueFull => "queue_full",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::BadRequest(m) | Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
+            Self::Unauthorized => "a valid write key is required".to_owned(),
+            Self::NotFound => "no such route".to_owned(),
+            Self::MethodNotAllowed(allow) => format!("method not allowed, use {allow}"),
+            Self::Timeout => "the request body did not arrive in time".to_owned(),
+            Self::QueueFull => {
+                "the pipeline is full, retry later; nothing of this request was accepted".to_owned()
+            }
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({"error": self.message(), "status": self.status().as_u16()});
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match self {
+            Self::QueueFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,172 @@
+//! The server over real sockets, and the `tidings` binary: `check`, `serve`,
+//! and draining on SIGTERM.
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{collector, http, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_over_tcp_and_stops_when_told() {
+    let (c, sink, _) = collector("serve-tcp", "");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let c = c.clone();
+        async move { c.serve(listener, async { drop(stopped.await) }).await }
+    });
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            "POST",
+            "/events",
+            &[("content-type", "application/json")],
+            br#"[{"name": "tcp.one"}, {"name": "tcp.two"}]"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
+    let (status, _) = tokio::task::spawn_blocking(move || http(addr, "GET", "/healthz", &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the listener is closed after shutdown"
+    );
+    tokio::task::spawn_blocking(move || c.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for(&sink, 2);
+}
+
+fn tidings() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidings"))
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("tidings-test-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_prints_the_tree_or_every_error() {
+    let good = write_config(
+        "good",
+        "[backends.out]\ntype = \"console\"\nformat = \"pretty\"\n",
+    );
+    let output = tidings()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("out: console format=pretty stream=stdout"),
+        "{stdout}"
+    );
+
+    let bad = write_config(
+        "bad",
+        "[backends.out]\ntype = \"consol\"\n[[processors]]\ntype = \"regex_filter\"\nfilter = \"allowlist\"\npatterns = [\"(\"]\n",
+    );
+    let output = tidings()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("backends.out.type: unknown backend type \"consol\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("processors[0].patterns[0]: invalid regex"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_accepts_events_and_drains_them_to_the_sinks_on_sigterm() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A long flush interval: only the drain at SIGTERM delivers the events.
+    let config = write_config(
+        "serve",
+        "[backends.out]\ntype = \"console\"\nformat = \"json\"\nflush_interval_ms = 600000\n",
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = tidings()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the collector did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = http(
+        socket,
+        "POST",
+        "/events",
+        &[("content-type", "application/json")],
+        br#"[{"name": "drained.one"}, {"name": "drained.two"}]"#,
+    );
+    assert_eq!(status, 202);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    let names: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["drained.one", "drained.two"], "stderr:\n{stderr}");
+    assert!(stderr.contains("drained"), "{stderr}");
+}
