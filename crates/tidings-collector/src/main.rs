@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Merge the small files a `file` sink wrote into one gzip file per period.
+    Compact {
+        /// The directory of the `file` sink.
+        #[arg(long)]
+        path: PathBuf,
+        /// `hour` or `day`.
+        #[arg(long, default_value = "hour")]
+        period: tidings_sink_file::Period,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
@@ -56,6 +65,26 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Compact { path, period } => match tidings_sink_file::compact(&path, period) {
+            Ok(report) => {
+                println!(
+                    "merged {} files into {} ({} lines){}",
+                    report.merged_files,
+                    report.outputs.len(),
+                    report.lines,
+                    if report.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; skipped damaged files: {:?}", report.skipped)
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("tidings compact: {}: {error}", path.display());
                 ExitCode::FAILURE
             }
         },

@@ -170,3 +170,90 @@ fn serve_accepts_events_and_drains_them_to_the_sinks_on_sigterm() {
     assert_eq!(names, ["drained.one", "drained.two"], "stderr:\n{stderr}");
     assert!(stderr.contains("drained"), "{stderr}");
 }
+
+fn start(mut command: Command, addr: &str) -> std::process::Child {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the collector did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn the_embedded_default_prints_events_and_keeps_them_in_gzip_files_under_tidings_data() {
+    let cwd = std::env::temp_dir().join(format!("tidings-default-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let addr = free_addr();
+    let mut command = tidings();
+    command.current_dir(&cwd).args(["serve", "--listen", &addr]);
+    let mut child = start(command, &addr);
+    let (status, _) = http(
+        addr.parse().unwrap(),
+        "POST",
+        "/events",
+        &[("content-type", "application/json")],
+        br#"[{"name": "default.one"}, {"name": "default.two"}]"#,
+    );
+    assert_eq!(status, 202);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(cwd.join("tidings-data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].to_string_lossy().ends_with(".jsonl.gz"));
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&files[0]).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("default.one") && text.contains("default.two"));
+
+    let output = tidings()
+        .args(["compact", "--path"])
+        .arg(cwd.join("tidings-data"))
+        .args(["--period", "hour"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        "merged 0 files into 0 (0 lines)"
+    );
+    let output = tidings()
+        .args(["compact", "--path", "/nonexistent/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+}

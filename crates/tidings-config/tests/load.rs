@@ -251,10 +251,14 @@ fn every_mistake_is_reported_together_with_its_path() {
             .starts_with("unknown field `colour`, expected `id`")
     );
     assert_eq!(by_path("backends.b.type").1, ConfigErrorKind::UnknownType);
+    let unknown = by_path("backends.b.type").2;
     assert!(
-        by_path("backends.b.type")
-            .2
-            .contains("expected one of: router, async_router, console, memory")
+        unknown.contains("expected one of: router, async_router, console, "),
+        "{unknown}"
+    );
+    assert!(
+        unknown.ends_with(", memory"),
+        "registered third-party types are listed: {unknown}"
     );
     assert_eq!(
         by_path("backends.c"),
@@ -360,6 +364,24 @@ fn delivery_keys_configure_the_sink_backend() {
             .batches()
             .iter()
             .all(|b| b.len() <= 2)
+    );
+}
+
+#[test]
+fn file_sinks_require_a_path_and_positive_rolls() {
+    let found = errors(
+        "[backends.f]\ntype = \"file\"\n[backends.g]\ntype = \"file\"\npath = \"x\"\nroll_events = 0\n",
+    );
+    let summary: Vec<(&str, &str)> = found
+        .iter()
+        .map(|(p, _, m)| (p.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("backends.f", "missing field `path`"),
+            ("backends.g.roll_events", "must be at least 1")
+        ]
     );
 }
 

@@ -100,7 +100,10 @@ impl fmt::Debug for ConsoleSink {
             Target::Stream(stream) => format!("{stream:?}"),
             Target::Writer(_) => "writer".to_owned(),
         };
-        f.debug_struct("ConsoleSink").field("format", &self.format).field("target", &target).finish()
+        f.debug_struct("ConsoleSink")
+            .field("format", &self.format)
+            .field("target", &target)
+            .finish()
     }
 }
 
@@ -159,7 +162,8 @@ impl ConsoleSink {
 impl Sink for ConsoleSink {
     async fn send_batch(&self, batch: &[Event]) -> Result<(), SinkError> {
         // A closed pipe will not reopen: retrying would only repeat the failure.
-        self.write(&self.render(batch)).map_err(|e| SinkError::fatal(format!("writing to the console failed: {e}")))
+        self.write(&self.render(batch))
+            .map_err(|e| SinkError::fatal(format!("writing to the console failed: {e}")))
     }
 
     async fn shutdown(&self) -> Result<(), SinkError> {
@@ -208,7 +212,10 @@ mod tests {
     fn pretty_writes_indented_json_per_event() {
         let (text, events) = written(Format::Pretty);
         assert!(text.contains("\n  \"name\": \"a.one\""), "{text}");
-        let parsed: Vec<Value> = serde_json::Deserializer::from_str(&text).into_iter().map(Result::unwrap).collect();
+        let parsed: Vec<Value> = serde_json::Deserializer::from_str(&text)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[1]["id"], events[1].id().to_string());
     }
@@ -241,6 +248,10 @@ mod tests {
             .block_on(sink.send_batch(&events()))
             .unwrap_err();
         assert!(!err.is_retryable());
-        assert!(err.to_string().contains("writing to the console failed: pipe closed"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("writing to the console failed: pipe closed"),
+            "{err}"
+        );
     }
 }

@@ -32,11 +32,21 @@ fn main() {
         .batch(BatchConfig::default().with_max_events(100))
         .build()
         .expect("worker starts");
-    let tracker = Tracker::builder().backend("ingest", backend).build().expect("tracker builds");
+    let tracker = Tracker::builder()
+        .backend("ingest", backend)
+        .build()
+        .expect("tracker builds");
 
     // Fill the queue (and the one batch in flight) before measuring.
     for _ in 0..20_000 {
-        let _ = tracker.emit("navigation.request", Click { url: "/fill", button_text: "x", depth: 0 });
+        let _ = tracker.emit(
+            "navigation.request",
+            Click {
+                url: "/fill",
+                button_text: "x",
+                depth: 0,
+            },
+        );
     }
 
     let mut latencies: Vec<u64> = std::thread::scope(|scope| {
@@ -44,7 +54,11 @@ fn main() {
             .map(|_| {
                 let tracker = tracker.clone();
                 scope.spawn(move || {
-                    let click = Click { url: "http://www.edx.org/some/path/1", button_text: "Enroll now", depth: 3 };
+                    let click = Click {
+                        url: "http://www.edx.org/some/path/1",
+                        button_text: "Enroll now",
+                        depth: 3,
+                    };
                     let mut nanos = Vec::with_capacity(EMITS_PER_THREAD);
                     for _ in 0..EMITS_PER_THREAD {
                         let started = Instant::now();
@@ -55,7 +69,10 @@ fn main() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("emitting thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("emitting thread"))
+            .collect()
     });
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -69,6 +86,9 @@ fn main() {
         latencies[latencies.len() - 1]
     );
     let stats = tracker.stats();
-    println!("root router: received {}, backend failures (queue full) {}", stats.received, stats.backends[0].failed);
+    println!(
+        "root router: received {}, backend failures (queue full) {}",
+        stats.received, stats.backends[0].failed
+    );
     let _ = tracker.root().shutdown(Duration::from_millis(100));
 }

@@ -53,8 +53,8 @@ pub use tidings_processors::{
     FilterMode, Processor, ProcessorError, PropertyAllowlist, RegexFilter, Verdict, processor_fn,
 };
 pub use tidings_routing::{
-    AsyncRouter, Backend, BatchConfig, BuildError, DrainError, DropReason, MetricsSnapshot, RetryPolicy,
-    RouterStats, RoutingBackend, SendError, Sink, SinkBackend, SinkError, WhenFull,
+    AsyncRouter, Backend, BatchConfig, BuildError, DrainError, DropReason, MetricsSnapshot,
+    RetryPolicy, RouterStats, RoutingBackend, SendError, Sink, SinkBackend, SinkError, WhenFull,
 };
 pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
 

@@ -45,6 +45,22 @@ pub trait Sink: Send + Sync + fmt::Debug + 'static {
     /// [`SinkError`] when closing failed.
     async fn shutdown(&self) -> Result<(), SinkError>;
 
+    /// How often the worker calls [`Sink::tick`] while the sink is idle
+    /// (for time-based work such as rolling a file). Defaults to never.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Periodic housekeeping, called every [`Sink::tick_interval`] between
+    /// batches.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError`]; it is logged, and the next tick comes as usual.
+    async fn tick(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// How many bytes `event` adds to a batch, before compression; used for
     /// the batch's `max_bytes`. Defaults to the event's wire-format length.
     fn size_hint(&self, event: &Event) -> usize {

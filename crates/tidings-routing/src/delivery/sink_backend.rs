@@ -313,7 +313,17 @@ impl Worker {
     async fn run(self) {
         let mut batch = Batch::default();
         let mut incoming = Vec::with_capacity(self.batch.max_events());
+        let tick_every = self.sink.tick_interval();
+        let mut next_tick = tick_every.map(|every| Instant::now() + every);
         loop {
+            if let (Some(every), Some(due)) = (tick_every, next_tick) {
+                if Instant::now() >= due {
+                    if let Err(error) = self.sink.tick().await {
+                        tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, "sink tick failed");
+                    }
+                    next_tick = Some(Instant::now() + every);
+                }
+            }
             self.take_queued(&mut batch, &mut incoming).await;
             let shutdown = self.shared.control.shutdown_deadline();
             let flush = self.shared.control.pending_flush();
@@ -343,9 +353,11 @@ impl Worker {
                 self.shared.control.complete_flush(ticket);
                 continue;
             }
-            match batch.started {
-                Some(started) => {
-                    let due = started + self.batch.flush_interval();
+            let batch_due = batch
+                .started
+                .map(|started| started + self.batch.flush_interval());
+            match batch_due.into_iter().chain(next_tick).min() {
+                Some(due) => {
                     tokio::select! {
                         () = self.shared.queue.wake.notified() => {}
                         () = tokio::time::sleep_until(due.into()) => {}
