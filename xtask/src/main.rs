@@ -4,12 +4,15 @@
 //!   test, and the docs with warnings denied.
 //! - `bench [ARGS]`: the criterion benchmarks (extra arguments go to criterion).
 //! - `docs`: builds the API documentation of the workspace.
+//! - `loadtest [SECONDS]`: the collector under load (see `loadtest.rs`).
 
 #![allow(clippy::print_stdout)] // a command-line tool reports on stdout
 
 use std::env;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+
+mod loadtest;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -24,8 +27,18 @@ fn main() -> ExitCode {
             &[],
         ),
         Some("docs") => docs(),
+        Some("loadtest") => match args.get(1).map(|s| s.parse::<u64>()) {
+            None => loadtest::loadtest(&project_root(), 10),
+            Some(Ok(seconds)) => loadtest::loadtest(&project_root(), seconds),
+            Some(Err(_)) => Err(format!(
+                "loadtest takes a number of seconds per phase, not {:?}",
+                args[1]
+            )),
+        },
         _ => {
-            println!("usage: cargo xtask <ci | bench [criterion args] | docs>");
+            println!(
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -49,7 +62,7 @@ fn project_root() -> PathBuf {
 }
 
 /// Runs cargo (the one that runs xtask) with `args` and extra environment.
-fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("$ cargo {}", args.join(" "));
     let status = Command::new(&cargo)

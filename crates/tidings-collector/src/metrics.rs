@@ -215,7 +215,13 @@ pub(crate) fn render(
         }
     }
 
-    let families: [(&str, &str, &str, fn(&MetricsSnapshot) -> u64); 6] = [
+    type DeliveryFamily = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&MetricsSnapshot) -> u64,
+    );
+    let families: [DeliveryFamily; 6] = [
         (
             "tidings_backend_received_total",
             "counter",

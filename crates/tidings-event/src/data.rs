@@ -63,6 +63,14 @@ pub(crate) struct Data {
 }
 
 impl Data {
+    /// Data as JSON text that is known to be valid and within the depth limit.
+    pub(crate) fn from_valid_json(raw: &str) -> Self {
+        Self {
+            raw: Some(raw.as_bytes().to_vec()),
+            value: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn from_value(value: Value) -> Self {
         Self {
             raw: None,

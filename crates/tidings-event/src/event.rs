@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::data::{Data, DataError, json_len, write_value};
+pub(crate) use crate::data::Data;
+use crate::data::{DataError, json_len, write_value};
 use crate::wire::{EventError, event_from_object};
 use crate::{EventId, EventName, Map, Timestamp};
 
@@ -217,7 +218,7 @@ impl Event {
         name: EventName,
         timestamp: Timestamp,
         context: Map,
-        data: Value,
+        data: Data,
         received_at: Option<Timestamp>,
     ) -> Self {
         Self {
@@ -225,7 +226,7 @@ impl Event {
             name,
             timestamp,
             context: Arc::new(context),
-            data: Data::from_value(data),
+            data,
             received_at,
         }
     }

@@ -1,7 +1,9 @@
 //! Decoding the wire format: limits, normalisation of foreign shapes, errors.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::event::Data;
 use crate::{Event, EventId, EventName, Map, NameError, Timestamp};
 
 /// Default for [`Limits::max_bytes`]: 1 MiB.
@@ -201,8 +203,38 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<Event>, WireError> {
         valid_up_to: e.valid_up_to(),
     })?;
     check_depth(text.as_bytes(), limits.max_depth)?;
-    let value: Value = serde_json::from_str(text)?;
-    decode_value(value, limits)
+    // Fields are parsed one by one from the raw text, so that `data` stays
+    // JSON text: sinks copy it verbatim and no value tree is built for it.
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            if items.len() > limits.max_events {
+                return Err(WireError::TooManyEvents {
+                    count: items.len(),
+                    limit: limits.max_events,
+                });
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    event_from_raw(item).map_err(|source| WireError::Event { index, source })
+                })
+                .collect()
+        }
+        Some(b'{') => {
+            let item: &RawValue = serde_json::from_str(text)?;
+            Ok(vec![
+                event_from_raw(item).map_err(|source| WireError::Event { index: 0, source })?,
+            ])
+        }
+        _ => {
+            let value: Value = serde_json::from_str(text)?;
+            Err(WireError::NotAnEventOrBatch {
+                found: json_type_name(&value),
+            })
+        }
+    }
 }
 
 /// Normalises an already parsed JSON value (one event object or an array of
@@ -290,20 +322,141 @@ pub(crate) fn check_depth(bytes: &[u8], limit: usize) -> Result<(), WireError> {
     Ok(())
 }
 
-fn take_string_field(object: &mut Map, field: &'static str) -> Result<Option<String>, EventError> {
-    match object.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+/// One field of an event object: parsed, or still JSON text.
+enum Field<'a> {
+    Value(Value),
+    Raw(&'a RawValue),
+}
+
+/// The JSON type of raw JSON text, from its first character.
+fn raw_type_name(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+impl Field<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::Value(value) => json_type_name(value),
+            Self::Raw(raw) => raw_type_name(raw),
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        match self {
+            Self::Value(value) => value.is_null(),
+            Self::Raw(raw) => raw.get() == "null",
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Self::Value(value) => value,
+            // Raw text comes from a successful parse within the depth limit.
+            Self::Raw(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        }
+    }
+
+    fn into_data(self) -> Data {
+        match self {
+            Self::Value(value) => Data::from_value(value),
+            Self::Raw(raw) => Data::from_valid_json(raw.get()),
+        }
+    }
+}
+
+/// The fields of one event object, taken out one by one.
+trait Fields<'a> {
+    fn take(&mut self, key: &str) -> Option<Field<'a>>;
+    fn into_rest(self) -> Vec<(String, Value)>;
+}
+
+impl<'a> Fields<'a> for Map {
+    fn take(&mut self, key: &str) -> Option<Field<'a>> {
+        self.remove(key).map(Field::Value)
+    }
+    fn into_rest(self) -> Vec<(String, Value)> {
+        self.into_iter().collect()
+    }
+}
+
+/// An object's fields as raw JSON text; a repeated key keeps its last value
+/// (as `serde_json::Map` does).
+struct RawFields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'a> Fields<'a> for RawFields<'a> {
+    fn take(&mut self, key: &str) -> Option<Field<'a>> {
+        let mut found = None;
+        self.0.retain(|(k, v)| {
+            let hit = k == key;
+            if hit {
+                found = Some(*v);
+            }
+            !hit
+        });
+        found.map(Field::Raw)
+    }
+    fn into_rest(self) -> Vec<(String, Value)> {
+        self.0
+            .into_iter()
+            .map(|(k, v)| (k, Field::Raw(v).into_value()))
+            .collect()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(6));
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+fn take_string_field<'a>(
+    fields: &mut impl Fields<'a>,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
+    match fields.take(field) {
+        None => Ok(None),
+        Some(found) if found.is_null() => Ok(None),
+        Some(Field::Value(Value::String(s))) => Ok(Some(s)),
+        Some(Field::Raw(raw)) if raw.get().starts_with('"') => {
+            Ok(serde_json::from_str(raw.get()).ok())
+        }
         Some(other) => Err(EventError::FieldType {
             field,
             expected: "a string",
-            found: json_type_name(&other),
+            found: other.type_name(),
         }),
     }
 }
 
-fn take_timestamp(object: &mut Map, field: &'static str) -> Result<Option<Timestamp>, EventError> {
-    take_string_field(object, field)?
+fn take_timestamp<'a>(
+    fields: &mut impl Fields<'a>,
+    field: &'static str,
+) -> Result<Option<Timestamp>, EventError> {
+    take_string_field(fields, field)?
         .map(|s| {
             s.parse()
                 .map_err(|source| EventError::Timestamp { field, source })
@@ -311,7 +464,26 @@ fn take_timestamp(object: &mut Map, field: &'static str) -> Result<Option<Timest
         .transpose()
 }
 
-pub(crate) fn event_from_object(mut object: Map) -> Result<Event, EventError> {
+/// An event from one element of a body, keeping its `data` as JSON text.
+fn event_from_raw(item: &RawValue) -> Result<Event, EventError> {
+    if !item.get().starts_with('{') {
+        return Err(EventError::NotAnObject {
+            found: raw_type_name(item),
+        });
+    }
+    // The element was parsed once already, so it is a valid object.
+    let fields: RawFields<'_> =
+        serde_json::from_str(item.get()).map_err(|_| EventError::NotAnObject {
+            found: "an invalid object",
+        })?;
+    event_from_fields(fields)
+}
+
+pub(crate) fn event_from_object(object: Map) -> Result<Event, EventError> {
+    event_from_fields(object)
+}
+
+fn event_from_fields<'a>(mut object: impl Fields<'a>) -> Result<Event, EventError> {
     let (field, name) = match take_string_field(&mut object, "name")? {
         Some(name) => ("name", name),
         None => match take_string_field(&mut object, "event")? {
@@ -326,24 +498,28 @@ pub(crate) fn event_from_object(mut object: Map) -> Result<Event, EventError> {
         .unwrap_or_default();
     let timestamp = take_timestamp(&mut object, "timestamp")?.unwrap_or_else(Timestamp::now);
     let received_at = take_timestamp(&mut object, "received_at")?;
-    let mut context = match object.remove("context") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(context)) => context,
-        Some(other) => {
-            return Err(EventError::FieldType {
-                field: "context",
-                expected: "an object",
-                found: json_type_name(&other),
-            });
-        }
+    let mut context = match object.take("context") {
+        None => Map::new(),
+        Some(found) if found.is_null() => Map::new(),
+        Some(found) => match found.into_value() {
+            Value::Object(context) => context,
+            other => {
+                return Err(EventError::FieldType {
+                    field: "context",
+                    expected: "an object",
+                    found: json_type_name(&other),
+                });
+            }
+        },
     };
-    let data = match object.remove("data") {
-        Some(data) => data,
-        None => object
-            .remove("properties")
-            .unwrap_or_else(|| Value::Object(Map::new())),
+    let data = match object.take("data") {
+        Some(data) => data.into_data(),
+        None => object.take("properties").map_or_else(
+            || Data::from_value(Value::Object(Map::new())),
+            Field::into_data,
+        ),
     };
-    for (key, value) in object {
+    for (key, value) in object.into_rest() {
         context.entry(key).or_insert(value);
     }
     Ok(Event::from_parts(

@@ -97,14 +97,14 @@ impl Control {
 }
 
 /// Runs `worker` on a thread of its own with a single-threaded tokio
-/// runtime, so delivery works the same from a plain `fn main` and from
+/// runtime (with the I/O and time drivers, so sinks can use tokio's sockets), so delivery works the same from a plain `fn main` and from
 /// inside any runtime, and a slow sink never stalls another.
 pub(crate) fn spawn_worker<F>(name: &str, worker: F) -> std::io::Result<JoinHandle<()>>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name(format!("tidings-{name}"))

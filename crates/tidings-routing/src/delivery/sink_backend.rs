@@ -56,9 +56,9 @@ type BatchHook = Arc<dyn Fn(&BatchReport<'_>) + Send + Sync>;
 /// full); a worker thread forms batches ([`BatchConfig`]), hands them to the
 /// sink and retries failures ([`RetryPolicy`]), one batch at a time, so a
 /// `Retry-After` pauses the whole sink. Every event is accounted for in
-/// [`SinkBackend::metrics`]: at quiet points `received = delivered + dropped
-/// + pending`. The order of the wrappers is fixed: queue, then batching, then
-/// retry, then the sink.
+/// [`SinkBackend::metrics`]: at quiet points
+/// `received = delivered + dropped + pending`. The order of the wrappers is
+/// fixed: queue, then batching, then retry, then the sink.
 ///
 /// Call [`Backend::shutdown`] (or keep the facade's `FlushGuard`) before the
 /// process exits: dropping a `SinkBackend` starts a shutdown with a 5 s

@@ -1,0 +1,58 @@
+//! The HTTP sinks of tidings: Spade-like batched ingest ([`SpadeSink`]),
+//! flume form posts ([`FlumeSink`]) and generic JSON ([`HttpJsonSink`]),
+//! all sending through one [`HttpClient`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use tidings_routing::{Backend, BatchConfig, RetryPolicy, SinkBackend};
+//! use tidings_sink_http::{HttpClient, SpadeSink};
+//!
+//! let client = HttpClient::builder().request_timeout(Duration::from_secs(5)).build()?;
+//! let sink = SpadeSink::builder()
+//!     .url("http://127.0.0.1:9000/track")
+//!     .client(client)
+//!     .build()?;
+//! assert_eq!(sink.url_provider().current_url().as_deref(), Some("http://127.0.0.1:9000/…"));
+//!
+//! // Batching, retries, Retry-After pauses and 413 splitting are the
+//! // SinkBackend's; the sink makes one attempt per call.
+//! let backend = SinkBackend::builder("spade", sink)
+//!     .batch(BatchConfig::default().with_max_events(50))
+//!     .retry(RetryPolicy::default().with_max_attempts(5))
+//!     .build()?;
+//! // Hand `backend` to a router or tracker; here nothing was sent.
+//! backend.shutdown(Duration::from_secs(1))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What the sinks do, and what they leave to `SinkBackend`
+//!
+//! Each sink implements [`tidings_routing::Sink`]: one `send_batch` call is
+//! one attempt. Failures are classified for the
+//! [`SinkBackend`](tidings_routing::SinkBackend)'s retry policy: `408`,
+//! `429` and `5xx` answers are retryable (with their `Retry-After`, in
+//! seconds or as an HTTP date), `413` splits the batch, other statuses drop
+//! it; connection failures, resets and timeouts are retryable.
+//!
+//! The [`HttpClient`] runs requests on an I/O thread of its own, so one
+//! client (and its connection pool) serves every sink that is given a clone
+//! of it, whatever runtime or worker thread the sinks run on. URLs and header values may carry
+//! credentials: they never appear in error messages, logs or `Debug`
+//! output, where a URL is shown as `scheme://host:port` only.
+
+mod client;
+mod endpoint;
+mod error;
+mod flume;
+mod json;
+mod properties;
+mod spade;
+
+pub use client::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, HttpClient,
+    HttpClientBuilder, HttpResponse, MAX_ANSWER_BYTES, RequestError, parse_retry_after,
+};
+pub use error::BuildError;
+pub use flume::{FlumeSink, FlumeSinkBuilder, PartialDelivery};
+pub use json::{HttpJsonSink, HttpJsonSinkBuilder};
+pub use spade::{DEFAULT_REFRESH_INTERVAL, SpadeSink, SpadeSinkBuilder, UrlProvider};
