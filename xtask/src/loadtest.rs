@@ -83,6 +83,9 @@ struct Phase {
     name: String,
     requests: usize,
     events: usize,
+    /// 503 answers (back-pressure: the sinks were behind).
+    busy: usize,
+    /// Any other failure.
     failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
@@ -124,6 +127,7 @@ fn run_phase(
             std::thread::spawn(move || {
                 let mut connection = Connection::open(addr).expect("connect to the collector");
                 let mut latencies = Vec::with_capacity(1 << 16);
+                let mut busy = 0;
                 let mut failed = 0;
                 // Spread paced connections over the interval.
                 let offset = interval.map_or(Duration::ZERO, |every| {
@@ -141,6 +145,7 @@ fn run_phase(
                     let sent = Instant::now();
                     match connection.request(&request) {
                         Ok(202) => latencies.push(sent.elapsed()),
+                        Ok(503) => busy += 1,
                         Ok(_) => failed += 1,
                         Err(_) => {
                             failed += 1;
@@ -151,17 +156,18 @@ fn run_phase(
                         }
                     }
                 }
-                (latencies, failed)
+                (latencies, busy, failed)
             })
         })
         .collect();
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
-    let mut failed = 0;
+    let (mut busy, mut failed) = (0, 0);
     for worker in workers {
-        let (l, f) = worker.join().expect("load worker");
+        let (l, b, f) = worker.join().expect("load worker");
         latencies.extend(l);
+        busy += b;
         failed += f;
     }
     let elapsed = started.elapsed();
@@ -227,7 +233,7 @@ pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
     std::fs::write(
         &config,
         format!(
-            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 20000\n\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 20000\nwhen_full = \"block\"\nblock_timeout_ms = 5000\n",
+            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\n\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 10000\nwhen_full = \"block\"\nblock_timeout_ms = 5000\n",
             data.display()
         ),
     )
@@ -287,12 +293,13 @@ pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
     );
     for phase in [&single, &batched, &paced] {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} |",
             phase.name,
             phase.requests_per_second(),
             phase.events_per_second(),
             phase.percentile(0.50).as_secs_f64() * 1e3,
             phase.percentile(0.99).as_secs_f64() * 1e3,
+            phase.busy,
             phase.failed
         );
     }
@@ -303,6 +310,10 @@ pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
             |kib| format!("{:.1}", kib as f64 / 1024.0)
         ),
     );
+    let failed: usize = [&single, &batched, &paced].iter().map(|p| p.failed).sum();
+    if failed > 0 {
+        return Err(format!("{failed} requests failed (other than 503)"));
+    }
     if written < accepted {
         return Err(format!(
             "{} accepted events are missing from the files",

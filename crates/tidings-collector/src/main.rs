@@ -10,6 +10,12 @@ use clap::{Parser, Subcommand};
 use tidings_collector::{Collector, DEFAULT_CONFIG};
 use tidings_config::{Config, ConfigErrors, Registry, load, load_file};
 
+/// The collector allocates and frees many small objects per event on
+/// several threads; mimalloc handles that pattern much better than glibc's
+/// allocator (see `docs/performance.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Event collection and routing.
 #[derive(Debug, Parser)]
 #[command(name = "tidings", version, about)]

@@ -294,30 +294,38 @@ pub(crate) fn check_depth(bytes: &[u8], limit: usize) -> Result<(), WireError> {
         return Ok(());
     }
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (offset, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                // Jump over the string: to its closing quote, skipping escapes.
+                at += 1;
+                loop {
+                    let Some(rest) = bytes.get(at..) else {
+                        return Ok(());
+                    };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(i) if bytes[at + i] == b'\\' => at += i + 2,
+                        Some(i) => {
+                            at += i;
+                            break;
+                        }
+                        // An unterminated string is left for the parser to report.
+                        None => return Ok(()),
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
-                    return Err(WireError::TooDeep { limit, offset });
+                    return Err(WireError::TooDeep { limit, offset: at });
                 }
             }
             // Unbalanced closers are left for the parser to report.
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
 }
@@ -708,6 +716,19 @@ mod tests {
                 .starts_with("JSON nests deeper than 64 levels"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_depth_scan_survives_truncated_strings_and_escapes() {
+        let limits = Limits::default().with_max_bytes(usize::MAX);
+        for tail in ["\"\\", "\"abc\\", "\"", "\"\\\"[[[["] {
+            // Over 64 openers (so the precise scan runs) but shallow nesting.
+            let body = format!("[{}{tail}", "[],".repeat(70));
+            assert!(decode(body.as_bytes(), &limits).is_err(), "{tail:?}");
+        }
+        // Escaped quotes do not end a string: these brackets are text.
+        let body = format!(r#"{{"name": "a", "data": "\"{}\""}}"#, "[".repeat(200));
+        assert!(decode(body.as_bytes(), &limits).is_ok());
     }
 
     #[test]

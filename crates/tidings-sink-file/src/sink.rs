@@ -293,6 +293,11 @@ impl Sink for FileSink {
         }
     }
 
+    /// Files have no request size to respect: batches are not measured.
+    fn size_hint(&self, _event: &Event) -> usize {
+        0
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         Some((self.roll_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
     }

@@ -63,6 +63,8 @@ pub trait Sink: Send + Sync + fmt::Debug + 'static {
 
     /// How many bytes `event` adds to a batch, before compression; used for
     /// the batch's `max_bytes`. Defaults to the event's wire-format length.
+    /// A sink without a request size to respect (a file) returns 0, which
+    /// saves measuring every event.
     fn size_hint(&self, event: &Event) -> usize {
         event.encoded_len()
     }
