@@ -176,6 +176,7 @@ fn run_phase(
         name: name.to_owned(),
         requests: latencies.len(),
         events: latencies.len() * events,
+        busy,
         failed,
         elapsed,
         latencies,
