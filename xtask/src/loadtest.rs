@@ -290,7 +290,7 @@ pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
         .sum::<usize>();
     let written = count_lines(&data).map_err(|e| e.to_string())?;
     println!(
-        "\n| phase | requests/s | events/s | p50 | p99 | failed |\n|---|---:|---:|---:|---:|---:|"
+        "\n| phase | accepted requests/s | accepted events/s | p50 | p99 | 503 (busy) | failed |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for phase in [&single, &batched, &paced] {
         println!(
