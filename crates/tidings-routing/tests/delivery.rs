@@ -449,3 +449,38 @@ proptest! {
         prop_assert_eq!(backend.metrics(), flushed);
     }
 }
+
+/// Counts its ticks.
+#[derive(Debug, Default)]
+struct Ticking(std::sync::atomic::AtomicUsize);
+
+#[tidings_routing::async_trait]
+impl tidings_routing::Sink for Ticking {
+    async fn send_batch(&self, _batch: &[Event]) -> Result<(), tidings_routing::SinkError> {
+        Ok(())
+    }
+    async fn shutdown(&self) -> Result<(), tidings_routing::SinkError> {
+        Ok(())
+    }
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(10))
+    }
+    async fn tick(&self) -> Result<(), tidings_routing::SinkError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn an_idle_sink_is_ticked_at_its_interval() {
+    let ticking = Arc::new(Ticking::default());
+    let backend = SinkBackend::builder_arc("ticking", ticking.clone())
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    while ticking.0.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(started.elapsed() < LONG, "no ticks while idle");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    backend.shutdown(LONG).unwrap();
+}

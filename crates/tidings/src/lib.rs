@@ -65,13 +65,21 @@ struct ReadmeDoctests;
 
 /// The stock sinks, each behind the cargo feature of its name.
 ///
-/// | feature | module | sink |
+/// | feature | module | sinks |
 /// |---|---|---|
-/// | `console` (default) | [`sinks::console`] | JSON lines or pretty JSON on stdout/stderr |
+/// | `console` (default) | `sinks::console` | JSON lines or pretty JSON on stdout/stderr |
+/// | `file` | `sinks::file` | rolling JSON-lines files, gzip, compaction |
+/// | `http` | `sinks::http` | Spade-like batched ingest, flume form posts, generic JSON |
 pub mod sinks {
     #[cfg(feature = "console")]
     #[doc(inline)]
     pub use tidings_sink_console as console;
+    #[cfg(feature = "file")]
+    #[doc(inline)]
+    pub use tidings_sink_file as file;
+    #[cfg(feature = "http")]
+    #[doc(inline)]
+    pub use tidings_sink_http as http;
 }
 
 /// The underlying crates, for items not re-exported at the top level.
