@@ -11,8 +11,8 @@ use support::{collector, post, send, wait_for};
 
 const LONG: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn events_accepts_one_event_or_an_array_and_stamps_received_at() {
+#[test]
+fn events_accepts_one_event_or_an_array_and_stamps_received_at() {
     let (c, sink, _) = collector("events-ok", "");
     let (status, _, body) = send(
         &c,
@@ -21,14 +21,13 @@ async fn events_accepts_one_event_or_an_array_and_stamps_received_at() {
             "application/json",
             r#"{"name": "page.view", "data": {"p": 1}}"#,
         ),
-    )
-    .await;
+    );
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
     let client_id = "01936f0e-0b1c-7def-8abc-0123456789ab";
     let batch = format!(
         r#"[{{"id": "{client_id}", "name": "a", "timestamp": "2026-01-02T03:04:05.000006Z"}}, {{"event": "b", "properties": {{"k": 2}}}}]"#
     );
-    let (status, _, body) = send(&c, post("/events", "text/plain;charset=UTF-8", batch)).await;
+    let (status, _, body) = send(&c, post("/events", "text/plain;charset=UTF-8", batch));
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
     wait_for(&sink, 3);
     let events = sink.events();
@@ -50,8 +49,8 @@ async fn events_accepts_one_event_or_an_array_and_stamps_received_at() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_whole_with_a_json_error() {
+#[test]
+fn bad_input_is_refused_whole_with_a_json_error() {
     let (c, sink, _) = collector("events-bad", "max_body_bytes = 2000\nmax_batch_events = 3");
     let deep = format!(
         "{{\"name\": \"a\", \"data\": {}{}}}",
@@ -99,7 +98,7 @@ async fn bad_input_is_refused_whole_with_a_json_error() {
         ),
     ];
     for (content_type, body, status, message) in cases {
-        let (got, headers, text) = send(&c, post("/events", content_type, body)).await;
+        let (got, headers, text) = send(&c, post("/events", content_type, body));
         assert_eq!(got, status, "{text}");
         assert_eq!(headers["content-type"], "application/json");
         let error: Value = serde_json::from_str(&text).unwrap();
@@ -116,8 +115,8 @@ async fn bad_input_is_refused_whole_with_a_json_error() {
     );
 }
 
-#[tokio::test]
-async fn gzip_bodies_are_accepted_and_capped_once_decompressed() {
+#[test]
+fn gzip_bodies_are_accepted_and_capped_once_decompressed() {
     let (c, sink, _) = collector("events-gzip", "max_body_bytes = 10000");
     let gzip = |data: &[u8]| {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -132,7 +131,7 @@ async fn gzip_bodies_are_accepted_and_capped_once_decompressed() {
     request
         .headers_mut()
         .insert("content-encoding", "gzip".parse().unwrap());
-    assert_eq!(send(&c, request).await.0, 202);
+    assert_eq!(send(&c, request).0, 202);
 
     let bomb = gzip(&vec![b' '; 1_000_000]);
     assert!(bomb.len() < 10_000);
@@ -140,7 +139,7 @@ async fn gzip_bodies_are_accepted_and_capped_once_decompressed() {
     request
         .headers_mut()
         .insert("content-encoding", "gzip".parse().unwrap());
-    let (status, _, body) = send(&c, request).await;
+    let (status, _, body) = send(&c, request);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("once decompressed"));
 
@@ -148,32 +147,30 @@ async fn gzip_bodies_are_accepted_and_capped_once_decompressed() {
     request
         .headers_mut()
         .insert("content-encoding", "br".parse().unwrap());
-    assert_eq!(send(&c, request).await.0, 415);
+    assert_eq!(send(&c, request).0, 415);
     wait_for(&sink, 1);
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn write_keys_are_required_when_configured() {
+#[test]
+fn write_keys_are_required_when_configured() {
     let (c, _sink, _) = collector("events-keys", r#"write_keys = ["k-one", "k-two"]"#);
     let body = r#"{"name": "a"}"#;
-    let (status, headers, text) = send(&c, post("/events", "application/json", body)).await;
+    let (status, headers, text) = send(&c, post("/events", "application/json", body));
     assert_eq!(status, 401, "{text}");
     assert_eq!(headers["www-authenticate"], "Bearer");
     let mut wrong = post("/events", "application/json", body);
     wrong
         .headers_mut()
         .insert("authorization", "Bearer nope".parse().unwrap());
-    assert_eq!(send(&c, wrong).await.0, 401);
+    assert_eq!(send(&c, wrong).0, 401);
     let mut right = post("/events", "application/json", body);
     right
         .headers_mut()
         .insert("authorization", "Bearer k-two".parse().unwrap());
-    assert_eq!(send(&c, right).await.0, 202);
+    assert_eq!(send(&c, right).0, 202);
     assert_eq!(
-        send(&c, post("/events?write_key=k-one", "text/plain", body))
-            .await
-            .0,
+        send(&c, post("/events?write_key=k-one", "text/plain", body)).0,
         202
     );
     assert!(
@@ -183,15 +180,15 @@ async fn write_keys_are_required_when_configured() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn event_log_turns_parameters_into_string_data() {
+#[test]
+fn event_log_turns_parameters_into_string_data() {
     let (c, sink, _) = collector("event-log", "");
     let request = post(
         "/event/log?__event__=app.EventName&param=value",
         "application/x-www-form-urlencoded",
         "form=1",
     );
-    assert_eq!(send(&c, request).await.0, 202);
+    assert_eq!(send(&c, request).0, 202);
     let (status, _, body) = send(
         &c,
         post(
@@ -199,8 +196,7 @@ async fn event_log_turns_parameters_into_string_data() {
             "application/x-www-form-urlencoded",
             "",
         ),
-    )
-    .await;
+    );
     assert_eq!(status, 400);
     assert!(body.contains("__event__"));
     wait_for(&sink, 1);
@@ -212,8 +208,8 @@ async fn event_log_turns_parameters_into_string_data() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn flume_logs_the_filtered_properties_and_routes_the_event() {
+#[test]
+fn flume_logs_the_filtered_properties_and_routes_the_event() {
     let (c, sink, log) = collector(
         "flume",
         r#"flume_allowed_properties = ["url", "page.title"]"#,
@@ -225,7 +221,6 @@ async fn flume_logs_the_filtered_properties_and_routes_the_event() {
             &c,
             post("/flume", "application/x-www-form-urlencoded", body)
         )
-        .await
         .0,
         202
     );
@@ -243,14 +238,13 @@ async fn flume_logs_the_filtered_properties_and_routes_the_event() {
     let (status, _, _) = send(
         &c,
         post("/flume", "application/x-www-form-urlencoded", "other=1"),
-    )
-    .await;
+    );
     assert_eq!(status, 400);
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn spade_takes_base64_json_objects_and_arrays() {
+#[test]
+fn spade_takes_base64_json_objects_and_arrays() {
     let (c, sink, _) = collector("spade", "");
     let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     for data in [
@@ -263,7 +257,6 @@ async fn spade_takes_base64_json_objects_and_arrays() {
                 &c,
                 post("/spade", "application/x-www-form-urlencoded", body)
             )
-            .await
             .0,
             202
         );
@@ -279,25 +272,25 @@ async fn spade_takes_base64_json_objects_and_arrays() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn health_metrics_unknown_routes_and_wrong_methods() {
+#[test]
+fn health_metrics_unknown_routes_and_wrong_methods() {
     let (c, _sink, _) = collector("misc", "");
     let get = |uri: &str| {
         http::Request::get(uri)
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap()
     };
-    assert_eq!(send(&c, get("/healthz")).await.0, 200);
-    assert_eq!(send(&c, get("/nope")).await.0, 404);
-    let (status, headers, _) = send(&c, get("/events")).await;
+    assert_eq!(send(&c, get("/healthz")).0, 200);
+    assert_eq!(send(&c, get("/nope")).0, 404);
+    let (status, headers, _) = send(&c, get("/events"));
     assert_eq!(
         (status, headers["allow"].to_str().unwrap()),
         (405, "POST, OPTIONS")
     );
-    assert_eq!(send(&c, post("/healthz", "text/plain", "")).await.0, 405);
-    send(&c, post("/events", "application/json", r#"{"name": "m"}"#)).await;
-    send(&c, post("/events", "application/json", "{")).await;
-    let (status, headers, metrics) = send(&c, get("/metrics")).await;
+    assert_eq!(send(&c, post("/healthz", "text/plain", "")).0, 405);
+    send(&c, post("/events", "application/json", r#"{"name": "m"}"#));
+    send(&c, post("/events", "application/json", "{"));
+    let (status, headers, metrics) = send(&c, get("/metrics"));
     assert_eq!(status, 200);
     assert!(
         headers["content-type"]
@@ -326,8 +319,8 @@ async fn health_metrics_unknown_routes_and_wrong_methods() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn cors_allows_exactly_the_configured_origins() {
+#[test]
+fn cors_allows_exactly_the_configured_origins() {
     let (c, _sink, _) = collector("cors", r#"allowed_origins = ["https://app.example"]"#);
     let preflight = |origin: &str| {
         http::Request::options("/events")
@@ -336,7 +329,7 @@ async fn cors_allows_exactly_the_configured_origins() {
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap()
     };
-    let (status, headers, _) = send(&c, preflight("https://app.example")).await;
+    let (status, headers, _) = send(&c, preflight("https://app.example"));
     assert_eq!(status, 204);
     assert_eq!(
         headers["access-control-allow-origin"],
@@ -348,7 +341,7 @@ async fn cors_allows_exactly_the_configured_origins() {
             .unwrap()
             .contains("POST")
     );
-    let (status, headers, _) = send(&c, preflight("https://evil.example")).await;
+    let (status, headers, _) = send(&c, preflight("https://evil.example"));
     assert_eq!(status, 403);
     assert!(headers.get("access-control-allow-origin").is_none());
 
@@ -356,7 +349,7 @@ async fn cors_allows_exactly_the_configured_origins() {
     request
         .headers_mut()
         .insert("origin", "https://app.example".parse().unwrap());
-    let (_, headers, _) = send(&c, request).await;
+    let (_, headers, _) = send(&c, request);
     assert_eq!(
         headers["access-control-allow-origin"],
         "https://app.example"
@@ -365,8 +358,8 @@ async fn cors_allows_exactly_the_configured_origins() {
     c.shutdown(LONG).unwrap();
 }
 
-#[tokio::test]
-async fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the_request() {
+#[test]
+fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the_request() {
     // The sink never answers and blocks its feeder, so the collector's queue
     // (5 events) fills up.
     let text = r#"
@@ -385,7 +378,7 @@ async fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the
         tidings_test::RecordingSink::scripted([tidings_test::Answer::Hang]),
     );
     let config = tidings_config::load(text, &support::registry()).unwrap();
-    let c = tidings_collector::Collector::from_config(&config).unwrap();
+    let c = support::Served::start(tidings_collector::Collector::from_config(&config).unwrap());
     let mut accepted = 0;
     let mut refused = None;
     for n in 0..50 {
@@ -396,8 +389,7 @@ async fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the
                 "application/json",
                 format!(r#"[{{"name": "n{n}"}}, {{"name": "m{n}"}}]"#),
             ),
-        )
-        .await;
+        );
         match status {
             202 => accepted += 2,
             503 => {

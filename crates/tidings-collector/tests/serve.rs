@@ -10,42 +10,24 @@ use std::time::{Duration, Instant};
 
 use support::{collector, http, wait_for};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_over_tcp_and_stops_when_told() {
-    let (c, sink, _) = collector("serve-tcp", "");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let c = c.clone();
-        async move { c.serve(listener, async { drop(stopped.await) }).await }
-    });
-    let (status, body) = tokio::task::spawn_blocking(move || {
-        http(
-            addr,
-            "POST",
-            "/events",
-            &[("content-type", "application/json")],
-            br#"[{"name": "tcp.one"}, {"name": "tcp.two"}]"#,
-        )
-    })
-    .await
-    .unwrap();
+#[test]
+fn serves_over_tcp_and_stops_when_told() {
+    let (served, sink, _) = collector("serve-tcp", "");
+    let addr = served.addr;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/events",
+        &[("content-type", "application/json")],
+        br#"[{"name": "tcp.one"}, {"name": "tcp.two"}]"#,
+    );
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
-    let (status, _) = tokio::task::spawn_blocking(move || http(addr, "GET", "/healthz", &[], b""))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").0, 200);
+    served.shutdown(Duration::from_secs(5)).unwrap();
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "the listener is closed after shutdown"
     );
-    tokio::task::spawn_blocking(move || c.shutdown(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap();
     wait_for(&sink, 2);
 }
 

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Sink authors: this crate is also the smallest complete example of a
-//! [`Sink`](tidings_routing::Sink).
+//! [`Sink`].
 
 use std::fmt;
 use std::io::{self, Write};

@@ -1,15 +1,17 @@
 //! Shared helpers for the collector's tests: a collector over `memory`
-//! sinks, requests, and a minimal HTTP/1.1 client over real sockets.
+//! sinks, served on an ephemeral port, and a minimal HTTP/1.1 client over
+//! real sockets.
 
 #![allow(dead_code)] // each test file uses part of the support module
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use tidings_collector::Collector;
 use tidings_config::{Registry, load};
@@ -21,13 +23,78 @@ pub(crate) fn registry() -> Registry {
     registry
 }
 
-/// A collector whose only backend is the memory sink `id`, with `collector`
-/// options (TOML lines of the `[collector]` table). Returns the collector,
-/// its sink, and the captured `/flume` log.
+/// A collector served on 127.0.0.1 on an ephemeral port, by a thread of its own.
+pub(crate) struct Served {
+    pub(crate) collector: Collector,
+    pub(crate) addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Served {
+    pub(crate) fn start(collector: Collector) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = {
+            let collector = collector.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    tx.send(listener.local_addr().unwrap()).unwrap();
+                    collector
+                        .serve(listener, async { drop(stopped.await) })
+                        .await
+                        .unwrap();
+                });
+            })
+        };
+        let addr = rx.recv().unwrap();
+        Self {
+            collector,
+            addr,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops serving, then drains the pipeline within `timeout`.
+    pub(crate) fn shutdown(mut self, timeout: Duration) -> Result<(), tidings_routing::DrainError> {
+        self.stop_serving();
+        self.collector.shutdown(timeout)
+    }
+
+    fn stop_serving(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        self.collector.metrics_text()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop_serving();
+    }
+}
+
+/// A served collector whose only backend is the memory sink `id`, with
+/// `collector_options` (lines of the `[collector]` table). Returns it, its
+/// sink, and the captured `/flume` log.
 pub(crate) fn collector(
     id: &str,
     collector_options: &str,
-) -> (Collector, RecordingSink, Arc<Mutex<Vec<u8>>>) {
+) -> (Served, RecordingSink, Arc<Mutex<Vec<u8>>>) {
     let text = format!(
         "[collector]\n{collector_options}\n[backends.mem]\ntype = \"memory\"\nid = \"{id}\"\nflush_interval_ms = 10\n"
     );
@@ -36,7 +103,7 @@ pub(crate) fn collector(
     let collector = Collector::from_config(&config)
         .unwrap()
         .with_flume_log(SharedLog(log.clone()));
-    (collector, memory_sink(id), log)
+    (Served::start(collector), memory_sink(id), log)
 }
 
 struct SharedLog(Arc<Mutex<Vec<u8>>>);
@@ -59,16 +126,46 @@ pub(crate) fn post(uri: &str, content_type: &str, body: impl Into<Bytes>) -> Req
         .unwrap()
 }
 
-/// Answers `request` and returns the status, headers and body as text.
-pub(crate) async fn send(
-    collector: &Collector,
-    request: Request<Full<Bytes>>,
-) -> (u16, http::HeaderMap, String) {
-    let response = collector.handle(request).await;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+/// A request without a body.
+pub(crate) fn request(method: &str, uri: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Sends `request` to the served collector over TCP; returns the status,
+/// headers and body as text.
+pub(crate) fn send(served: &Served, request: Request<Full<Bytes>>) -> (u16, HeaderMap, String) {
+    let (parts, body) = request.into_parts();
+    let body = futures_body(body);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    exchange(served.addr, parts.method.as_str(), &path, &headers, &body)
+}
+
+fn futures_body(body: Full<Bytes>) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(body.collect())
+        .unwrap()
+        .to_bytes()
+        .to_vec()
 }
 
 /// Waits until `sink` has at least `n` events (or fails after 10 s).
@@ -84,14 +181,15 @@ pub(crate) fn wait_for(sink: &RecordingSink, n: usize) {
     }
 }
 
-/// One HTTP/1.1 request over a fresh connection; returns status and body.
-pub(crate) fn http(
+/// One HTTP/1.1 request over a fresh connection; returns the status,
+/// headers and body.
+pub(crate) fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> (u16, String) {
+) -> (u16, HeaderMap, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -109,11 +207,33 @@ pub(crate) fn http(
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                HeaderValue::from_str(v.trim()).unwrap(),
+            )
+        })
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// [`exchange`] returning the status and body only.
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let (status, _, body) = exchange(addr, method, path, headers, body);
     (status, body)
 }
