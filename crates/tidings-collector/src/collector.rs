@@ -62,16 +62,53 @@ impl std::fmt::Debug for Collector {
     }
 }
 
-/// Route labels, also used in metrics.
-fn route_of(path: &str) -> &'static str {
-    match path {
-        "/events" => "/events",
-        "/event/log" => "/event/log",
-        "/flume" => "/flume",
-        "/spade" => "/spade",
-        "/healthz" => "/healthz",
-        "/metrics" => "/metrics",
-        _ => "other",
+/// One route of the collector, usable alone as a service
+/// ([`Collector::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Route {
+    /// `POST /events`: a JSON event or array of events.
+    Events,
+    /// `POST /event/log?__event__=NAME`: parameters become data.
+    EventLog,
+    /// `POST /flume`: form field `data` = one JSON event.
+    Flume,
+    /// `POST /spade`: form field `data` = base64 JSON.
+    Spade,
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+}
+
+impl Route {
+    /// Every route.
+    pub const ALL: [Route; 6] = [
+        Self::Events,
+        Self::EventLog,
+        Self::Flume,
+        Self::Spade,
+        Self::Healthz,
+        Self::Metrics,
+    ];
+
+    /// The route's path under the collector's root, such as `/events`.
+    #[must_use]
+    pub const fn path(self) -> &'static str {
+        match self {
+            Self::Events => "/events",
+            Self::EventLog => "/event/log",
+            Self::Flume => "/flume",
+            Self::Spade => "/spade",
+            Self::Healthz => "/healthz",
+            Self::Metrics => "/metrics",
+        }
+    }
+
+    /// The route at `path`, if any.
+    #[must_use]
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.path() == path)
     }
 }
 
@@ -167,7 +204,20 @@ impl Collector {
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let route = route_of(request.uri().path());
+        let route = Route::from_path(request.uri().path());
+        self.handle_as(route, request).await
+    }
+
+    /// Answers `request` as `route` (`None`: not found), whatever its path.
+    pub(crate) async fn handle_as<B>(
+        &self,
+        route: Option<Route>,
+        request: Request<B>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let origin =
             allowed_origin(&self.inner.options.allowed_origins, request.headers()).cloned();
         let mut response = match self.dispatch(route, origin.clone(), request).await {
@@ -180,15 +230,16 @@ impl Collector {
         if let Some(origin) = origin {
             add_cors(response.headers_mut(), origin);
         }
+        let label = route.map_or("other", Route::path);
         self.inner
             .counters
-            .request(route, response.status().as_u16());
+            .request(label, response.status().as_u16());
         response
     }
 
     async fn dispatch<B>(
         &self,
-        route: &'static str,
+        route: Option<Route>,
         origin: Option<HeaderValue>,
         request: Request<B>,
     ) -> Result<Response<Full<Bytes>>, Reject>
@@ -196,16 +247,19 @@ impl Collector {
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let Some(route) = route else {
+            return Err(Reject::NotFound);
+        };
         let method = request.method().clone();
-        match (route, &method) {
-            ("/healthz", &Method::GET | &Method::HEAD) => Ok(json_response(
+        match route {
+            Route::Healthz | Route::Metrics if method != Method::GET && method != Method::HEAD => {
+                Err(Reject::MethodNotAllowed("GET"))
+            }
+            Route::Healthz => Ok(json_response(
                 StatusCode::OK,
                 &serde_json::json!({"status": "ok"}),
             )),
-            ("/healthz" | "/metrics", _) if method != Method::GET => {
-                Err(Reject::MethodNotAllowed("GET"))
-            }
-            ("/metrics", _) => {
+            Route::Metrics => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics_text())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -213,16 +267,15 @@ impl Collector {
                 );
                 Ok(response)
             }
-            ("other", _) => Err(Reject::NotFound),
-            (_, &Method::POST) => self.ingest(route, request).await,
-            (_, &Method::OPTIONS) => Ok(preflight(origin)),
+            _ if method == Method::POST => self.ingest(route, request).await,
+            _ if method == Method::OPTIONS => Ok(preflight(origin)),
             _ => Err(Reject::MethodNotAllowed("POST, OPTIONS")),
         }
     }
 
     async fn ingest<B>(
         &self,
-        route: &'static str,
+        route: Route,
         request: Request<B>,
     ) -> Result<Response<Full<Bytes>>, Reject>
     where
@@ -238,7 +291,7 @@ impl Collector {
         let bytes = body::read(&parts.headers, request_body, inner.options.max_body_bytes).await?;
         let mut flume_line = None;
         let mut events = match route {
-            "/events" => {
+            Route::Events => {
                 match body::media_type(&parts.headers).as_deref() {
                     Some("application/json" | "text/plain") => {}
                     other => {
@@ -250,21 +303,22 @@ impl Collector {
                 }
                 ingest::events(&bytes, &inner.limits)?
             }
-            "/event/log" => {
+            Route::EventLog => {
                 body::require_form(&parts.headers, &bytes)?;
                 ingest::event_log(query, &bytes)?
             }
-            "/flume" => {
+            Route::Flume => {
                 body::require_form(&parts.headers, &bytes)?;
                 let (event, line) =
                     ingest::flume(&bytes, &inner.limits, inner.flume_allowlist.as_ref())?;
                 flume_line = Some(line);
                 vec![event]
             }
-            _ => {
+            Route::Spade => {
                 body::require_form(&parts.headers, &bytes)?;
                 ingest::spade(&bytes, &inner.limits)?
             }
+            Route::Healthz | Route::Metrics => return Err(Reject::MethodNotAllowed("GET")),
         };
         let count = events.len();
         inner
@@ -345,6 +399,27 @@ impl Collector {
         let timeout = Duration::from_millis(self.inner.options.shutdown_timeout_ms);
         let _ = tokio::time::timeout(timeout, graceful.shutdown()).await;
         Ok(())
+    }
+
+    /// The root of the routing tree the collector feeds, to share it with a
+    /// tracker (`tidings::Tracker::from_shared_root`): one config, one set of
+    /// sinks, for the service's own events and the ones it ingests.
+    #[must_use]
+    pub fn root(&self) -> Arc<RoutingBackend> {
+        self.inner.root.clone()
+    }
+
+    /// [`Collector::shutdown`] for async code: runs it on tokio's blocking
+    /// pool, so a host service can drain the collector in its own shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] when some events could not be delivered in time.
+    pub async fn drain(&self, timeout: Duration) -> Result<(), DrainError> {
+        let collector = self.clone();
+        tokio::task::spawn_blocking(move || collector.shutdown(timeout))
+            .await
+            .unwrap_or_else(|join| Err(DrainError::Failed(join.to_string().into())))
     }
 
     /// Stops accepting events and drains the pipeline to the sinks, waiting

@@ -25,6 +25,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Embedding
+//!
+//! A [`Collector`] is a tower `Service`: mount every route in your own
+//! hyper or axum server (`Router::nest_service("/api", collector)`), under a
+//! prefix with [`Collector::under_prefix`], or one route alone with
+//! [`Collector::route`] (`route_service("/api/flume", collector.route(Route::Flume))`).
+//! Limits, errors and back-pressure are the standalone server's. Share its
+//! routing tree with your own tracker (`tidings::Tracker::from_shared_root(collector.root())`)
+//! and call [`Collector::drain`] when your service stops.
+//!
 //! The `tidings` binary in this crate runs it: `tidings serve [--config FILE]
 //! [--listen ADDR]` and `tidings check --config FILE`.
 
@@ -34,8 +44,10 @@ mod collector;
 mod ingest;
 mod metrics;
 mod reject;
+mod service;
 
-pub use collector::Collector;
+pub use collector::{Collector, Route};
+pub use service::{PrefixService, ResponseFuture, RouteService};
 
 /// The config `tidings serve` runs without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

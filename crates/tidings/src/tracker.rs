@@ -87,6 +87,58 @@ impl Tracker {
         }
     }
 
+    /// A tracker over a routing tree shared with something else, such as an
+    /// embedded collector (`collector.root()`), so that one config and one
+    /// set of sinks serve both.
+    #[must_use]
+    pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
+        Self { root }
+    }
+
+    /// A tracker over the backend tree of a TOML config (the `[collector]`
+    /// table, if any, is validated and otherwise ignored), with the stock
+    /// sink types of this crate's features.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`](tidings_config::ConfigErrors): every mistake with its
+    /// path, as `tidings check` prints them, or a sink that cannot start.
+    #[cfg(feature = "config")]
+    pub fn from_config_str(text: &str) -> Result<Self, tidings_config::ConfigErrors> {
+        Self::from_config_str_with(text, &tidings_config::Registry::default())
+    }
+
+    /// [`Tracker::from_config_str`] with the sink and processor types of
+    /// `registry` (third-party types registered).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::from_config_str`].
+    #[cfg(feature = "config")]
+    pub fn from_config_str_with(
+        text: &str,
+        registry: &tidings_config::Registry,
+    ) -> Result<Self, tidings_config::ConfigErrors> {
+        let (root, _stages) = tidings_config::load(text, registry)?.build()?.into_parts();
+        Ok(Self::from_root(root))
+    }
+
+    /// [`Tracker::from_config_str`] on the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::from_config_str`], or when the file cannot be read.
+    #[cfg(feature = "config")]
+    pub fn from_config_file(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, tidings_config::ConfigErrors> {
+        let (root, _stages) =
+            tidings_config::load_file(path, &tidings_config::Registry::default())?
+                .build()?
+                .into_parts();
+        Ok(Self::from_root(root))
+    }
+
     /// Emits the event `name` with `data`, in the current context.
     ///
     /// `data` is any serializable value; `null` (or `()`) becomes `{}`, as
