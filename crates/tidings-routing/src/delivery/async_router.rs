@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use tidings_event::Event;
 
-use super::control::{Control, SHUTDOWN_SLACK, join_if_done, spawn_worker};
-use super::queue::{Pushed, Queue};
+use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::queue::Pushed;
 use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
+use super::stage::Stage;
 use super::{DropReason, Metrics, MetricsSnapshot, WhenFull};
 use crate::{Backend, DrainError, SendError};
 
@@ -34,10 +35,7 @@ pub struct AsyncRouter {
 
 #[derive(Debug)]
 struct Shared {
-    name: String,
-    queue: Queue,
-    metrics: Metrics,
-    control: Control,
+    stage: Stage,
     /// What the inner backend's last flush or shutdown reported.
     inner_error: Mutex<Option<DrainError>>,
 }
@@ -72,14 +70,11 @@ impl AsyncRouterBuilder {
     /// [`SpawnError`] when the thread or its runtime cannot be created.
     pub fn build(self) -> Result<AsyncRouter, SpawnError> {
         let shared = Arc::new(Shared {
-            name: self.name.to_string(),
-            queue: Queue::new(self.queue_capacity, self.when_full),
-            metrics: Metrics::default(),
-            control: Control::default(),
+            stage: Stage::new(self.name.to_string(), self.queue_capacity, self.when_full),
             inner_error: Mutex::new(None),
         });
-        let handle = spawn_worker(&shared.name, run(shared.clone(), self.inner))
-            .map_err(|e| SpawnError::new(&shared.name, e))?;
+        let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner))
+            .map_err(|e| SpawnError::new(&shared.stage.name, e))?;
         Ok(AsyncRouter {
             shared,
             worker: Mutex::new(Some(handle)),
@@ -111,84 +106,51 @@ impl AsyncRouter {
     /// [`SendError::Closed`] after shutdown.
     pub fn send_all(&self, events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
         let shared = &self.shared;
-        Metrics::add(&shared.metrics.received, events.len());
-        shared.queue.push_all(events).map_err(|(pushed, events)| {
-            let (error, reason) = match pushed {
-                Pushed::Closed => (SendError::Closed, DropReason::Shutdown),
-                _ => (SendError::QueueFull, DropReason::QueueFull),
-            };
-            shared.metrics.dropped(&shared.name, reason, events.len());
-            (error, events)
-        })
+        Metrics::add(&shared.stage.metrics.received, events.len());
+        shared
+            .stage
+            .queue
+            .push_all(events)
+            .map_err(|(pushed, events)| {
+                let (error, reason) = match pushed {
+                    Pushed::Closed => (SendError::Closed, DropReason::Shutdown),
+                    _ => (SendError::QueueFull, DropReason::QueueFull),
+                };
+                shared
+                    .stage
+                    .metrics
+                    .dropped(&shared.stage.name, reason, events.len());
+                (error, events)
+            })
     }
 
     /// Room left in the queue, in events.
     #[must_use]
     pub fn queue_room(&self) -> usize {
-        self.shared.queue.room()
+        self.shared.stage.queue.room()
     }
 
     /// A snapshot of the counters; `delivered` counts events handed to the
     /// inner backend.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared
-            .metrics
-            .snapshot(&self.shared.name, self.shared.queue.len())
+        self.shared.stage.snapshot()
     }
 }
 
 impl Backend for AsyncRouter {
     fn send(&self, event: Event) -> Result<(), SendError> {
-        let shared = &self.shared;
-        Metrics::add(&shared.metrics.received, 1);
-        match shared.queue.push(event) {
-            Pushed::Accepted => Ok(()),
-            Pushed::Displaced => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::QueueFull, 1);
-                Ok(())
-            }
-            Pushed::Full => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::QueueFull, 1);
-                Err(SendError::QueueFull)
-            }
-            Pushed::Closed => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::Shutdown, 1);
-                Err(SendError::Closed)
-            }
-        }
+        self.shared.stage.send(event)
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
-        let deadline = Instant::now() + timeout;
-        let ticket = self.shared.control.request_flush(deadline);
-        self.shared.queue.wake.notify_one();
-        if self
-            .shared
-            .control
-            .wait_flush(ticket, deadline + SHUTDOWN_SLACK)
-        {
-            self.shared.take_inner_error().map_or(Ok(()), Err)
-        } else {
-            Err(DrainError::TimedOut {
-                timeout,
-                pending: self.metrics().pending(),
-            })
-        }
+        self.shared.stage.flush(timeout)?;
+        self.shared.take_inner_error().map_or(Ok(()), Err)
     }
 
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
-        let deadline = Instant::now() + timeout;
-        self.shared.control.request_shutdown(deadline);
-        self.shared.queue.close();
-        let finished = self.shared.control.wait_done(deadline + 2 * SHUTDOWN_SLACK);
-        join_if_done(&self.shared.control, &self.worker);
+        let finished = self.shared.stage.shut_down(timeout, 2 * SHUTDOWN_SLACK);
+        join_if_done(&self.shared.stage.control, &self.worker);
         let pending = self.metrics().pending();
         if !finished || pending > 0 {
             return Err(DrainError::TimedOut { timeout, pending });
@@ -199,12 +161,7 @@ impl Backend for AsyncRouter {
 
 impl Drop for AsyncRouter {
     fn drop(&mut self) {
-        if !self.shared.control.is_done() {
-            self.shared
-                .control
-                .request_shutdown(Instant::now() + Duration::from_secs(5));
-            self.shared.queue.close();
-        }
+        self.shared.stage.abandon();
     }
 }
 
@@ -227,49 +184,50 @@ impl Shared {
 fn hand_on(shared: &Shared, inner: &dyn Backend, event: Event) {
     let reason = match catch_unwind(AssertUnwindSafe(|| inner.send(event))) {
         Ok(Ok(())) => {
-            Metrics::add(&shared.metrics.delivered, 1);
+            Metrics::add(&shared.stage.metrics.delivered, 1);
             return;
         }
         Ok(Err(SendError::QueueFull)) => DropReason::QueueFull,
         Ok(Err(SendError::Closed)) => DropReason::Shutdown,
         Ok(Err(_)) | Err(_) => DropReason::NonRetryable,
     };
-    shared.metrics.dropped(&shared.name, reason, 1);
+    shared.stage.metrics.dropped(&shared.stage.name, reason, 1);
 }
 
 async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
-        shared.queue.pop_up_to(CHUNK, &mut chunk);
+        shared.stage.queue.pop_up_to(CHUNK, &mut chunk);
         if !chunk.is_empty() {
-            Metrics::add(&shared.metrics.buffered, chunk.len());
-            let deadline = shared.control.shutdown_deadline();
+            Metrics::add(&shared.stage.metrics.buffered, chunk.len());
+            let deadline = shared.stage.control.shutdown_deadline();
             for event in chunk.drain(..) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     shared
+                        .stage
                         .metrics
-                        .dropped(&shared.name, DropReason::Shutdown, 1);
+                        .dropped(&shared.stage.name, DropReason::Shutdown, 1);
                 } else {
                     hand_on(&shared, &*inner, event);
                 }
-                Metrics::sub(&shared.metrics.buffered, 1);
+                Metrics::sub(&shared.stage.metrics.buffered, 1);
             }
             continue;
         }
-        if let Some(deadline) = shared.control.shutdown_deadline() {
+        if let Some(deadline) = shared.stage.control.shutdown_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
             shared.set_inner_error(inner.shutdown(left));
-            shared.control.finish();
+            shared.stage.control.finish();
             return;
         }
-        if let Some((ticket, deadline)) = shared.control.pending_flush() {
+        if let Some((ticket, deadline)) = shared.stage.control.pending_flush() {
             let left = deadline.map_or(Duration::ZERO, |d| {
                 d.saturating_duration_since(Instant::now())
             });
             shared.set_inner_error(inner.flush(left));
-            shared.control.complete_flush(ticket);
+            shared.stage.control.complete_flush(ticket);
             continue;
         }
-        shared.queue.wake.notified().await;
+        shared.stage.queue.wake.notified().await;
     }
 }

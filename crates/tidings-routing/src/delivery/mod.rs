@@ -9,6 +9,7 @@ mod queue;
 mod retry;
 mod sink;
 mod sink_backend;
+mod stage;
 
 pub use async_router::{AsyncRouter, AsyncRouterBuilder};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};

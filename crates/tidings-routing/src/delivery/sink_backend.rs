@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tidings_event::Event;
 
 use super::batch::Batch;
-use super::control::{Control, SHUTDOWN_SLACK, join_if_done, spawn_worker};
-use super::queue::{Pushed, Queue};
+use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::stage::Stage;
 use super::{
     BatchConfig, DropReason, Metrics, MetricsSnapshot, RetryPolicy, Sink, SinkErrorKind, WhenFull,
 };
@@ -65,16 +65,8 @@ type BatchHook = Arc<dyn Fn(&BatchReport<'_>) + Send + Sync>;
 /// deadline but does not wait for it.
 #[derive(Debug)]
 pub struct SinkBackend {
-    shared: Arc<Shared>,
+    shared: Arc<Stage>,
     worker: Mutex<Option<JoinHandle<()>>>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    name: String,
-    queue: Queue,
-    metrics: Metrics,
-    control: Control,
 }
 
 /// Builds a [`SinkBackend`]. Created by [`SinkBackend::builder`].
@@ -159,12 +151,11 @@ impl SinkBackendBuilder {
     ///
     /// [`SpawnError`] when the thread or its runtime cannot be created.
     pub fn build(self) -> Result<SinkBackend, SpawnError> {
-        let shared = Arc::new(Shared {
-            name: self.name.to_string(),
-            queue: Queue::new(self.queue_capacity, self.when_full),
-            metrics: Metrics::default(),
-            control: Control::default(),
-        });
+        let shared = Arc::new(Stage::new(
+            self.name.to_string(),
+            self.queue_capacity,
+            self.when_full,
+        ));
         let worker = Worker {
             shared: shared.clone(),
             sink: self.sink,
@@ -212,59 +203,22 @@ impl SinkBackend {
     /// A snapshot of the counters.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared
-            .metrics
-            .snapshot(&self.shared.name, self.shared.queue.len())
+        self.shared.snapshot()
     }
 }
 
 impl Backend for SinkBackend {
     fn send(&self, event: Event) -> Result<(), SendError> {
-        let shared = &self.shared;
-        Metrics::add(&shared.metrics.received, 1);
-        match shared.queue.push(event) {
-            Pushed::Accepted => Ok(()),
-            Pushed::Displaced => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::QueueFull, 1);
-                Ok(())
-            }
-            Pushed::Full => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::QueueFull, 1);
-                Err(SendError::QueueFull)
-            }
-            Pushed::Closed => {
-                shared
-                    .metrics
-                    .dropped(&shared.name, DropReason::Shutdown, 1);
-                Err(SendError::Closed)
-            }
-        }
+        self.shared.send(event)
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
-        let deadline = Instant::now() + timeout;
-        let ticket = self.shared.control.request_flush(deadline);
-        self.shared.queue.wake.notify_one();
-        if self.shared.control.wait_flush(ticket, deadline) {
-            Ok(())
-        } else {
-            Err(DrainError::TimedOut {
-                timeout,
-                pending: self.metrics().pending(),
-            })
-        }
+        self.shared.flush(timeout)
     }
 
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         let before = self.metrics().dropped(DropReason::Shutdown);
-        let deadline = Instant::now() + timeout;
-        self.shared.control.request_shutdown(deadline);
-        self.shared.queue.close();
-        let finished = self.shared.control.wait_done(deadline + SHUTDOWN_SLACK);
+        let finished = self.shared.shut_down(timeout, SHUTDOWN_SLACK);
         join_if_done(&self.shared.control, &self.worker);
         let metrics = self.metrics();
         tracing::info!(
@@ -291,18 +245,13 @@ impl Backend for SinkBackend {
 
 impl Drop for SinkBackend {
     fn drop(&mut self) {
-        if !self.shared.control.is_done() {
-            self.shared
-                .control
-                .request_shutdown(Instant::now() + Duration::from_secs(5));
-            self.shared.queue.close();
-        }
+        self.shared.abandon();
     }
 }
 
 /// The worker: owns the sink and the batch being formed.
 struct Worker {
-    shared: Arc<Shared>,
+    shared: Arc<Stage>,
     sink: Arc<dyn Sink>,
     batch: BatchConfig,
     retry: RetryPolicy,
