@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use crate::access::{add_cors, allowed_origin, authorized, preflight};
 use crate::metrics::{Counters, render};
 use crate::reject::{Reject, json_response};
-use crate::{body, ingest};
+use crate::{body, ingest, script};
 
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 64;
@@ -32,7 +32,8 @@ const MAX_HEADERS: usize = 64;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The collector: the ingest routes (`/events`, `/event/log`, `/flume`,
-/// `/spade`), `/healthz` and `/metrics`, feeding a routing tree.
+/// `/spade`), `/healthz`, `/metrics` and the browser snippet `/tidings.js`,
+/// feeding a routing tree.
 ///
 /// Accepted events go into the collector's own bounded queue, all of a
 /// request or none of it; a full queue answers 503 with `Retry-After`, so an
@@ -79,17 +80,21 @@ pub enum Route {
     Healthz,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /tidings.js`: the browser snippet ([`crate::BROWSER_SCRIPT`]),
+    /// which sends events to `/events` next to it.
+    Script,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Self::Events,
         Self::EventLog,
         Self::Flume,
         Self::Spade,
         Self::Healthz,
         Self::Metrics,
+        Self::Script,
     ];
 
     /// The route's path under the collector's root, such as `/events`.
@@ -102,6 +107,7 @@ impl Route {
             Self::Spade => "/spade",
             Self::Healthz => "/healthz",
             Self::Metrics => "/metrics",
+            Self::Script => "/tidings.js",
         }
     }
 
@@ -267,6 +273,10 @@ impl Collector {
                 );
                 Ok(response)
             }
+            Route::Script if method != Method::GET && method != Method::HEAD => {
+                Err(Reject::MethodNotAllowed("GET, HEAD"))
+            }
+            Route::Script => Ok(script::response()),
             _ if method == Method::POST => self.ingest(route, request).await,
             _ if method == Method::OPTIONS => Ok(preflight(origin)),
             _ => Err(Reject::MethodNotAllowed("POST, OPTIONS")),
@@ -318,7 +328,9 @@ impl Collector {
                 body::require_form(&parts.headers, &bytes)?;
                 ingest::spade(&bytes, &inner.limits)?
             }
-            Route::Healthz | Route::Metrics => return Err(Reject::MethodNotAllowed("GET")),
+            Route::Healthz | Route::Metrics | Route::Script => {
+                return Err(Reject::MethodNotAllowed("GET"));
+            }
         };
         let count = events.len();
         inner

@@ -5,9 +5,30 @@
 //! `text/plain` for beacons; gzip accepted), `POST /event/log?__event__=NAME`
 //! (query and form parameters become data), `POST /flume` (form field `data`
 //! = one JSON event), `POST /spade` (form field `data` = base64 JSON), `GET
-//! /healthz`, `GET /metrics` (Prometheus). A request is accepted whole (202
+//! /healthz`, `GET /metrics` (Prometheus), and `GET /tidings.js`, the
+//! browser snippet ([`BROWSER_SCRIPT`]). A request is accepted whole (202
 //! `{"accepted": n}`) or refused whole with a JSON error: 400, 401, 413, 415,
 //! 404, 405, or 503 with `Retry-After` when the queue is full.
+//!
+//! # In the browser
+//!
+//! ```html
+//! <script src="https://collector.example/tidings.js" data-write-key="KEY"></script>
+//! <script>tidings.track("page.view", {path: "/"});</script>
+//! ```
+//!
+//! `tidings.track(name, properties)` queues an event, with the page's `url`
+//! and `referrer` in its context. The queue goes to the `events` route next
+//! to the script (`/events` here) as a `text/plain` JSON array, so no CORS
+//! preflight is needed: at 20 events or 5 s after the first, by `fetch` with
+//! `keepalive`; by `navigator.sendBeacon` when the page is hidden or left
+//! (`visibilitychange`, `pagehide`). Bodies stay under 64 KiB, the browsers'
+//! limit for both. Each event's `context.transport` tells which was used
+//! (`"fetch"` or `"beacon"`). The write key, if any, travels as the
+//! `write_key` query parameter; `tidings.init({writeKey, endpoint,
+//! context})` sets it, another endpoint, or context for every event, and
+//! `tidings.flush()` sends the queue now. List the pages' origins in
+//! `allowed_origins` so the snippet can read the collector's answers.
 //!
 //! ```
 //! use tidings_collector::Collector;
@@ -44,10 +65,15 @@ mod collector;
 mod ingest;
 mod metrics;
 mod reject;
+mod script;
 mod service;
 
 pub use collector::{Collector, Route};
 pub use service::{PrefixService, ResponseFuture, RouteService};
+
+/// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for
+/// hosts that serve it themselves.
+pub const BROWSER_SCRIPT: &str = script::SCRIPT;
 
 /// The config `tidings serve` runs without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

@@ -181,3 +181,31 @@ async fn under_prefix_serves_plain_hyper_hosts_and_answers_404_outside_it() {
     c.drain(Duration::from_secs(5)).await.unwrap();
     assert_eq!(memory_sink("embed-plain").events().len(), 1);
 }
+
+#[tokio::test]
+async fn the_browser_snippet_is_served_under_a_prefix_and_as_a_route_alone() {
+    let c = collector("embed-script", "");
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let mut prefixed = c.under_prefix("/ingest");
+    let mut alone = c.route(Route::Script);
+    for response in [
+        prefixed.call(get("/ingest/tidings.js")).await.unwrap(),
+        alone.call(get("/static/t.js")).await.unwrap(),
+    ] {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/javascript; charset=utf-8"
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, tidings_collector::BROWSER_SCRIPT.as_bytes());
+    }
+    c.drain(Duration::from_secs(5)).await.unwrap();
+}

@@ -414,3 +414,49 @@ fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the_reque
     );
     let _ = c.shutdown(Duration::from_millis(200));
 }
+
+#[test]
+fn the_browser_snippet_is_served_as_cacheable_javascript() {
+    let (c, _sink, _) = collector("script", r#"write_keys = ["k"]"#);
+    let request = |method: &str| support::request(method, "/tidings.js");
+    let (status, headers, body) = send(&c, request("GET"));
+    assert_eq!(status, 200, "no write key is needed for the script");
+    assert_eq!(
+        headers["content-type"],
+        "application/javascript; charset=utf-8"
+    );
+    assert_eq!(headers["cache-control"], "public, max-age=300");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(body, tidings_collector::BROWSER_SCRIPT);
+    assert!(body.contains("sendBeacon"));
+
+    let (status, headers, body) = send(&c, request("HEAD"));
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(
+        headers["content-type"],
+        "application/javascript; charset=utf-8"
+    );
+    for method in ["POST", "OPTIONS", "PUT"] {
+        let (status, headers, _) = send(&c, request(method));
+        assert_eq!(
+            (status, headers["allow"].to_str().unwrap()),
+            (405, "GET, HEAD"),
+            "{method}"
+        );
+    }
+    let metrics = c.metrics_text();
+    for line in [
+        "tidings_collector_requests_total{route=\"/tidings.js\",status=\"200\"} 2",
+        "tidings_collector_requests_total{route=\"/tidings.js\",status=\"405\"} 3",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+
+    use tidings_collector::Route;
+    assert_eq!(Route::from_path("/tidings.js"), Some(Route::Script));
+    assert_eq!(Route::Script.path(), "/tidings.js");
+    for route in Route::ALL {
+        assert_eq!(Route::from_path(route.path()), Some(route));
+    }
+    c.shutdown(LONG).unwrap();
+}
