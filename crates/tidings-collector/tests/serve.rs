@@ -83,34 +83,19 @@ fn check_prints_the_tree_or_every_error() {
 
 #[test]
 fn serve_accepts_events_and_drains_them_to_the_sinks_on_sigterm() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // A long flush interval: only the drain at SIGTERM delivers the events.
     let config = write_config(
         "serve",
         "[backends.out]\ntype = \"console\"\nformat = \"json\"\nflush_interval_ms = 600000\n",
     );
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = tidings()
+    let addr = free_addr();
+    let mut command = tidings();
+    command
         .args(["serve", "--config"])
         .arg(&config)
-        .args(["--listen", &addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .args(["--listen", &addr]);
+    let mut child = start(command, &addr);
     let socket: std::net::SocketAddr = addr.parse().unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the collector did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let (status, _) = http(
         socket,
         "POST",
