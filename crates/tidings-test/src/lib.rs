@@ -1,7 +1,9 @@
 //! Test support for tidings: a [`RecordingBackend`] that keeps every event it
 //! receives, a [`RecordingSink`] that records batches and plays a script of
-//! failures, and [`require_service`], which makes a test that needs a real
-//! service fail loudly (never skip) when that service is down.
+//! failures, [`require_service`], which makes a test that needs a real
+//! service fail loudly (never skip) when that service is down, and
+//! [`assert_sink_compliance`], the checks every sink must pass against its
+//! real destination.
 //!
 //! Add it as a dev-dependency to test your own instrumentation:
 //!
@@ -19,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod compliance;
 #[cfg(feature = "config")]
 mod memory;
 mod sink;
@@ -27,6 +30,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use compliance::{Compliance, ComplianceReport, assert_sink_compliance};
 #[cfg(feature = "config")]
 pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};
 pub use sink::{Answer, RecordingSink};

@@ -70,7 +70,13 @@ struct ReadmeDoctests;
 /// | `console` (default) | `sinks::console` | JSON lines or pretty JSON on stdout/stderr |
 /// | `file` | `sinks::file` | rolling JSON-lines files, gzip, compaction |
 /// | `http` | `sinks::http` | Spade-like batched ingest, flume form posts, generic JSON |
+/// | `postgres` | `sinks::postgres` | PostgreSQL, deduplicated by id |
+/// | `amqp` | `sinks::amqp` | RabbitMQ with publisher confirms |
+/// | `nats` | `sinks::nats` | NATS JetStream, deduplicated by message id |
 pub mod sinks {
+    #[cfg(feature = "amqp")]
+    #[doc(inline)]
+    pub use tidings_sink_amqp as amqp;
     #[cfg(feature = "console")]
     #[doc(inline)]
     pub use tidings_sink_console as console;
@@ -80,6 +86,12 @@ pub mod sinks {
     #[cfg(feature = "http")]
     #[doc(inline)]
     pub use tidings_sink_http as http;
+    #[cfg(feature = "nats")]
+    #[doc(inline)]
+    pub use tidings_sink_nats as nats;
+    #[cfg(feature = "postgres")]
+    #[doc(inline)]
+    pub use tidings_sink_postgres as postgres;
 }
 
 /// The underlying crates, for items not re-exported at the top level.
