@@ -1,0 +1,188 @@
+//! `type = "spade"`, `"flume"` and `"http"`, sharing one HTTP client.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use tidings_routing::{BoxError, Sink};
+use tidings_sink_http::{FlumeSink, HttpClient, HttpJsonSink, SpadeSink};
+
+use crate::SinkType;
+
+/// The one client (connection pool, I/O thread) of every HTTP sink a
+/// config builds.
+fn client() -> Result<HttpClient, BoxError> {
+    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = HttpClient::new()?;
+    Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// Shows a URL without credentials, path or query.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{scheme}://{host}/…")
+}
+
+/// `type = "spade"`: `url`, `rotator_url`, `refresh_seconds`.
+#[derive(Debug)]
+pub(crate) struct SpadeType;
+
+/// The options of `spade`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpadeOptions {
+    url: Option<String>,
+    rotator_url: Option<String>,
+    refresh_seconds: Option<u64>,
+}
+
+impl std::fmt::Debug for SpadeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&SpadeType::describe(self))
+    }
+}
+
+impl std::fmt::Debug for FlumeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&FlumeType::describe(self))
+    }
+}
+
+impl SinkType for SpadeType {
+    const NAME: &'static str = "spade";
+    type Options = SpadeOptions;
+
+    fn validate(options: &SpadeOptions) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if options.url.is_none() && options.rotator_url.is_none() {
+            problems.push((
+                String::new(),
+                "needs `url`, `rotator_url`, or both".to_owned(),
+            ));
+        }
+        if options.refresh_seconds.is_some() && options.rotator_url.is_none() {
+            problems.push((
+                "refresh_seconds".to_owned(),
+                "only applies with `rotator_url`".to_owned(),
+            ));
+        }
+        problems
+    }
+
+    fn build(options: &SpadeOptions) -> Result<Arc<dyn Sink>, BoxError> {
+        let mut builder = SpadeSink::builder().client(client()?);
+        if let Some(url) = &options.url {
+            builder = builder.url(url.clone());
+        }
+        if let Some(url) = &options.rotator_url {
+            builder = builder.rotator_url(url.clone());
+        }
+        if let Some(seconds) = options.refresh_seconds {
+            builder = builder.refresh_seconds(seconds);
+        }
+        Ok(Arc::new(builder.build()?))
+    }
+
+    fn describe(options: &SpadeOptions) -> String {
+        let mut parts = Vec::new();
+        if let Some(url) = &options.url {
+            parts.push(format!("url={}", redact(url)));
+        }
+        if let Some(url) = &options.rotator_url {
+            parts.push(format!("rotator_url={}", redact(url)));
+        }
+        if let Some(seconds) = options.refresh_seconds {
+            parts.push(format!("refresh_seconds={seconds}"));
+        }
+        parts.join(" ")
+    }
+}
+
+/// `type = "flume"`: `url`, `allowed_properties`.
+#[derive(Debug)]
+pub(crate) struct FlumeType;
+
+/// The options of `flume`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlumeOptions {
+    url: String,
+    #[serde(default)]
+    allowed_properties: Vec<String>,
+}
+
+impl SinkType for FlumeType {
+    const NAME: &'static str = "flume";
+    type Options = FlumeOptions;
+
+    fn build(options: &FlumeOptions) -> Result<Arc<dyn Sink>, BoxError> {
+        let sink = FlumeSink::builder()
+            .client(client()?)
+            .url(options.url.clone())
+            .allowed_properties(options.allowed_properties.iter().cloned())
+            .build()?;
+        Ok(Arc::new(sink))
+    }
+
+    fn describe(options: &FlumeOptions) -> String {
+        format!(
+            "url={} allowed_properties={:?}",
+            redact(&options.url),
+            options.allowed_properties
+        )
+    }
+}
+
+/// `type = "http"`: `url`, `gzip`, `headers`.
+#[derive(Debug)]
+pub(crate) struct HttpType;
+
+/// The options of `http`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpOptions {
+    url: String,
+    #[serde(default)]
+    gzip: bool,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("url", &redact(&self.url))
+            .field("gzip", &self.gzip)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SinkType for HttpType {
+    const NAME: &'static str = "http";
+    type Options = HttpOptions;
+
+    fn build(options: &HttpOptions) -> Result<Arc<dyn Sink>, BoxError> {
+        let sink = HttpJsonSink::builder()
+            .client(client()?)
+            .url(options.url.clone())
+            .gzip(options.gzip)
+            .headers(options.headers.clone())
+            .build()?;
+        Ok(Arc::new(sink))
+    }
+
+    fn describe(options: &HttpOptions) -> String {
+        format!(
+            "url={} gzip={} headers={:?}",
+            redact(&options.url),
+            options.gzip,
+            options.headers.keys().collect::<Vec<_>>()
+        )
+    }
+}

@@ -1,0 +1,110 @@
+//! The stock processor and sink types, registered by `Registry::default()`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tidings_processors::{FilterMode, Processor, PropertyAllowlist, RegexFilter};
+
+use crate::{ProcessorType, Registry};
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_processor::<RegexFilterType>();
+    registry.register_processor::<PropertyAllowlistType>();
+    #[cfg(feature = "console")]
+    registry.register_sink::<console::ConsoleType>();
+    #[cfg(feature = "file")]
+    registry.register_sink::<file::FileType>();
+    #[cfg(feature = "http")]
+    {
+        registry.register_sink::<http::SpadeType>();
+        registry.register_sink::<http::FlumeType>();
+        registry.register_sink::<http::HttpType>();
+    }
+    #[cfg(feature = "postgres")]
+    registry.register_sink::<postgres::PostgresType>();
+    #[cfg(feature = "amqp")]
+    registry.register_sink::<amqp::AmqpType>();
+    #[cfg(feature = "nats")]
+    registry.register_sink::<nats::NatsType>();
+}
+
+/// `type = "regex_filter"`: `filter = "allowlist" | "blocklist"`, `patterns`.
+#[derive(Debug)]
+pub struct RegexFilterType;
+
+/// The options of `regex_filter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexFilterOptions {
+    filter: Filter,
+    patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Filter {
+    Allowlist,
+    Blocklist,
+}
+
+impl ProcessorType for RegexFilterType {
+    const NAME: &'static str = "regex_filter";
+    type Options = RegexFilterOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        let mode = match options.filter {
+            Filter::Allowlist => FilterMode::Allowlist,
+            Filter::Blocklist => FilterMode::Blocklist,
+        };
+        RegexFilter::new(mode, options.patterns)
+            .map(|f| Arc::new(f) as Arc<dyn Processor>)
+            .map_err(|e| (format!("patterns[{}]", e.index), e.to_string()))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        let mode = match options.filter {
+            Filter::Allowlist => "allowlist",
+            Filter::Blocklist => "blocklist",
+        };
+        format!("{mode} {:?}", options.patterns)
+    }
+}
+
+/// `type = "property_allowlist"`: `allowed` (dotted paths).
+#[derive(Debug)]
+pub struct PropertyAllowlistType;
+
+/// The options of `property_allowlist`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertyAllowlistOptions {
+    allowed: Vec<String>,
+}
+
+impl ProcessorType for PropertyAllowlistType {
+    const NAME: &'static str = "property_allowlist";
+    type Options = PropertyAllowlistOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        PropertyAllowlist::new(options.allowed)
+            .map(|p| Arc::new(p) as Arc<dyn Processor>)
+            .map_err(|e| (format!("allowed[{}]", e.index), e.to_string()))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        format!("allowed {:?}", options.allowed)
+    }
+}
+
+#[cfg(feature = "amqp")]
+mod amqp;
+#[cfg(feature = "console")]
+mod console;
+#[cfg(feature = "file")]
+mod file;
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "postgres")]
+mod postgres;
