@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::{Admin, Proxy, URL, count_by_id, event, require_rabbitmq, unique};
+use support::{
+    Admin, BROKER, CuttableProxy, URL, count_by_id, event, proxy_url, require_rabbitmq, unique,
+};
 use tidings_event::Event;
 use tidings_routing::{
     Backend, BatchConfig, DropReason, RetryPolicy, Sink, SinkBackend, SinkErrorKind,
@@ -233,9 +235,9 @@ fn events_sent_before_during_and_after_an_outage_all_arrive_and_delivery_resumes
         .build()
         .unwrap();
     let admin = runtime.block_on(Admin::connect());
-    let proxy = Proxy::start();
+    let proxy = CuttableProxy::start(BROKER);
     let sink = AmqpSink::builder()
-        .url(proxy.url())
+        .url(proxy_url(&proxy))
         .exchange(&exchange)
         .declare(true)
         .queue(&queue)

@@ -6,8 +6,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +13,6 @@ use common::{Admin, event, names, require_nats};
 use tidings_event::{Event, EventId};
 use tidings_routing::{Backend, BatchConfig, RetryPolicy, Sink, SinkBackend};
 use tidings_sink_nats::{NatsError, NatsSink, NatsSinkBuilder};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 /// A sink creating the test's own stream on `prefix.>`.
 fn builder(stream: &str, prefix: &str) -> NatsSinkBuilder {
@@ -282,78 +278,15 @@ fn build_fails_fast_with_clear_errors_and_no_credentials() {
     );
 }
 
-/// A TCP proxy to the NATS server that can cut every connection and refuse
-/// new ones until restored.
-struct Proxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    generation: watch::Sender<u64>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Proxy {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (generation, _) = watch::channel(0_u64);
-        let accepting = up.clone();
-        let cuts = generation.clone();
-        runtime.spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !accepting.load(Ordering::SeqCst) {
-                    drop(client); // refused while down
-                    continue;
-                }
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(common::NATS).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            up,
-            generation,
-            _runtime: runtime,
-        }
-    }
-
-    /// Closes every connection and refuses new ones.
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    /// Accepts connections again.
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn an_outage_loses_and_duplicates_nothing_and_delivery_resumes_quickly() {
     require_nats();
     let (stream, prefix) = names("outage");
     let admin = Admin::connect();
     let _guard = admin.cleanup(&stream);
-    let proxy = Proxy::start();
+    let proxy = tidings_test::CuttableProxy::start(common::NATS);
     let sink = builder(&stream, &prefix)
-        .url(format!("nats://{}", proxy.addr))
+        .url(format!("nats://{}", proxy.addr()))
         .ack_timeout_ms(400)
         .build()
         .unwrap();

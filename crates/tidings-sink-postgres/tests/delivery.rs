@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Db, Proxy, URL, require_postgres};
+use support::{Db, URL, require_postgres};
 use tidings_event::{Event, EventId, EventName};
 use tidings_routing::{Backend, BatchConfig, RetryPolicy, SinkBackend};
 use tidings_sink_postgres::PostgresSink;
-use tidings_test::{Compliance, assert_sink_compliance};
+use tidings_test::{Compliance, CuttableProxy as Proxy, assert_sink_compliance};
 
 #[test]
 fn the_sink_passes_the_compliance_checks() {

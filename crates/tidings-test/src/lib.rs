@@ -24,6 +24,7 @@
 mod compliance;
 #[cfg(feature = "config")]
 mod memory;
+mod proxy;
 mod sink;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -33,6 +34,7 @@ use std::time::Duration;
 pub use compliance::{Compliance, ComplianceReport, assert_sink_compliance};
 #[cfg(feature = "config")]
 pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};
+pub use proxy::CuttableProxy;
 pub use sink::{Answer, RecordingSink};
 use tidings_event::Event;
 use tidings_routing::{Backend, SendError};

@@ -5,9 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::options::{
@@ -18,9 +15,6 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::json;
 use tidings_event::{Event, EventName};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 pub const BROKER: &str = "127.0.0.1:5672";
 pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -169,69 +163,9 @@ pub fn count_by_id(received: &[Received]) -> BTreeMap<String, usize> {
     counts
 }
 
-/// A TCP proxy to the broker on its own thread and runtime, so that tests
-/// blocking on `SinkBackend::flush` never starve it. While cut, it closes
-/// every open connection and every new one right after accepting it.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    cuts: watch::Sender<u64>,
-}
+pub use tidings_test::CuttableProxy;
 
-impl Proxy {
-    pub fn start() -> Self {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let open = Arc::new(AtomicBool::new(true));
-        let (cuts, _) = watch::channel(0_u64);
-        let accept_open = open.clone();
-        let accept_cuts = cuts.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if !accept_open.load(Ordering::SeqCst) {
-                        let _ = client.shutdown().await;
-                        continue;
-                    }
-                    let mut cut = accept_cuts.subscribe();
-                    tokio::spawn(async move {
-                        let Ok(mut upstream) = TcpStream::connect(BROKER).await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                            _ = cut.changed() => {}
-                        }
-                        // Dropping both ends cuts the connection.
-                    });
-                }
-            });
-        });
-        let addr = ready_rx.recv().unwrap();
-        Self { addr, open, cuts }
-    }
-
-    /// An AMQP URL to the broker through this proxy.
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
-    }
-
-    /// Closes every connection and refuses new ones until [`Proxy::restore`].
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    /// Accepts and forwards connections again.
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
+/// An AMQP URL to the broker through `proxy`.
+pub fn proxy_url(proxy: &CuttableProxy) -> String {
+    format!("amqp://guest:guest@{}/%2f", proxy.addr())
 }

@@ -1,18 +1,13 @@
 //! Support for the tests against the real PostgreSQL: a direct client with
-//! its own runtime, per-test tables dropped afterwards, and a TCP proxy in
+//! its own runtime, per-test tables dropped afterwards, and (in `tidings_test::CuttableProxy`) a TCP proxy in
 //! front of the server that can cut every connection and refuse new ones.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses part of it
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tidings_event::EventId;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -114,88 +109,4 @@ impl Drop for TestTable<'_> {
         let sql = format!("DROP TABLE IF EXISTS {}", self.name);
         let _ = self.db.rt.block_on(self.db.client.batch_execute(&sql));
     }
-}
-
-#[derive(Default)]
-struct ProxyState {
-    up: bool,
-    connections: Vec<AbortHandle>,
-}
-
-/// A TCP proxy on 127.0.0.1 in front of PostgreSQL. [`Proxy::cut`] closes
-/// every connection through it and closes new ones at once until
-/// [`Proxy::restore`].
-pub struct Proxy {
-    addr: SocketAddr,
-    state: Arc<Mutex<ProxyState>>,
-    accepted: Arc<AtomicUsize>,
-    _rt: Runtime,
-}
-
-impl Proxy {
-    pub fn start(upstream: &'static str) -> Self {
-        let rt = runtime();
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let state = Arc::new(Mutex::new(ProxyState {
-            up: true,
-            connections: Vec::new(),
-        }));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (shared, count) = (state.clone(), accepted.clone());
-        rt.spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let mut state = lock(&shared);
-                if !state.up {
-                    drop(inbound); // refused: closed at once
-                    continue;
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                state.connections.push(task.abort_handle());
-            }
-        });
-        Self {
-            addr,
-            state,
-            accepted,
-            _rt: rt,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Closes every open connection and refuses new ones.
-    pub fn cut(&self) {
-        let mut state = lock(&self.state);
-        state.up = false;
-        for connection in state.connections.drain(..) {
-            connection.abort();
-        }
-    }
-
-    /// Lets connections through again.
-    pub fn restore(&self) {
-        lock(&self.state).up = true;
-    }
-
-    /// Connections let through so far.
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-fn lock(state: &Mutex<ProxyState>) -> MutexGuard<'_, ProxyState> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
