@@ -187,6 +187,12 @@ impl HttpClient {
         Self::builder().build()
     }
 
+    /// `client`, or a new client with the default timeouts: what every
+    /// sink builder uses when it was given none.
+    pub(crate) fn or_new(client: Option<Self>) -> Result<Self, BuildError> {
+        client.map_or_else(Self::new, Ok)
+    }
+
     /// A builder to set timeouts.
     pub fn builder() -> HttpClientBuilder {
         HttpClientBuilder::default()

@@ -10,6 +10,8 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGE
 use http::uri::{Authority, Scheme, Uri};
 use http::{Method, Request};
 
+use crate::BuildError;
+
 const AGENT: &str = concat!("tidings/", env!("CARGO_PKG_VERSION"));
 
 /// The `Content-Type` of form bodies.
@@ -30,6 +32,29 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// Parses the URL option `option` of the sink `sink`.
+    pub(crate) fn from_option(
+        sink: &'static str,
+        option: &'static str,
+        url: &str,
+    ) -> Result<Self, BuildError> {
+        Self::parse(url).map_err(|reason| BuildError::InvalidUrl {
+            sink,
+            option,
+            reason,
+        })
+    }
+
+    /// Parses the required URL option `option` of the sink `sink`.
+    pub(crate) fn required(
+        sink: &'static str,
+        option: &'static str,
+        url: Option<&str>,
+    ) -> Result<Self, BuildError> {
+        let url = url.ok_or(BuildError::Missing { sink, option })?;
+        Self::from_option(sink, option, url)
+    }
+
     /// Parses `text`; the error says what is wrong without repeating `text`.
     pub(crate) fn parse(text: &str) -> Result<Self, &'static str> {
         if text.is_empty() {

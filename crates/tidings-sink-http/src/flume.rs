@@ -93,20 +93,9 @@ impl FlumeSinkBuilder {
     /// [`BuildError`]: no `url`, a `url` that is not absolute `http(s)`, an
     /// invalid entry of `allowed_properties`, or a client that cannot start.
     pub fn build(self) -> Result<FlumeSink, BuildError> {
-        let url = self.url.ok_or(BuildError::Missing {
-            sink: SINK,
-            option: "url",
-        })?;
-        let endpoint = Endpoint::parse(&url).map_err(|reason| BuildError::InvalidUrl {
-            sink: SINK,
-            option: "url",
-            reason,
-        })?;
+        let endpoint = Endpoint::required(SINK, "url", self.url.as_deref())?;
         let allowlist = PropertyAllowlist::new(self.allowed_properties)?;
-        let client = match self.client {
-            Some(client) => client,
-            None => HttpClient::new()?,
-        };
+        let client = HttpClient::or_new(self.client)?;
         Ok(FlumeSink {
             client,
             endpoint: Arc::new(endpoint),

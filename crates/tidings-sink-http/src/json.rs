@@ -104,15 +104,7 @@ impl HttpJsonSinkBuilder {
     /// never its value) or one the sink sets itself, or a client that cannot
     /// start.
     pub fn build(self) -> Result<HttpJsonSink, BuildError> {
-        let url = self.url.ok_or(BuildError::Missing {
-            sink: SINK,
-            option: "url",
-        })?;
-        let endpoint = Endpoint::parse(&url).map_err(|reason| BuildError::InvalidUrl {
-            sink: SINK,
-            option: "url",
-            reason,
-        })?;
+        let endpoint = Endpoint::required(SINK, "url", self.url.as_deref())?;
         let mut headers = HeaderMap::new();
         for (name, value) in self.headers {
             let invalid = |reason| BuildError::InvalidHeader {
@@ -130,10 +122,7 @@ impl HttpJsonSinkBuilder {
             value.set_sensitive(true);
             headers.insert(header, value);
         }
-        let client = match self.client {
-            Some(client) => client,
-            None => HttpClient::new()?,
-        };
+        let client = HttpClient::or_new(self.client)?;
         Ok(HttpJsonSink {
             client,
             endpoint: Arc::new(endpoint),

@@ -151,19 +151,13 @@ impl SpadeSinkBuilder {
                 UrlProvider::fixed(&url)?
             }
             (None, url, Some(rotator)) => {
-                let rotating = match client.take() {
-                    Some(client) => client,
-                    None => HttpClient::new()?,
-                };
+                let rotating = HttpClient::or_new(client.take())?;
                 client = Some(rotating.clone());
                 let refresh = self.refresh.unwrap_or(DEFAULT_REFRESH_INTERVAL);
                 UrlProvider::rotator(&rotating, &rotator, url.as_deref(), refresh)?
             }
         };
-        let client = match client {
-            Some(client) => client,
-            None => HttpClient::new()?,
-        };
+        let client = HttpClient::or_new(client)?;
         Ok(SpadeSink { client, provider })
     }
 }
@@ -293,7 +287,7 @@ impl UrlProvider {
     /// `http` or `https` URL.
     pub fn fixed(url: &str) -> Result<Self, BuildError> {
         Ok(Self {
-            source: Source::Fixed(Arc::new(parse(url, "url")?)),
+            source: Source::Fixed(Arc::new(Endpoint::from_option(SINK, "url", url)?)),
         })
     }
 
@@ -310,9 +304,9 @@ impl UrlProvider {
         default_url: Option<&str>,
         refresh: Duration,
     ) -> Result<Self, BuildError> {
-        let rotator = parse(rotator_url, "rotator_url")?;
+        let rotator = Endpoint::from_option(SINK, "rotator_url", rotator_url)?;
         let default = default_url
-            .map(|url| parse(url, "url"))
+            .map(|url| Endpoint::from_option(SINK, "url", url))
             .transpose()?
             .map(Arc::new);
         if refresh.is_zero() {
@@ -397,14 +391,6 @@ impl fmt::Debug for UrlProvider {
                 .finish(),
         }
     }
-}
-
-fn parse(url: &str, option: &'static str) -> Result<Endpoint, BuildError> {
-    Endpoint::parse(url).map_err(|reason| BuildError::InvalidUrl {
-        sink: SINK,
-        option,
-        reason,
-    })
 }
 
 /// The rotator task: fetch, publish, sleep, forever (until aborted).
