@@ -21,8 +21,9 @@ use crate::{ConfigError, ConfigErrorKind, ConfigPath};
 pub trait SinkType: Send + Sync + 'static {
     /// The name used in `type = "..."`.
     const NAME: &'static str;
-    /// The sink's options.
-    type Options: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+    /// The sink's options. They may hold secrets (passwords in URLs, auth
+    /// headers), so they are only ever shown through [`SinkType::describe`].
+    type Options: DeserializeOwned + Send + Sync + 'static;
 
     /// Checks what serde cannot, without any I/O. Each problem is the key
     /// (relative to the sink's table, empty for the table itself) and a
@@ -39,10 +40,9 @@ pub trait SinkType: Send + Sync + 'static {
     /// Any error that keeps the sink from starting.
     fn build(options: &Self::Options) -> Result<Arc<dyn Sink>, BoxError>;
 
-    /// A one-line summary for `tidings check`, such as `url=http://…`.
-    fn describe(options: &Self::Options) -> String {
-        format!("{options:?}")
-    }
+    /// A one-line summary for `tidings check` and `Debug` output, such as
+    /// `url=http://host:port/… table=events`. It must not show secrets.
+    fn describe(options: &Self::Options) -> String;
 }
 
 /// A processor type that config files can name with `type = "NAME"` in a
@@ -77,7 +77,7 @@ struct Validated<T: SinkType>(T::Options);
 
 impl<T: SinkType> fmt::Debug for Validated<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}", T::NAME, self.0)
+        write!(f, "{} {}", T::NAME, T::describe(&self.0))
     }
 }
 

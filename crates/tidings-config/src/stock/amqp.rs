@@ -50,12 +50,6 @@ fn publish_timeout_ms() -> u64 {
     DEFAULT_PUBLISH_TIMEOUT_MS
 }
 
-impl std::fmt::Debug for AmqpOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&AmqpType::describe(self))
-    }
-}
-
 fn builder(options: &AmqpOptions) -> AmqpSinkBuilder {
     let mut builder = AmqpSink::builder()
         .url(options.url.clone())
@@ -122,16 +116,8 @@ impl SinkType for AmqpType {
 mod tests {
     use tidings_routing::Backend;
 
+    use super::super::tests::problems;
     use crate::{Registry, load};
-
-    fn problems(text: &str) -> Vec<(String, String)> {
-        load(text, &Registry::default())
-            .unwrap_err()
-            .errors()
-            .iter()
-            .map(|e| (e.path.clone(), e.message.clone()))
-            .collect()
-    }
 
     #[test]
     fn amqp_sinks_load_describe_without_the_password_and_build_without_connecting() {

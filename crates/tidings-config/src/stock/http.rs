@@ -41,18 +41,6 @@ pub(crate) struct SpadeOptions {
     refresh_seconds: Option<u64>,
 }
 
-impl std::fmt::Debug for SpadeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&SpadeType::describe(self))
-    }
-}
-
-impl std::fmt::Debug for FlumeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&FlumeType::describe(self))
-    }
-}
-
 impl SinkType for SpadeType {
     const NAME: &'static str = "spade";
     type Options = SpadeOptions;
@@ -151,16 +139,6 @@ pub(crate) struct HttpOptions {
     gzip: bool,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpOptions")
-            .field("url", &redact(&self.url))
-            .field("gzip", &self.gzip)
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .finish()
-    }
 }
 
 impl SinkType for HttpType {

@@ -108,3 +108,18 @@ mod http;
 mod nats;
 #[cfg(feature = "postgres")]
 mod postgres;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::{Registry, load};
+
+    /// The path and message of every mistake in `text`.
+    pub(crate) fn problems(text: &str) -> Vec<(String, String)> {
+        load(text, &Registry::default())
+            .unwrap_err()
+            .errors()
+            .iter()
+            .map(|e| (e.path.clone(), e.message.clone()))
+            .collect()
+    }
+}

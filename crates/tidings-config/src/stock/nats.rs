@@ -56,12 +56,6 @@ fn ack_timeout_ms() -> u64 {
     DEFAULT_ACK_TIMEOUT_MS
 }
 
-impl std::fmt::Debug for NatsOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&NatsType::describe(self))
-    }
-}
-
 fn builder(options: &NatsOptions) -> NatsSinkBuilder {
     let builder = NatsSink::builder()
         .url(options.url.clone())

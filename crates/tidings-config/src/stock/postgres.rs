@@ -43,12 +43,6 @@ fn statement_timeout_ms() -> u64 {
     DEFAULT_STATEMENT_TIMEOUT_MS
 }
 
-impl std::fmt::Debug for PostgresOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&PostgresType::describe(self))
-    }
-}
-
 fn builder(options: &PostgresOptions) -> PostgresSinkBuilder {
     PostgresSink::builder(options.url.clone())
         .table(options.table.clone())
@@ -109,16 +103,8 @@ impl SinkType for PostgresType {
 mod tests {
     use tidings_routing::Backend as _;
 
+    use super::super::tests::problems;
     use crate::{Registry, load};
-
-    fn problems(text: &str) -> Vec<(String, String)> {
-        load(text, &Registry::default())
-            .unwrap_err()
-            .errors()
-            .iter()
-            .map(|e| (e.path.clone(), e.message.clone()))
-            .collect()
-    }
 
     #[test]
     fn postgres_sinks_load_describe_without_the_password_and_build_without_connecting() {
