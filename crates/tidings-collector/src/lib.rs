@@ -69,7 +69,7 @@ mod script;
 mod service;
 
 pub use collector::{Collector, Route};
-pub use service::{PrefixService, ResponseFuture, RouteService};
+pub use service::{IngestService, ResponseFuture};
 
 /// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for
 /// hosts that serve it themselves.

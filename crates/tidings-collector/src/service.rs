@@ -52,16 +52,25 @@ where
     }
 }
 
-/// Every route under a path prefix: `/api` serves `/api/events`,
-/// `/api/flume`, ... and answers 404 elsewhere. Created by
-/// [`Collector::under_prefix`].
+/// Where an [`IngestService`] finds the route of a request.
 #[derive(Debug, Clone)]
-pub struct PrefixService {
-    collector: Collector,
-    prefix: Arc<str>,
+enum Mount {
+    /// Every route under a path prefix; 404 elsewhere.
+    Prefix(Arc<str>),
+    /// One route, whatever the path.
+    Route(Route),
 }
 
-impl<B> tower_service::Service<Request<B>> for PrefixService
+/// The collector mounted in a host server: every route under a prefix
+/// ([`Collector::under_prefix`]) or one route at any path ([`Collector::route`],
+/// with axum: `Router::route_service("/api/flume", collector.route(Route::Flume))`).
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    collector: Collector,
+    mount: Mount,
+}
+
+impl<B> tower_service::Service<Request<B>> for IngestService
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -76,40 +85,15 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = request
-            .uri()
-            .path()
-            .strip_prefix(&*self.prefix)
-            .and_then(Route::from_path);
+        let route = match &self.mount {
+            Mount::Prefix(prefix) => request
+                .uri()
+                .path()
+                .strip_prefix(&**prefix)
+                .and_then(Route::from_path),
+            Mount::Route(route) => Some(*route),
+        };
         respond(self.collector.clone(), route, request)
-    }
-}
-
-/// One route, whatever the path it is mounted at (with axum:
-/// `Router::route_service("/api/flume", collector.route(Route::Flume))`).
-/// Created by [`Collector::route`].
-#[derive(Debug, Clone)]
-pub struct RouteService {
-    collector: Collector,
-    route: Route,
-}
-
-impl<B> tower_service::Service<Request<B>> for RouteService
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        respond(self.collector.clone(), Some(self.route), request)
     }
 }
 
@@ -118,19 +102,19 @@ impl Collector {
     /// tower service with the same limits, errors and back-pressure as the
     /// standalone server.
     #[must_use]
-    pub fn under_prefix(&self, prefix: &str) -> PrefixService {
-        PrefixService {
+    pub fn under_prefix(&self, prefix: &str) -> IngestService {
+        IngestService {
             collector: self.clone(),
-            prefix: prefix.trim_end_matches('/').into(),
+            mount: Mount::Prefix(prefix.trim_end_matches('/').into()),
         }
     }
 
     /// One route alone, as a tower service answering at any path.
     #[must_use]
-    pub fn route(&self, route: Route) -> RouteService {
-        RouteService {
+    pub fn route(&self, route: Route) -> IngestService {
+        IngestService {
             collector: self.clone(),
-            route,
+            mount: Mount::Route(route),
         }
     }
 }
