@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tidings_routing::{AsyncRouter, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend};
 
 use crate::tree::{BackendNode, RouterNode};
-use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath};
+use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Delivery};
 
 /// A running routing tree built from a [`Config`]: the root router, and a
 /// handle on every stage for metrics.
@@ -140,16 +140,23 @@ fn build_router(
                 }
             }
             BackendNode::Sink { delivery, sink, .. } => {
-                let built = sink.build().map_err(|e| e.to_string()).and_then(|sink| {
-                    let queue = delivery.queue();
-                    SinkBackend::builder_arc(path.clone(), sink)
-                        .queue_capacity(queue.capacity())
-                        .when_full(queue.when_full())
-                        .batch(delivery.batch())
-                        .retry(delivery.retry())
-                        .build()
-                        .map_err(|e| e.to_string())
-                });
+                let context = Delivery {
+                    batch: delivery.batch(),
+                    retry: delivery.retry(),
+                };
+                let built = sink
+                    .build(&context)
+                    .map_err(|e| e.to_string())
+                    .and_then(|sink| {
+                        let queue = delivery.queue();
+                        SinkBackend::builder_arc(path.clone(), sink)
+                            .queue_capacity(queue.capacity())
+                            .when_full(queue.when_full())
+                            .batch(context.batch)
+                            .retry(context.retry)
+                            .build()
+                            .map_err(|e| e.to_string())
+                    });
                 match built {
                     Ok(backend) => {
                         let backend = Arc::new(backend);

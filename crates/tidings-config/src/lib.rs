@@ -60,7 +60,7 @@ pub use build::{Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use options::CollectorOptions;
 pub use path::ConfigPath;
-pub use registry::{ProcessorType, Registry, SinkType};
+pub use registry::{Delivery, ProcessorType, Registry, SinkType};
 pub use stock::{
     PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use tidings_processors::Processor;
-use tidings_routing::{BoxError, Sink};
+use tidings_routing::{BatchConfig, BoxError, RetryPolicy, Sink};
 
 use crate::{ConfigError, ConfigErrorKind, ConfigPath};
 
@@ -33,12 +33,14 @@ pub trait SinkType: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Builds the sink. May connect or open files.
+    /// Builds the sink. May connect or open files. `delivery` is how the
+    /// framework will batch and retry for it, for sinks whose own settings
+    /// depend on that (a deduplication window must outlast the retries).
     ///
     /// # Errors
     ///
     /// Any error that keeps the sink from starting.
-    fn build(options: &Self::Options) -> Result<Arc<dyn Sink>, BoxError>;
+    fn build(options: &Self::Options, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError>;
 
     /// A one-line summary for `tidings check` and `Debug` output, such as
     /// `url=http://host:port/… table=events`. It must not show secrets.
@@ -67,9 +69,20 @@ pub trait ProcessorType: Send + Sync + 'static {
     }
 }
 
+/// How the framework delivers to a sink built from config: its batching and
+/// retry policy, from the delivery keys of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// When batches are sent.
+    pub batch: BatchConfig,
+    /// How failed batches are retried.
+    pub retry: RetryPolicy,
+}
+
 /// A sink whose options are valid, ready to be built.
 pub(crate) trait ValidatedSink: Send + Sync + fmt::Debug {
-    fn build(&self) -> Result<Arc<dyn Sink>, BoxError>;
+    fn build(&self, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError>;
     fn describe(&self) -> String;
 }
 
@@ -82,8 +95,8 @@ impl<T: SinkType> fmt::Debug for Validated<T> {
 }
 
 impl<T: SinkType> ValidatedSink for Validated<T> {
-    fn build(&self) -> Result<Arc<dyn Sink>, BoxError> {
-        T::build(&self.0)
+    fn build(&self, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
+        T::build(&self.0, delivery)
     }
     fn describe(&self) -> String {
         T::describe(&self.0)

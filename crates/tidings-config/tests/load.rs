@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use tidings_config::{ConfigErrorKind, ConfigErrors, Registry, SinkType, StageKind, load};
+use tidings_config::{
+    ConfigErrorKind, ConfigErrors, Delivery, Registry, SinkType, StageKind, load,
+};
 use tidings_event::{Event, EventName};
 use tidings_routing::{Backend, BoxError, Sink};
 use tidings_test::RecordingSink;
@@ -44,7 +46,7 @@ impl SinkType for MemoryType {
         }
     }
 
-    fn build(options: &MemoryOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &MemoryOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(recorder(&options.id)))
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
-use tidings_config::SinkType;
+use tidings_config::{Delivery, SinkType};
 use tidings_routing::{BoxError, Sink};
 
 use crate::RecordingSink;
@@ -47,7 +47,7 @@ impl SinkType for MemorySinkType {
     const NAME: &'static str = "memory";
     type Options = MemoryOptions;
 
-    fn build(options: &MemoryOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &MemoryOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(memory_sink(&options.id)))
     }
 

@@ -9,7 +9,7 @@ use tidings_sink_amqp::{
     DEFAULT_ROUTING_KEY, DEFAULT_URL, redact_url,
 };
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// `type = "amqp"`: `url`, `exchange`, `routing_key`, `declare`, `queue`,
 /// `binding_key`, `publish_timeout_ms`.
@@ -86,7 +86,7 @@ impl SinkType for AmqpType {
         vec![(key.to_owned(), error.to_string())]
     }
 
-    fn build(options: &AmqpOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &AmqpOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(builder(options).build()?))
     }
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_console::{ConsoleSink, Format, Stream};
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// `type = "console"`: `format = "json" | "pretty"`, `stream = "stdout" | "stderr"`.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ impl SinkType for ConsoleType {
     const NAME: &'static str = "console";
     type Options = ConsoleOptions;
 
-    fn build(options: &Self::Options) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &Self::Options, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let format = match options.format {
             ConsoleFormat::Json => Format::Json,
             ConsoleFormat::Pretty => Format::Pretty,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_file::{DEFAULT_ROLL_EVENTS, DEFAULT_ROLL_SECONDS, FileSink};
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// `type = "file"`: `path` (required), `roll_events`, `roll_seconds`, `gzip`.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ impl SinkType for FileType {
         problems
     }
 
-    fn build(options: &FileOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &FileOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let sink = FileSink::builder(&options.path)
             .roll_events(options.roll_events)
             .roll_seconds(options.roll_seconds)

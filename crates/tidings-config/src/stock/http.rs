@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_http::{FlumeSink, HttpClient, HttpJsonSink, SpadeSink};
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// The one client (connection pool, I/O thread) of every HTTP sink a
 /// config builds.
@@ -62,7 +62,7 @@ impl SinkType for SpadeType {
         problems
     }
 
-    fn build(options: &SpadeOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &SpadeOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let mut builder = SpadeSink::builder().client(client()?);
         if let Some(url) = &options.url {
             builder = builder.url(url.clone());
@@ -108,7 +108,7 @@ impl SinkType for FlumeType {
     const NAME: &'static str = "flume";
     type Options = FlumeOptions;
 
-    fn build(options: &FlumeOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &FlumeOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let sink = FlumeSink::builder()
             .client(client()?)
             .url(options.url.clone())
@@ -145,7 +145,7 @@ impl SinkType for HttpType {
     const NAME: &'static str = "http";
     type Options = HttpOptions;
 
-    fn build(options: &HttpOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &HttpOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let sink = HttpJsonSink::builder()
             .client(client()?)
             .url(options.url.clone())

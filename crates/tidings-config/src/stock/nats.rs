@@ -9,7 +9,7 @@ use tidings_sink_nats::{
     DEFAULT_SUBJECT, DEFAULT_URL, NatsError, NatsSink, NatsSinkBuilder, SubjectTemplate, redacted,
 };
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// `type = "nats"`: `url`, `subject`, `stream`, `create_stream`,
 /// `duplicate_window_seconds`, `max_in_flight`, `ack_timeout_ms`.
@@ -106,8 +106,12 @@ impl SinkType for NatsType {
         problems
     }
 
-    fn build(options: &NatsOptions) -> Result<Arc<dyn Sink>, BoxError> {
-        Ok(Arc::new(builder(options).build()?))
+    fn build(options: &NatsOptions, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
+        // The stream's duplicate window must outlast this sink's retries.
+        let sink = builder(options)
+            .retry_horizon(delivery.retry.horizon())
+            .build()?;
+        Ok(Arc::new(sink))
     }
 
     fn describe(options: &NatsOptions) -> String {

@@ -9,7 +9,7 @@ use tidings_sink_postgres::{
     PostgresSink, PostgresSinkBuilder, TableName, redacted,
 };
 
-use crate::SinkType;
+use crate::{Delivery, SinkType};
 
 /// `type = "postgres"`: `url` (required), `table`, `create_table`,
 /// `connect_timeout_ms`, `statement_timeout_ms`.
@@ -83,7 +83,7 @@ impl SinkType for PostgresType {
         problems
     }
 
-    fn build(options: &PostgresOptions) -> Result<Arc<dyn Sink>, BoxError> {
+    fn build(options: &PostgresOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(builder(options).build()?))
     }
 

@@ -100,6 +100,18 @@ impl RetryPolicy {
         self.max_batch_age
     }
 
+    /// The longest a batch can keep being sent again after its first
+    /// attempt: the sum of the backoff ceilings of its retries, capped by
+    /// `max_batch_age`. A receiver that removes duplicates (NATS JetStream's
+    /// duplicate window, say) must remember an id at least this long.
+    #[must_use]
+    pub fn horizon(&self) -> Duration {
+        (1..self.max_attempts)
+            .map(|attempt| self.backoff_ceiling(attempt))
+            .fold(Duration::ZERO, Duration::saturating_add)
+            .min(self.max_batch_age)
+    }
+
     /// The upper bound of the wait after failed attempt `attempt` (1-based).
     #[must_use]
     pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
@@ -149,6 +161,17 @@ mod tests {
         for _ in 0..50 {
             assert!(policy.backoff(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
         }
+    }
+
+    #[test]
+    fn the_horizon_sums_the_retry_waits_up_to_the_batch_age() {
+        let policy = RetryPolicy::default().with_max_attempts(4);
+        // 0.5 s + 1 s + 2 s of ceilings before attempts 2, 3 and 4.
+        assert_eq!(policy.horizon(), Duration::from_millis(3500));
+        assert_eq!(RetryPolicy::none().horizon(), Duration::ZERO);
+        // Ten attempts would wait 0.5+1+2+4+8+16+30+30+30 s, over a 1-minute age cap.
+        let capped = RetryPolicy::default().with_max_batch_age(Duration::from_secs(60));
+        assert_eq!(capped.horizon(), Duration::from_secs(60));
     }
 
     #[test]
