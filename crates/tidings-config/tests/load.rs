@@ -449,6 +449,22 @@ fn http_sink_types_validate_and_never_print_credentials() {
 }
 
 #[test]
+fn block_waits_for_block_timeout_ms() {
+    let config = load(
+        "[backends.m]\ntype = \"memory\"\nid = \"block\"\nwhen_full = \"block\"\nblock_timeout_ms = 250\n[backends.a]\ntype = \"async_router\"\nwhen_full = \"block\"\n",
+        &registry(),
+    )
+    .unwrap();
+    let tree = config.to_string();
+    assert!(tree.contains("m: memory id=block"), "{tree}");
+    assert!(tree.contains("when_full=block(250ms)"), "{tree}");
+    assert!(
+        tree.contains("a: async_router queue_capacity=10000 when_full=block(1000ms)"),
+        "{tree}"
+    );
+}
+
+#[test]
 fn an_empty_file_is_a_valid_config_with_no_backends() {
     let config = load("", &registry()).unwrap();
     assert!(

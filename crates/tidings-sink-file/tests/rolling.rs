@@ -224,6 +224,23 @@ fn compaction_merges_each_hour_into_one_file_without_losing_or_duplicating_lines
 }
 
 #[test]
+fn compaction_by_day_merges_every_hour_of_a_day() {
+    let dir = temp_dir("compact-day");
+    write_finished(&dir, "20261124T010000.000000Z", 1, &[1]);
+    write_finished(&dir, "20261124T230000.000000Z", 2, &[2]);
+    write_finished(&dir, "20261125T000000.000000Z", 3, &[3]);
+    let report = compact(&dir, Period::Day).unwrap();
+    assert_eq!(
+        (report.outputs.len(), report.merged_files, report.lines),
+        (1, 2, 2)
+    );
+    let files = finished(&dir);
+    assert_eq!(files.len(), 2);
+    assert_eq!(ns(&read(&files[0])), [1, 2]);
+    assert_eq!(ns(&read(&files[1])), [3]);
+}
+
+#[test]
 fn an_interrupted_compaction_is_completed_or_rolled_back_by_the_next_run() {
     // Interrupted after the output became visible: the inputs must go.
     let dir = temp_dir("journal-done");
@@ -270,6 +287,7 @@ fn an_interrupted_compaction_is_completed_or_rolled_back_by_the_next_run() {
 #[test]
 fn period_names_parse_and_unknown_ones_are_errors() {
     assert_eq!("hour".parse::<Period>().unwrap(), Period::Hour);
+    assert_eq!("day".parse::<Period>().unwrap(), Period::Day);
     assert_eq!(
         "week".parse::<Period>().unwrap_err().to_string(),
         "unknown period \"week\", expected \"hour\" or \"day\""

@@ -106,6 +106,18 @@ fn a_tracker_from_toml_routes_like_the_same_tree_built_in_code() {
 }
 
 #[test]
+fn a_tracker_can_be_built_from_a_config_file() {
+    let path = std::env::temp_dir().join(format!("tidings-tracker-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[processors]]\ntype = \"regex_filter\"\nfilter = \"blocklist\"\npatterns = ['^debug\\.']\n").unwrap();
+    let tracker = Tracker::from_config_file(&path).unwrap();
+    tracker.emit("debug.noise", json!({})).unwrap();
+    tracker.emit("kept", json!({})).unwrap();
+    let stats = tracker.stats();
+    assert_eq!((stats.received, stats.filtered), (2, 1));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
 fn config_errors_are_the_path_carrying_errors_of_tidings_check() {
     let err = Tracker::from_config_str("[backends.a]\ntype = \"nope\"\n").unwrap_err();
     assert_eq!(err.errors()[0].path, "backends.a.type");

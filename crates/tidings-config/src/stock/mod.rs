@@ -109,7 +109,7 @@ mod nats;
 #[cfg(feature = "postgres")]
 mod postgres;
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "postgres", feature = "amqp")))]
 pub(crate) mod tests {
     use crate::{Registry, load};
 

@@ -124,12 +124,6 @@ impl AsyncRouter {
             })
     }
 
-    /// Room left in the queue, in events.
-    #[must_use]
-    pub fn queue_room(&self) -> usize {
-        self.shared.stage.queue.room()
-    }
-
     /// A snapshot of the counters; `delivered` counts events handed to the
     /// inner backend.
     #[must_use]

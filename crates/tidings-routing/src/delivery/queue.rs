@@ -75,10 +75,6 @@ impl Queue {
         self.len.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn room(&self) -> usize {
-        self.capacity.saturating_sub(self.len())
-    }
-
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.space.notify_all();
