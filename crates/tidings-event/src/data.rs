@@ -110,6 +110,22 @@ impl Data {
         }
     }
 
+    /// Runs `seed` over the parsed value if there is one, else over the text.
+    pub(crate) fn deserialize<'a, S>(&'a self, seed: S) -> Result<S::Value, serde_json::Error>
+    where
+        S: serde::de::DeserializeSeed<'a>,
+    {
+        match (self.value.get(), &self.raw) {
+            (None, Some(raw)) => {
+                let mut de = serde_json::Deserializer::from_slice(raw);
+                let value = seed.deserialize(&mut de)?;
+                de.end()?;
+                Ok(value)
+            }
+            (value, _) => seed.deserialize(value.unwrap_or(&Value::Null)),
+        }
+    }
+
     pub(crate) fn json_len(&self) -> usize {
         match &self.raw {
             Some(raw) => raw.len(),

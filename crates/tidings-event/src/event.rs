@@ -135,6 +135,34 @@ impl Event {
         self.data.value_mut()
     }
 
+    /// Runs `seed` over the payload without building a [`Value`] when the
+    /// payload is still JSON text (a typed emit, or data decoded off the
+    /// wire): for processors that only read it, such as validators.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use tidings_event::{Event, EventName};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Url<'a> {
+    ///     url: &'a str,
+    /// }
+    /// let event = Event::from_serializable(EventName::new("page.view")?, &Url { url: "/a" })?;
+    /// let url = event.deserialize_data(std::marker::PhantomData::<Url>)?;
+    /// assert_eq!(url.url, "/a");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Whatever `seed` reports for this payload.
+    pub fn deserialize_data<'a, S>(&'a self, seed: S) -> Result<S::Value, serde_json::Error>
+    where
+        S: serde::de::DeserializeSeed<'a>,
+    {
+        self.data.deserialize(seed)
+    }
+
     /// When a collector received the event, if one did.
     #[must_use]
     pub fn received_at(&self) -> Option<Timestamp> {
