@@ -140,10 +140,10 @@ impl Event {
     /// wire): for processors that only read it, such as validators.
     ///
     /// ```
-    /// use serde::Deserialize;
+    /// use serde::{Deserialize, Serialize};
     /// use tidings_event::{Event, EventName};
     ///
-    /// #[derive(Deserialize)]
+    /// #[derive(Serialize, Deserialize)]
     /// struct Url<'a> {
     ///     url: &'a str,
     /// }
