@@ -473,3 +473,111 @@ fn an_empty_file_is_a_valid_config_with_no_backends() {
             .contains("(no backends: events stop here)")
     );
 }
+
+/// A file in the temp dir holding `text`, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tidings-config-test-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn catalog_and_pii_filter_processors_validate_and_scrub() {
+    let catalog = TempFile::new(
+        r#"
+[events."page.view"]
+properties.url = { type = "string", required = true }
+properties.email = { type = "string", pii = true }
+"#,
+    );
+    let text = format!(
+        r#"
+[[processors]]
+type = "catalog"
+path = {path:?}
+strict = true
+
+[backends.mirror]
+type = "router"
+[[backends.mirror.processors]]
+type = "pii_filter"
+catalog = {path:?}
+[backends.mirror.backends.out]
+type = "memory"
+id = "catalog-mirror"
+
+[backends.raw]
+type = "memory"
+id = "catalog-raw"
+"#,
+        path = catalog.path()
+    );
+    let config = load(&text, &registry()).unwrap();
+    assert!(
+        config
+            .to_string()
+            .contains("(strict, invalid events: Drop)")
+    );
+    let (root, _stages) = config.build().unwrap().into_parts();
+    let send =
+        |name: &'static str, data| root.send(Event::new(EventName::new(name).unwrap(), data));
+    send("page.view", json!({"url": "/", "email": "a@b.c"})).unwrap();
+    send("page.view", json!({"email": "a@b.c"})).unwrap();
+    send("page.unknown", json!({})).unwrap();
+    root.flush(Duration::from_secs(5)).unwrap();
+    let data = |id: &str| {
+        recorder(id)
+            .events()
+            .iter()
+            .map(|e| e.data().clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(data("catalog-raw"), [json!({"url": "/", "email": "a@b.c"})]);
+    assert_eq!(data("catalog-mirror"), [json!({"url": "/"})]);
+    root.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_bad_catalog_is_reported_at_its_option() {
+    let bad = TempFile::new("[events.a]\nproperties.p = { type = 'text' }\n");
+    let text = format!(
+        "[[processors]]\ntype = \"pii_filter\"\ncatalog = {:?}\n",
+        bad.path()
+    );
+    let invalid = errors(&text);
+    assert_eq!(invalid[0].0, "processors[0].catalog");
+    assert!(
+        invalid[0].2.contains("events.a.properties.p.type"),
+        "{}",
+        invalid[0].2
+    );
+    let missing = errors(
+        "[[processors]]\ntype = \"catalog\"\npath = \"/nonexistent.toml\"\non_invalid = \"annotate\"\n",
+    );
+    assert_eq!(missing[0].0, "processors[0].path");
+    assert!(
+        missing[0].2.contains("/nonexistent.toml"),
+        "{}",
+        missing[0].2
+    );
+}

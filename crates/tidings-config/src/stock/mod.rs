@@ -10,6 +10,11 @@ use crate::{ProcessorType, Registry};
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_processor::<RegexFilterType>();
     registry.register_processor::<PropertyAllowlistType>();
+    #[cfg(feature = "catalog")]
+    {
+        registry.register_processor::<catalog::CatalogType>();
+        registry.register_processor::<catalog::PiiFilterType>();
+    }
     #[cfg(feature = "console")]
     registry.register_sink::<console::ConsoleType>();
     #[cfg(feature = "file")]
@@ -98,6 +103,8 @@ impl ProcessorType for PropertyAllowlistType {
 
 #[cfg(feature = "amqp")]
 mod amqp;
+#[cfg(feature = "catalog")]
+mod catalog;
 #[cfg(feature = "console")]
 mod console;
 #[cfg(feature = "file")]

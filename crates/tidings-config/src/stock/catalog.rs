@@ -1,0 +1,108 @@
+//! `type = "catalog"` and `type = "pii_filter"`: processors from an event
+//! catalog file (see `tidings-catalog`).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tidings_catalog::{Catalog, CatalogProcessor, OnInvalid, PiiFilter};
+use tidings_processors::Processor;
+
+use crate::ProcessorType;
+
+fn load(path: &str) -> Result<Arc<Catalog>, (String, String)> {
+    Catalog::from_file(path)
+        .map(Arc::new)
+        .map_err(|e| (String::new(), e.to_string()))
+}
+
+/// `type = "catalog"`: `path`, `strict` (default false), `on_invalid` =
+/// `"drop"` (default) | `"annotate"`.
+#[derive(Debug)]
+pub(crate) struct CatalogType;
+
+/// The options of `catalog`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CatalogOptions {
+    path: String,
+    #[serde(default)]
+    strict: bool,
+    #[serde(default)]
+    on_invalid: OnInvalidOption,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OnInvalidOption {
+    #[default]
+    Drop,
+    Annotate,
+}
+
+impl ProcessorType for CatalogType {
+    const NAME: &'static str = "catalog";
+    type Options = CatalogOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        let on_invalid = match options.on_invalid {
+            OnInvalidOption::Drop => OnInvalid::Drop,
+            OnInvalidOption::Annotate => OnInvalid::Annotate,
+        };
+        let catalog = load(&options.path).map_err(|(_, m)| ("path".to_owned(), m))?;
+        Ok(Arc::new(
+            CatalogProcessor::new(catalog)
+                .strict(options.strict)
+                .on_invalid(on_invalid),
+        ))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        format!(
+            "{} ({}, invalid events: {:?})",
+            options.path,
+            if options.strict { "strict" } else { "lenient" },
+            options.on_invalid
+        )
+    }
+}
+
+/// `type = "pii_filter"`: `catalog` (a catalog file), `drop_undeclared`
+/// (default false).
+#[derive(Debug)]
+pub(crate) struct PiiFilterType;
+
+/// The options of `pii_filter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PiiFilterOptions {
+    catalog: String,
+    #[serde(default)]
+    drop_undeclared: bool,
+}
+
+impl ProcessorType for PiiFilterType {
+    const NAME: &'static str = "pii_filter";
+    type Options = PiiFilterOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        let catalog = load(&options.catalog).map_err(|(_, m)| ("catalog".to_owned(), m))?;
+        let filter = PiiFilter::new(catalog);
+        Ok(Arc::new(if options.drop_undeclared {
+            filter.drop_undeclared()
+        } else {
+            filter
+        }))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        format!(
+            "PII of {}{}",
+            options.catalog,
+            if options.drop_undeclared {
+                ", and undeclared properties"
+            } else {
+                ""
+            }
+        )
+    }
+}
