@@ -13,6 +13,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tidings_catalog::Catalog;
 use tidings_config::{
     CollectorOptions, Config, ConfigError, ConfigErrorKind, ConfigErrors, Pipeline, Stage,
 };
@@ -48,6 +49,8 @@ struct Inner {
     options: CollectorOptions,
     limits: Limits,
     flume_allowlist: Option<PropertyAllowlist>,
+    /// `[collector.catalog]`: the catalog and whether it is strict.
+    catalog: Option<(Catalog, bool)>,
     intake: AsyncRouter,
     root: Arc<RoutingBackend>,
     stages: Vec<Stage>,
@@ -145,6 +148,19 @@ impl Collector {
                 )
             })?),
         };
+        let catalog = match &options.catalog {
+            None => None,
+            Some(c) => Some((
+                Catalog::from_file(&c.path).map_err(|e| {
+                    ConfigError::new(
+                        "collector.catalog.path",
+                        ConfigErrorKind::Invalid,
+                        e.to_string(),
+                    )
+                })?,
+                c.strict,
+            )),
+        };
         let (root, stages) = pipeline.into_parts();
         let root = Arc::new(root);
         let intake = AsyncRouter::builder("intake", root.clone())
@@ -160,6 +176,7 @@ impl Collector {
                 options,
                 limits,
                 flume_allowlist,
+                catalog,
                 intake,
                 root,
                 stages,
@@ -332,6 +349,9 @@ impl Collector {
                 return Err(Reject::MethodNotAllowed("GET"));
             }
         };
+        if let Some((catalog, strict)) = &inner.catalog {
+            validate(catalog, *strict, &events)?;
+        }
         let count = events.len();
         inner
             .counters
@@ -444,4 +464,19 @@ impl Collector {
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         self.inner.intake.shutdown(timeout)
     }
+}
+
+/// Checks every event of a request against the catalog: the first
+/// violation refuses the whole request (400 naming the event and property).
+fn validate(
+    catalog: &Catalog,
+    strict: bool,
+    events: &[tidings_event::Event],
+) -> Result<(), Reject> {
+    for (index, event) in events.iter().enumerate() {
+        catalog
+            .check(event, strict)
+            .map_err(|violation| Reject::Invalid { index, violation })?;
+    }
+    Ok(())
 }

@@ -3,12 +3,20 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
+use tidings_catalog::Violation;
 
 /// A refused request. The whole request is refused: nothing of it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reject {
     /// 400: bad JSON, bad shape, bad name, too deep.
     BadRequest(String),
+    /// 400: event `index` of the request does not match the catalog.
+    Invalid {
+        /// The event's position in the request.
+        index: usize,
+        /// What is wrong with it.
+        violation: Violation,
+    },
     /// 401: a write key is required and was missing or wrong.
     Unauthorized,
     /// 413: body or batch over the limits.
@@ -28,7 +36,7 @@ pub(crate) enum Reject {
 impl Reject {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -43,6 +51,7 @@ impl Reject {
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::Invalid { .. } => "invalid_event",
             Self::Unauthorized => "unauthorized",
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -56,6 +65,9 @@ impl Reject {
     fn message(&self) -> String {
         match self {
             Self::BadRequest(m) | Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
+            Self::Invalid { index, violation } => {
+                format!("event {index}: {violation}; nothing of this request was accepted")
+            }
             Self::Unauthorized => "a valid write key is required".to_owned(),
             Self::NotFound => "no such route".to_owned(),
             Self::MethodNotAllowed(allow) => format!("method not allowed, use {allow}"),
@@ -67,7 +79,14 @@ impl Reject {
     }
 
     pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({"error": self.message(), "status": self.status().as_u16()});
+        let mut body =
+            serde_json::json!({"error": self.message(), "status": self.status().as_u16()});
+        if let Self::Invalid { index, violation } = &self {
+            body["index"] = (*index).into();
+            body["event"] = violation.event().into();
+            body["property"] = violation.path().into();
+            body["reason"] = violation.kind().code().into();
+        }
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
         match self {

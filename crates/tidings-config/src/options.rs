@@ -31,6 +31,23 @@ pub struct CollectorOptions {
     pub queue_capacity: usize,
     /// How long SIGTERM waits for the pipeline to drain. Defaults to 10 000 ms.
     pub shutdown_timeout_ms: u64,
+    /// `[collector.catalog]`: validate every ingested event against an event
+    /// catalog before admission (400 on a violation). Unset: no validation.
+    pub catalog: Option<CollectorCatalog>,
+}
+
+/// `[collector.catalog]`: the catalog the collector validates ingested
+/// events against before answering.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CollectorCatalog {
+    /// The catalog file.
+    pub path: String,
+    /// Refuse events whose name the catalog does not declare (eventlib's
+    /// `EventNotFound`). Defaults to false: undeclared events pass unchecked.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for CollectorOptions {
@@ -44,6 +61,7 @@ impl Default for CollectorOptions {
             flume_allowed_properties: None,
             queue_capacity: 10_000,
             shutdown_timeout_ms: 10_000,
+            catalog: None,
         }
     }
 }
@@ -62,6 +80,7 @@ impl fmt::Debug for CollectorOptions {
             .field("flume_allowed_properties", &self.flume_allowed_properties)
             .field("queue_capacity", &self.queue_capacity)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .field("catalog", &self.catalog)
             .finish()
     }
 }

@@ -275,6 +275,10 @@ impl fmt::Display for Config {
             c.allowed_origins,
             c.queue_capacity,
         )?;
+        if let Some(catalog) = &c.catalog {
+            let mode = if catalog.strict { "strict" } else { "lenient" };
+            writeln!(f, "collector catalog {} ({mode})", catalog.path)?;
+        }
         write_router(f, "root router", &self.root, 0)
     }
 }
