@@ -1,6 +1,5 @@
 //! The declarations: events, their properties and property types.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
@@ -214,17 +213,23 @@ impl Property {
 /// property), in name order.
 #[derive(Debug, Clone)]
 pub struct Shape {
-    pub(crate) properties: BTreeMap<String, Property>,
+    /// Sorted by name.
+    pub(crate) properties: Vec<(String, Property)>,
     /// The bits of every required property (see [`Property::slot`]).
     pub(crate) required_mask: u128,
+    /// Whether every name is written the same in JSON text as it reads
+    /// (no `"`, `\\` or control characters), so a key can be matched in
+    /// the text without decoding it.
+    pub(crate) verbatim_names: bool,
     pub(crate) additional_properties: bool,
 }
 
 impl Default for Shape {
     fn default() -> Self {
         Self {
-            properties: BTreeMap::new(),
+            properties: Vec::new(),
             required_mask: 0,
+            verbatim_names: true,
             additional_properties: true,
         }
     }
@@ -232,9 +237,23 @@ impl Default for Shape {
 
 impl Shape {
     pub(crate) fn insert(&mut self, name: String, property: Property) {
-        self.properties.insert(name, property);
+        match self
+            .properties
+            .binary_search_by(|(k, _)| k.as_str().cmp(&name))
+        {
+            Ok(i) => self.properties[i].1 = property,
+            Err(i) => self.properties.insert(i, (name, property)),
+        }
+        self.verbatim_names = self
+            .properties
+            .iter()
+            .all(|(name, _)| name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'));
         self.required_mask = 0;
-        let required = self.properties.values_mut().filter(|p| p.required);
+        let required = self
+            .properties
+            .iter_mut()
+            .map(|(_, p)| p)
+            .filter(|p| p.required);
         // The loader refuses more than MAX_REQUIRED; past it, the extra
         // properties share the last bit (checked by name when missing).
         for (slot, property) in required.enumerate() {
@@ -251,7 +270,33 @@ impl Shape {
     /// The declared property `name`.
     #[must_use]
     pub fn property(&self, name: &str) -> Option<&Property> {
-        self.properties.get(name)
+        self.find(name).map(|(_, p)| p)
+    }
+
+    /// The property `name` with its name as stored. Small objects (the
+    /// usual case) are scanned: comparing lengths first beats a binary
+    /// search's string comparisons.
+    pub(crate) fn find(&self, name: &str) -> Option<(&str, &Property)> {
+        let index = if self.properties.len() <= 16 {
+            self.properties.iter().position(|(k, _)| k.as_str() == name)
+        } else {
+            self.properties
+                .binary_search_by(|(k, _)| k.as_str().cmp(name))
+                .ok()
+        };
+        index.map(|i| {
+            let (k, p) = &self.properties[i];
+            (k.as_str(), p)
+        })
+    }
+
+    /// Removes the property `name`, if declared.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Property> {
+        let i = self
+            .properties
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(self.properties.remove(i).1)
     }
 
     /// Whether properties that are not declared are allowed (the default).
@@ -378,7 +423,7 @@ impl EventSpec {
     {
         for key in keys {
             let key = key.into();
-            let property = match self.shape.properties.remove(&key) {
+            let property = match self.shape.remove(&key) {
                 Some(property) => property.required(),
                 None => Property::any().required(),
             };

@@ -1,11 +1,11 @@
-//! Validation of an event's data against its declaration, streaming over
-//! the JSON text when the event still holds it (no `Value` is built).
+//! Validation of an event's data against its declaration: over the parsed
+//! value when there is one, else by scanning the JSON text the event holds
+//! (typed emits, decoded events), which builds nothing.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 use tidings_event::Event;
 
 use crate::spec::{EventSpec, Property, PropertyType, Shape};
@@ -196,38 +196,34 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// The violation found so far: its kind and the path, innermost key first.
+/// A violation on its way out: its kind, and its path innermost key first.
 struct Found {
     path: Vec<String>,
     kind: ViolationKind,
 }
 
-type Slot = RefCell<Option<Found>>;
-
-fn fail<E: de::Error>(slot: &Slot, kind: ViolationKind) -> E {
-    *slot.borrow_mut() = Some(Found {
-        path: Vec::new(),
-        kind,
-    });
-    E::custom("catalog violation")
-}
-
-/// Adds `key` to the path of the violation on its way out.
-fn within<E>(slot: &Slot, key: &str, error: E) -> E {
-    if let Some(found) = slot.borrow_mut().as_mut() {
-        found.path.push(key.to_owned());
+impl Found {
+    fn new(kind: ViolationKind) -> Self {
+        Self {
+            path: Vec::new(),
+            kind,
+        }
     }
-    error
+
+    fn within(mut self, key: &str) -> Self {
+        self.path.push(key.to_owned());
+        self
+    }
+
+    fn into_violation(self, event: &str) -> Violation {
+        let mut path = self.path;
+        path.reverse();
+        Violation::new(event, path.join("."), self.kind)
+    }
 }
 
-fn finish(name: &str, slot: Slot, result: Result<(), serde_json::Error>) -> Result<(), Violation> {
-    let Err(error) = result else { return Ok(()) };
-    let Found { mut path, kind } = slot.into_inner().unwrap_or_else(|| Found {
-        path: Vec::new(),
-        kind: ViolationKind::Malformed(error.to_string()),
-    });
-    path.reverse();
-    Err(Violation::new(name, path.join("."), kind))
+fn malformed(what: &str) -> Found {
+    Found::new(ViolationKind::Malformed(what.to_owned()))
 }
 
 /// Checks `event`'s data against `spec`.
@@ -235,315 +231,463 @@ pub(crate) fn validate_event(spec: &EventSpec, event: &Event) -> Result<(), Viol
     if spec.shape.is_open() {
         return Ok(());
     }
-    let slot = Slot::default();
-    let result = event.deserialize_data(DataSeed {
-        shape: &spec.shape,
-        slot: &slot,
-    });
-    finish(event.name().as_str(), slot, result)
+    let result = match event.data_text() {
+        Some(text) => Scanner::new(text).data(&spec.shape),
+        None => walk_data(&spec.shape, event.data()),
+    };
+    result.map_err(|found| found.into_violation(event.name().as_str()))
 }
 
 /// Checks `data` (an example, say) against `spec`, as the data of an event named `name`.
 pub(crate) fn validate_value(spec: &EventSpec, name: &str, data: &Value) -> Result<(), Violation> {
-    let slot = Slot::default();
-    let result = DataSeed {
-        shape: &spec.shape,
-        slot: &slot,
-    }
-    .deserialize(data);
-    finish(name, slot, result)
+    walk_data(&spec.shape, data).map_err(|found| found.into_violation(name))
 }
 
-fn json_type_of_unexpected(unexpected: &de::Unexpected<'_>) -> &'static str {
-    match unexpected {
-        de::Unexpected::Bool(_) => "boolean",
-        de::Unexpected::Unsigned(_) | de::Unexpected::Signed(_) => "integer",
-        de::Unexpected::Float(_) => "number",
-        de::Unexpected::Str(_) | de::Unexpected::Char(_) => "string",
-        de::Unexpected::Unit | de::Unexpected::Option => "null",
-        de::Unexpected::Seq => "array",
-        de::Unexpected::Map => "object",
-        _ => "value",
-    }
+/// A value that is not an object or array, as the checks see it.
+enum Scalar<'a> {
+    Bool(bool),
+    /// A number, as text or parsed; `float` when it has a fraction or exponent.
+    Number {
+        float: bool,
+        number: NumberRef<'a>,
+    },
+    Str(Cow<'a, str>),
 }
 
-/// The event's data: must be an object of `shape`.
-struct DataSeed<'a> {
-    shape: &'a Shape,
-    slot: &'a Slot,
+enum NumberRef<'a> {
+    Text(&'a str),
+    Parsed(&'a Number),
 }
 
-impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl DataSeed<'_> {
-    fn not_object<E: de::Error>(&self, unexpected: de::Unexpected<'_>) -> Result<(), E> {
-        Err(fail(
-            self.slot,
-            ViolationKind::NotAnObject {
-                found: json_type_of_unexpected(&unexpected),
-            },
-        ))
-    }
-}
-
-impl<'de> Visitor<'de> for DataSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        visit_shape(self.shape, self.slot, map)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.not_object(de::Unexpected::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.not_object(de::Unexpected::Signed(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.not_object(de::Unexpected::Unsigned(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.not_object(de::Unexpected::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.not_object(de::Unexpected::Str(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.not_object(de::Unexpected::Unit)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<(), A::Error> {
-        self.not_object(de::Unexpected::Seq)
-    }
-}
-
-/// A key of an object: a declared property, or not.
-enum Key<'a> {
-    Declared(&'a str, &'a Property),
-    Undeclared(Option<String>),
-}
-
-struct KeySeed<'a> {
-    shape: &'a Shape,
-}
-
-impl<'de, 'a> DeserializeSeed<'de> for KeySeed<'a> {
-    type Value = Key<'a>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Key<'a>, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de, 'a> Visitor<'de> for KeySeed<'a> {
-    type Value = Key<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a property name")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
-        Ok(match self.shape.properties.get_key_value(v) {
-            Some((name, property)) => Key::Declared(name, property),
-            // The name is kept only when it is about to be reported.
-            None if self.shape.additional_properties => Key::Undeclared(None),
-            None => Key::Undeclared(Some(v.to_owned())),
-        })
-    }
-}
-
-fn visit_shape<'de, A: MapAccess<'de>>(
-    shape: &Shape,
-    slot: &Slot,
-    mut map: A,
-) -> Result<(), A::Error> {
-    let mut present: u128 = 0;
-    while let Some(key) = map.next_key_seed(KeySeed { shape })? {
-        match key {
-            Key::Declared(name, property) => {
-                let non_null = map
-                    .next_value_seed(ValueSeed { property, slot })
-                    .map_err(|e| within(slot, name, e))?;
-                if non_null && property.required {
-                    present |= 1 << property.slot;
-                }
-            }
-            Key::Undeclared(None) => {
-                map.next_value::<IgnoredAny>()?;
-            }
-            Key::Undeclared(Some(name)) => {
-                let error = fail(slot, ViolationKind::UnknownProperty);
-                return Err(within(slot, &name, error));
-            }
+impl NumberRef<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            Self::Parsed(n) => Value::Number((*n).clone()),
+            Self::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
         }
     }
-    if present != shape.required_mask {
-        let missing = shape
-            .properties
-            .iter()
-            .find(|(_, p)| p.required && present & (1 << p.slot) == 0);
-        if let Some((name, _)) = missing {
-            let error = fail(slot, ViolationKind::Missing);
-            return Err(within(slot, name, error));
-        }
-    }
-    Ok(())
 }
 
-/// One property's value; yields whether it was present (not `null`).
-struct ValueSeed<'a> {
-    property: &'a Property,
-    slot: &'a Slot,
-}
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl ValueSeed<'_> {
-    /// Checks the type; `accepts` are the declared types this JSON type satisfies.
-    fn check_type<E: de::Error>(
-        &self,
-        found: &'static str,
-        accepts: &[PropertyType],
-    ) -> Result<(), E> {
-        match self.property.kind {
-            Some(kind) if !accepts.contains(&kind) => Err(fail(
-                self.slot,
-                ViolationKind::WrongType {
-                    expected: kind,
-                    found,
-                },
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn check_values<E: de::Error>(
-        &self,
-        matches: impl Fn(&Value) -> bool,
-        shown: impl FnOnce() -> String,
-    ) -> Result<(), E> {
-        let values = &self.property.values;
-        if values.is_empty() || values.iter().any(matches) {
-            return Ok(());
-        }
-        let allowed = values
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(fail(
-            self.slot,
-            ViolationKind::NotAllowed {
-                value: shown(),
-                allowed,
-            },
-        ))
-    }
-
-    fn number<E: de::Error>(&self, value: Value, accepts: &[PropertyType]) -> Result<bool, E> {
-        let found = if value.is_f64() { "number" } else { "integer" };
-        self.check_type(found, accepts)?;
-        self.check_values(|v| *v == value, || value.to_string())?;
-        Ok(true)
-    }
-
-    fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(())
+/// Whether a value of JSON type `found` may stand for `property`.
+fn check_type(
+    property: &Property,
+    found: &'static str,
+    accepts: &[PropertyType],
+) -> Result<(), Found> {
+    match property.kind {
+        Some(kind) if !accepts.contains(&kind) => Err(Found::new(ViolationKind::WrongType {
+            expected: kind,
+            found,
+        })),
+        _ => Ok(()),
     }
 }
 
 const NUMERIC: [PropertyType; 2] = [PropertyType::Integer, PropertyType::Number];
+const STRINGS: [PropertyType; 2] = [PropertyType::String, PropertyType::Timestamp];
 
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        self.check_type("boolean", &[PropertyType::Boolean])?;
-        self.check_values(|value| value.as_bool() == Some(v), || v.to_string())?;
-        Ok(true)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        self.number(Value::from(v), &NUMERIC)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        self.number(Value::from(v), &NUMERIC)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
-        self.number(Value::from(v), &[PropertyType::Number])
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        self.check_type("string", &[PropertyType::String, PropertyType::Timestamp])?;
-        let shown = || Value::from(v).to_string();
-        if self.property.kind == Some(PropertyType::Timestamp)
-            && time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .is_err()
-        {
-            return Err(fail(
-                self.slot,
-                ViolationKind::NotTimestamp { value: shown() },
-            ));
+/// Checks a scalar against its property: type, timestamp, pattern, values.
+fn check_scalar(property: &Property, scalar: &Scalar<'_>) -> Result<(), Found> {
+    let values = &property.values;
+    let (allowed, shown) = match scalar {
+        Scalar::Bool(b) => {
+            check_type(property, "boolean", &[PropertyType::Boolean])?;
+            (
+                values.iter().any(|v| v.as_bool() == Some(*b)),
+                Value::Bool(*b),
+            )
         }
-        if let Some(pattern) = &self.property.pattern {
-            if !pattern.is_match(v) {
-                return Err(fail(
-                    self.slot,
-                    ViolationKind::PatternMismatch {
+        Scalar::Number { float, number } => {
+            if *float {
+                check_type(property, "number", &[PropertyType::Number])?;
+            } else {
+                check_type(property, "integer", &NUMERIC)?;
+            }
+            if values.is_empty() {
+                return Ok(());
+            }
+            let value = number.to_value();
+            (values.contains(&value), value)
+        }
+        Scalar::Str(text) => {
+            check_type(property, "string", &STRINGS)?;
+            let shown = || Value::from(text.as_ref()).to_string();
+            if property.kind == Some(PropertyType::Timestamp)
+                && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .is_err()
+            {
+                return Err(Found::new(ViolationKind::NotTimestamp { value: shown() }));
+            }
+            if let Some(pattern) = &property.pattern {
+                if !pattern.is_match(text) {
+                    return Err(Found::new(ViolationKind::PatternMismatch {
                         value: shown(),
                         pattern: pattern.as_str().to_owned(),
-                    },
-                ));
+                    }));
+                }
+            }
+            if values.is_empty() {
+                return Ok(());
+            }
+            (
+                values.iter().any(|v| v.as_str() == Some(text.as_ref())),
+                Value::from(text.as_ref()),
+            )
+        }
+    };
+    if values.is_empty() || allowed {
+        return Ok(());
+    }
+    let allowed = values
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Found::new(ViolationKind::NotAllowed {
+        value: shown.to_string(),
+        allowed,
+    }))
+}
+
+/// The keys of one object being checked: which required ones were seen.
+struct Keys<'s> {
+    shape: &'s Shape,
+    present: u128,
+}
+
+/// What to do with a key's value.
+enum KeyAction<'s> {
+    Check(&'s str, &'s Property),
+    Skip,
+}
+
+impl<'s> Keys<'s> {
+    fn new(shape: &'s Shape) -> Self {
+        Self { shape, present: 0 }
+    }
+
+    fn key(&self, key: &str) -> Result<KeyAction<'s>, Found> {
+        match self.shape.find(key) {
+            Some((name, property)) => Ok(KeyAction::Check(name, property)),
+            None if self.shape.additional_properties => Ok(KeyAction::Skip),
+            None => Err(Found::new(ViolationKind::UnknownProperty).within(key)),
+        }
+    }
+
+    /// Records that `property` had a value (`present`: not null).
+    fn seen(&mut self, property: &Property, present: bool) {
+        if present && property.required {
+            self.present |= 1 << property.slot;
+        }
+    }
+
+    fn finish(self) -> Result<(), Found> {
+        if self.present == self.shape.required_mask {
+            return Ok(());
+        }
+        let missing = self
+            .shape
+            .properties
+            .iter()
+            .find(|(_, p)| p.required && self.present & (1 << p.slot) == 0);
+        match missing {
+            Some((name, _)) => Err(Found::new(ViolationKind::Missing).within(name)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn walk_data(shape: &Shape, data: &Value) -> Result<(), Found> {
+    match data {
+        Value::Object(map) => walk_shape(shape, map),
+        other => Err(Found::new(ViolationKind::NotAnObject {
+            found: type_name(other),
+        })),
+    }
+}
+
+fn walk_shape(shape: &Shape, map: &Map<String, Value>) -> Result<(), Found> {
+    let mut keys = Keys::new(shape);
+    for (key, value) in map {
+        if let KeyAction::Check(name, property) = keys.key(key)? {
+            let present = walk_value(property, value).map_err(|f| f.within(name))?;
+            keys.seen(property, present);
+        }
+    }
+    keys.finish()
+}
+
+/// Checks one value; yields whether it was present (not null).
+fn walk_value(property: &Property, value: &Value) -> Result<bool, Found> {
+    let scalar = match value {
+        Value::Null => return Ok(false),
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => Scalar::Number {
+            float: n.is_f64(),
+            number: NumberRef::Parsed(n),
+        },
+        Value::String(s) => Scalar::Str(Cow::Borrowed(s)),
+        Value::Array(_) => {
+            check_type(property, "array", &[PropertyType::Array])?;
+            return Ok(true);
+        }
+        Value::Object(map) => {
+            check_type(property, "object", &[PropertyType::Object])?;
+            if !property.shape.is_open() {
+                walk_shape(&property.shape, map)?;
+            }
+            return Ok(true);
+        }
+    };
+    check_scalar(property, &scalar)?;
+    Ok(true)
+}
+
+/// Reads JSON text that is known to be valid (serde_json's own output, or
+/// wire text it has parsed), checking as it goes. Anything unexpected is
+/// reported as malformed, never a panic.
+struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, pos: 0 }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.pos) {
+            if !b.is_ascii_whitespace() {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), Found> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(malformed("unexpected character"))
+        }
+    }
+
+    fn data(mut self, shape: &Shape) -> Result<(), Found> {
+        let found = match self.peek() {
+            Some(b'{') => return self.object(shape),
+            Some(b'[') => "array",
+            Some(b'"') => "string",
+            Some(b't' | b'f') => "boolean",
+            Some(b'n') => "null",
+            Some(b'-' | b'0'..=b'9') => match self.number()? {
+                (_, true) => "number",
+                (_, false) => "integer",
+            },
+            _ => return Err(malformed("empty")),
+        };
+        Err(Found::new(ViolationKind::NotAnObject { found }))
+    }
+
+    fn object(&mut self, shape: &Shape) -> Result<(), Found> {
+        self.expect(b'{')?;
+        let mut keys = Keys::new(shape);
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return keys.finish();
+        }
+        loop {
+            let action = match self.declared_key(shape) {
+                Some((name, property)) => KeyAction::Check(name, property),
+                None => keys.key(&self.string()?)?,
+            };
+            self.expect(b':')?;
+            match action {
+                KeyAction::Check(name, property) => {
+                    let present = self.value(property).map_err(|f| f.within(name))?;
+                    keys.seen(property, present);
+                }
+                KeyAction::Skip => self.skip()?,
+            }
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return keys.finish();
+                }
+                _ => return Err(malformed("unterminated object")),
             }
         }
-        self.check_values(|value| value.as_str() == Some(v), shown)?;
+    }
+
+    /// Checks one value; yields whether it was present (not null).
+    fn value(&mut self, property: &Property) -> Result<bool, Found> {
+        let scalar = match self.peek() {
+            Some(b'n') => {
+                self.literal("null")?;
+                return Ok(false);
+            }
+            Some(b't') => {
+                self.literal("true")?;
+                Scalar::Bool(true)
+            }
+            Some(b'f') => {
+                self.literal("false")?;
+                Scalar::Bool(false)
+            }
+            Some(b'"') => Scalar::Str(self.string()?),
+            Some(b'{') => {
+                check_type(property, "object", &[PropertyType::Object])?;
+                if property.shape.is_open() {
+                    self.skip()?;
+                } else {
+                    self.object(&property.shape)?;
+                }
+                return Ok(true);
+            }
+            Some(b'[') => {
+                check_type(property, "array", &[PropertyType::Array])?;
+                self.skip()?;
+                return Ok(true);
+            }
+            _ => {
+                let (text, float) = self.number()?;
+                Scalar::Number {
+                    float,
+                    number: NumberRef::Text(text),
+                }
+            }
+        };
+        check_scalar(property, &scalar)?;
         Ok(true)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        self.check_type("object", &[PropertyType::Object])?;
-        let shape = &self.property.shape;
-        if shape.is_open() {
-            Self::drain_map(map)?;
-        } else {
-            visit_shape(shape, self.slot, map)?;
+    /// The declared property whose name is the key at the current
+    /// position, matched in the text itself (most keys are declared ones;
+    /// this skips scanning and decoding them). Moves past the key if found.
+    fn declared_key<'s>(&mut self, shape: &'s Shape) -> Option<(&'s str, &'s Property)> {
+        if !shape.verbatim_names || self.peek() != Some(b'"') {
+            return None;
         }
-        Ok(true)
+        let rest = self.text.as_bytes().get(self.pos + 1..)?;
+        let (name, property) = shape.properties.iter().find(|(name, _)| {
+            rest.get(name.len()) == Some(&b'"') && rest.starts_with(name.as_bytes())
+        })?;
+        self.pos += name.len() + 2;
+        Some((name.as_str(), property))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        self.check_type("array", &[PropertyType::Array])?;
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(true)
+    fn literal(&mut self, word: &str) -> Result<(), Found> {
+        if self
+            .text
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(word))
+        {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(malformed("bad literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<(&'a str, bool), Found> {
+        let start = self.pos;
+        let bytes = self.text.as_bytes();
+        let mut float = false;
+        while let Some(&b) = bytes.get(self.pos) {
+            match b {
+                b'0'..=b'9' | b'-' | b'+' => {}
+                b'.' | b'e' | b'E' => float = true,
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        match self.text.get(start..self.pos) {
+            Some(text) if !text.is_empty() => Ok((text, float)),
+            _ => Err(malformed("expected a value")),
+        }
+    }
+
+    /// A string at the current position, unescaped only if it has escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, Found> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
+        loop {
+            let rest = bytes.get(self.pos..).unwrap_or_default();
+            match memchr::memchr2(b'"', b'\\', rest) {
+                Some(i) if rest[i] == b'\\' => {
+                    escaped = true;
+                    self.pos += i + 2;
+                }
+                Some(i) => {
+                    let end = self.pos + i;
+                    self.pos = end + 1;
+                    return if escaped {
+                        let quoted = self.text.get(start - 1..=end).unwrap_or_default();
+                        serde_json::from_str(quoted)
+                            .map(Cow::Owned)
+                            .map_err(|_| malformed("bad string"))
+                    } else {
+                        self.text
+                            .get(start..end)
+                            .map(Cow::Borrowed)
+                            .ok_or_else(|| malformed("bad string"))
+                    };
+                }
+                None => return Err(malformed("unterminated string")),
+            }
+        }
+    }
+
+    /// Skips any value. Depth is bounded: event data is refused past 64
+    /// levels before it is ever stored.
+    fn skip(&mut self) -> Result<(), Found> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.pos += 1;
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.expect(b':')?;
+                    }
+                    self.skip()?;
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b) if b == close => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(malformed("unterminated container")),
+                    }
+                }
+            }
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            _ => self.number().map(drop),
+        }
     }
 }

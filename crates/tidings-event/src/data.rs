@@ -58,7 +58,7 @@ impl DataFault {
 /// `value` holds the parsed value; when both are set they agree.
 #[derive(Debug, Clone)]
 pub(crate) struct Data {
-    raw: Option<Vec<u8>>,
+    raw: Option<String>,
     value: OnceLock<Value>,
 }
 
@@ -66,7 +66,7 @@ impl Data {
     /// Data as JSON text that is known to be valid and within the depth limit.
     pub(crate) fn from_valid_json(raw: &str) -> Self {
         Self {
-            raw: Some(raw.as_bytes().to_vec()),
+            raw: Some(raw.to_owned()),
             value: OnceLock::new(),
         }
     }
@@ -80,13 +80,12 @@ impl Data {
 
     /// Serializes `data`; `null` becomes `{}`.
     pub(crate) fn serialize(data: &impl Serialize) -> Result<Self, DataFault> {
-        let mut raw = Vec::with_capacity(128);
-        serde_json::to_writer(&mut raw, data).map_err(DataFault::Json)?;
-        if raw == b"null" {
+        let raw = serde_json::to_string(data).map_err(DataFault::Json)?;
+        if raw == "null" {
             return Ok(Self::from_value(Value::Object(Map::new())));
         }
         // The limit keeps lazy parsing infallible (serde_json's own limit is 128).
-        check_depth(&raw, DEFAULT_MAX_DEPTH).map_err(|_| DataFault::TooDeep)?;
+        check_depth(raw.as_bytes(), DEFAULT_MAX_DEPTH).map_err(|_| DataFault::TooDeep)?;
         Ok(Self {
             raw: Some(raw),
             value: OnceLock::new(),
@@ -96,7 +95,7 @@ impl Data {
     pub(crate) fn value(&self) -> &Value {
         self.value.get_or_init(|| match &self.raw {
             // Text serde_json produced within the depth limit always parses.
-            Some(raw) => serde_json::from_slice(raw).unwrap_or(Value::Null),
+            Some(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
             None => Value::Null,
         })
     }
@@ -110,6 +109,11 @@ impl Data {
         }
     }
 
+    /// The JSON text, unless only the parsed value is current.
+    pub(crate) fn text(&self) -> Option<&str> {
+        self.raw.as_deref()
+    }
+
     /// Runs `seed` over the parsed value if there is one, else over the text.
     pub(crate) fn deserialize<'a, S>(&'a self, seed: S) -> Result<S::Value, serde_json::Error>
     where
@@ -117,7 +121,8 @@ impl Data {
     {
         match (self.value.get(), &self.raw) {
             (None, Some(raw)) => {
-                let mut de = serde_json::Deserializer::from_slice(raw);
+                // Reading `str` (not bytes) skips re-validating UTF-8 in each string.
+                let mut de = serde_json::Deserializer::from_str(raw);
                 let value = seed.deserialize(&mut de)?;
                 de.end()?;
                 Ok(value)
@@ -135,7 +140,7 @@ impl Data {
 
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match &self.raw {
-            Some(raw) => out.extend_from_slice(raw),
+            Some(raw) => out.extend_from_slice(raw.as_bytes()),
             None => write_value(out, self.value()),
         }
     }

@@ -135,6 +135,15 @@ impl Event {
         self.data.value_mut()
     }
 
+    /// The payload as JSON text, while the event still holds it as text
+    /// (typed emits and events decoded off the wire, until something asks
+    /// for [`Event::data_mut`]); `None` once it is a parsed [`Value`] only.
+    /// Readers that scan the text avoid building a `Value`.
+    #[must_use]
+    pub fn data_text(&self) -> Option<&str> {
+        self.data.text()
+    }
+
     /// Runs `seed` over the payload without building a [`Value`] when the
     /// payload is still JSON text (a typed emit, or data decoded off the
     /// wire): for processors that only read it, such as validators.

@@ -63,6 +63,14 @@ pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// The event catalog (feature `catalog`, default): declared events,
+/// validation, PII marks, typed events and handlers.
+#[cfg(feature = "catalog")]
+#[doc(inline)]
+pub use tidings_catalog as catalog;
+#[cfg(feature = "catalog")]
+pub use tidings_catalog::TypedEvent;
+
 /// The stock sinks, each behind the cargo feature of its name.
 ///
 /// | feature | module | sinks |

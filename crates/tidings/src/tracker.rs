@@ -44,6 +44,10 @@ pub enum EmitError {
     /// The data could not be converted to JSON.
     #[error(transparent)]
     InvalidData(#[from] DataError),
+    /// A typed event failed its own checks ([`Tracker::emit_typed`]).
+    #[cfg(feature = "catalog")]
+    #[error(transparent)]
+    Invalid(#[from] tidings_catalog::Violation),
 }
 
 impl TrackerBuilder {
@@ -157,6 +161,54 @@ impl Tracker {
         let event = Event::from_serializable(EventName::new(name)?, &data)?
             .with_context(tidings_context::current());
         Ok(self.send(event))
+    }
+
+    /// Emits a typed event: runs its [`validate`](tidings_catalog::TypedEvent::validate)
+    /// and, if it passes, emits it as `T::NAME` with the value as data.
+    ///
+    /// ```
+    /// use serde::Serialize;
+    /// use tidings::{EmitError, Tracker};
+    /// use tidings::catalog::{TypedEvent, Violation};
+    /// use tidings_test::RecordingBackend;
+    ///
+    /// #[derive(Serialize)]
+    /// struct Enrolled<'a> {
+    ///     course_id: &'a str,
+    ///     mode: &'a str,
+    /// }
+    ///
+    /// impl TypedEvent for Enrolled<'_> {
+    ///     const NAME: &'static str = "edx.course.enrollment.activated";
+    ///     fn validate(&self) -> Result<(), Violation> {
+    ///         match self.mode {
+    ///             "audit" | "verified" => Ok(()),
+    ///             _ => Err(Violation::custom(Self::NAME, "mode", "unknown enrollment mode")),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let recorder = RecordingBackend::new();
+    /// let tracker = Tracker::builder().backend("memory", recorder.clone()).build()?;
+    /// tracker.emit_typed(&Enrolled { course_id: "course-v1:X", mode: "audit" })?;
+    /// let refused = tracker.emit_typed(&Enrolled { course_id: "course-v1:X", mode: "gold" });
+    /// assert!(matches!(refused, Err(EmitError::Invalid(_))));
+    /// assert_eq!(recorder.events().len(), 1);
+    /// assert_eq!(recorder.events()[0].name(), "edx.course.enrollment.activated");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::Invalid`] when the event's own checks fail (nothing is
+    /// emitted), or as [`Tracker::emit`].
+    #[cfg(feature = "catalog")]
+    pub fn emit_typed<T: tidings_catalog::TypedEvent>(
+        &self,
+        event: &T,
+    ) -> Result<EventId, EmitError> {
+        event.validate()?;
+        self.emit(T::NAME, event)
     }
 
     /// Routes an already built event as it is: its context is not merged
