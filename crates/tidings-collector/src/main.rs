@@ -1,5 +1,6 @@
 //! The `tidings` command: `serve` runs the collector, `check` validates a
-//! config and prints its tree.
+//! config and prints its tree, `compact` merges a file sink's files, and
+//! `catalog check|docs` lints an event catalog or writes its documentation.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tidings_catalog::{Catalog, Level, docs, lint};
 use tidings_collector::{Collector, DEFAULT_CONFIG};
 use tidings_config::{Config, ConfigErrors, Registry, load, load_file};
 
@@ -49,6 +51,28 @@ enum Command {
         /// `hour` or `day`.
         #[arg(long, default_value = "hour")]
         period: tidings_sink_file::Period,
+    },
+    /// Event catalogs: lint one, or write its documentation.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Load and lint a catalog (exit code 1 on errors; warnings are printed).
+    Check {
+        /// The catalog file (TOML).
+        file: PathBuf,
+    },
+    /// Write a Markdown page and a JSON Schema per event, and an index.
+    Docs {
+        /// The catalog file (TOML).
+        file: PathBuf,
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -94,6 +118,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Catalog { command } => catalog(command),
         Command::Serve { config, listen } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -110,6 +135,50 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[allow(clippy::print_stdout)] // the catalog commands report on stdout
+fn catalog(command: CatalogCommand) -> ExitCode {
+    let file = match &command {
+        CatalogCommand::Check { file } | CatalogCommand::Docs { file, .. } => file,
+    };
+    let catalog = match Catalog::from_file(file) {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        CatalogCommand::Check { file } => {
+            let lints = lint(&catalog);
+            for finding in &lints {
+                println!("{finding}");
+            }
+            let errors = lints.iter().filter(|l| l.level == Level::Error).count();
+            println!(
+                "{}: {} events, {errors} errors, {} warnings",
+                file.display(),
+                catalog.events().len(),
+                lints.len() - errors
+            );
+            if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        CatalogCommand::Docs { out, .. } => match docs::write_docs(&catalog, &out) {
+            Ok(written) => {
+                println!("wrote {} files under {}", written.len(), out.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("tidings catalog docs: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -117,3 +117,76 @@ fn a_missing_catalog_is_a_config_error_at_its_path() {
         "{errors}"
     );
 }
+
+fn tidings(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn catalog_check_lints_and_fails_on_errors() {
+    let (ok, stdout, _) = tidings(&["catalog", "check", &catalog_path()]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.ends_with(": 14 events, 0 errors, 0 warnings\n"),
+        "{stdout}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("tidings-cli-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[events.\"a.b\"]\nowner = \"x\"\ndescription = \"d\"\nexamples = [{ n = \"one\" }]\nproperties.n = { type = \"integer\", description = \"n\" }\n",
+    )
+    .unwrap();
+    let (ok, stdout, _) = tidings(&["catalog", "check", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stdout.contains(r#"error: events."a.b".examples[0]: event "a.b": property "n": expected integer, found string"#),
+        "{stdout}"
+    );
+    std::fs::write(
+        &bad,
+        "[events.\"a.b\"]\nproperties.n = { type = \"int\" }\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = tidings(&["catalog", "check", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("events.a.b.properties.n.type"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn catalog_docs_writes_the_golden_pages() {
+    let out = std::env::temp_dir().join(format!("tidings-cli-docs-{}", std::process::id()));
+    let (ok, stdout, stderr) = tidings(&[
+        "catalog",
+        "docs",
+        &catalog_path(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("wrote 29 files under "), "{stdout}");
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/catalog/docs");
+    for file in [
+        "index.md",
+        "events/navigation.request.md",
+        "schemas/video._family_.json",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(file)).unwrap(),
+            std::fs::read_to_string(golden.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
