@@ -30,7 +30,11 @@ impl TypedEvent for VideoPlayed {
 
     fn validate(&self) -> Result<(), Violation> {
         if self.position_s < 0.0 {
-            return Err(Violation::custom(Self::NAME, "position_s", "must not be negative"));
+            return Err(Violation::custom(
+                Self::NAME,
+                "position_s",
+                "must not be negative",
+            ));
         }
         Ok(())
     }
@@ -39,7 +43,12 @@ impl TypedEvent for VideoPlayed {
 /// The handler declared on the type: runs before function handlers.
 impl HandleEvent for VideoPlayed {
     fn handle(&self, event: &Event) -> Result<(), BoxError> {
-        println!("  [handler] {} played at {}s ({})", self.video_id, self.position_s, event.id());
+        println!(
+            "  [handler] {} played at {}s ({})",
+            self.video_id,
+            self.position_s,
+            event.id()
+        );
         Ok(())
     }
 }
@@ -54,7 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  [handler] analytics saw {}", event.name());
             Ok(())
         })?
-        .on("page.click", |_: &Event| Err("the click counter is down".into()))?
+        .on("page.click", |_: &Event| {
+            Err("the click counter is down".into())
+        })?
         .build();
     let handler_counts = handlers.counters();
 
@@ -74,8 +85,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backend("handlers", handlers.spawn(1000)?)
         .build()?;
 
-    tracker.emit_typed(&VideoPlayed { video_id: "intro".into(), position_s: 12.5 })?;
-    let refused = tracker.emit_typed(&VideoPlayed { video_id: "intro".into(), position_s: -1.0 });
+    tracker.emit_typed(&VideoPlayed {
+        video_id: "intro".into(),
+        position_s: 12.5,
+    })?;
+    let refused = tracker.emit_typed(&VideoPlayed {
+        video_id: "intro".into(),
+        position_s: -1.0,
+    });
     println!("emit_typed refused: {}", refused.unwrap_err());
     tracker.emit(
         "page.click",
