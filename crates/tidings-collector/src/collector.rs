@@ -247,6 +247,9 @@ impl Collector {
             Ok(response) => response,
             Err(reject) => {
                 self.inner.counters.rejected(reject.reason());
+                if let Reject::Invalid { violation, .. } = &reject {
+                    self.inner.counters.invalid(violation.kind().code());
+                }
                 reject.into_response()
             }
         };

@@ -13,6 +13,8 @@ use tidings_routing::{DropReason, MetricsSnapshot, RouterStats};
 pub(crate) struct Counters {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Catalog violations that refused a request, by violation code.
+    invalid: Mutex<BTreeMap<&'static str, u64>>,
     pub(crate) events_received: AtomicU64,
     pub(crate) events_accepted: AtomicU64,
 }
@@ -28,13 +30,20 @@ impl Counters {
     }
 
     pub(crate) fn rejected(&self, reason: &'static str) {
-        *self
-            .rejected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(reason)
-            .or_default() += 1;
+        bump(&self.rejected, reason);
     }
+
+    /// A request refused for a catalog violation of kind `code`.
+    pub(crate) fn invalid(&self, code: &'static str) {
+        bump(&self.invalid, code);
+    }
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
+    *map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default() += 1;
 }
 
 /// Escapes a label value for the Prometheus text format.
@@ -109,6 +118,23 @@ pub(crate) fn render(
     {
         f.sample(
             "tidings_collector_rejected_requests_total",
+            &[("reason", reason)],
+            *n,
+        );
+    }
+    f.head(
+        "tidings_collector_invalid_events_total",
+        "counter",
+        "Requests refused for an event that does not match the catalog, by violation.",
+    );
+    for (reason, n) in counters
+        .invalid
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        f.sample(
+            "tidings_collector_invalid_events_total",
             &[("reason", reason)],
             *n,
         );

@@ -82,6 +82,14 @@ fn strict_validation_refuses_the_whole_batch_naming_event_and_property() {
         metrics.contains(r#"tidings_collector_rejected_requests_total{reason="invalid_event"} 3"#),
         "{metrics}"
     );
+    for reason in ["pattern", "unknown_event", "wrong_type"] {
+        assert!(
+            metrics.contains(&format!(
+                "tidings_collector_invalid_events_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
     c.shutdown(LONG).unwrap();
 }
 
