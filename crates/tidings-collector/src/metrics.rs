@@ -59,6 +59,17 @@ struct Family<'a> {
 }
 
 impl Family<'_> {
+    /// A counter family with one sample per `reason` label.
+    fn by_reason(&mut self, name: &str, help: &str, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+        self.head(name, "counter", help);
+        let counts = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (reason, n) in counts.iter() {
+            self.sample(name, &[("reason", reason)], *n);
+        }
+    }
+
     fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -105,40 +116,16 @@ pub(crate) fn render(
             *n,
         );
     }
-    f.head(
+    f.by_reason(
         "tidings_collector_rejected_requests_total",
-        "counter",
         "Requests refused as a whole, by reason.",
+        &counters.rejected,
     );
-    for (reason, n) in counters
-        .rejected
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-    {
-        f.sample(
-            "tidings_collector_rejected_requests_total",
-            &[("reason", reason)],
-            *n,
-        );
-    }
-    f.head(
+    f.by_reason(
         "tidings_collector_invalid_events_total",
-        "counter",
         "Requests refused for an event that does not match the catalog, by violation.",
+        &counters.invalid,
     );
-    for (reason, n) in counters
-        .invalid
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-    {
-        f.sample(
-            "tidings_collector_invalid_events_total",
-            &[("reason", reason)],
-            *n,
-        );
-    }
     f.head(
         "tidings_collector_events_received_total",
         "counter",

@@ -26,7 +26,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tidings::Event;
-use workload::{CLICK, standard_tracker};
+use workload::{CLICK, emit_pair, standard_tracker};
 
 fn bench_emit(c: &mut Criterion) {
     let mut group = c.benchmark_group("emit");
@@ -40,17 +40,7 @@ fn bench_emit(c: &mut Criterion) {
         ("standard_workload_validated", true),
     ] {
         let tracker = standard_tracker(validated);
-        group.bench_function(id, |b| {
-            b.iter(|| {
-                tracker
-                    .emit("edx.course.enrollment.activated", black_box(&CLICK))
-                    .unwrap();
-                let _session = tidings::enter_context("session", session.clone());
-                tracker
-                    .emit("navigation.request", black_box(&CLICK))
-                    .unwrap();
-            });
-        });
+        group.bench_function(id, |b| b.iter(|| emit_pair(&tracker, &session)));
         assert_eq!(tracker.stats().filtered, 0, "every event passed validation");
     }
 

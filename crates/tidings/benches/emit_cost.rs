@@ -16,11 +16,10 @@
 
 mod workload;
 
-use std::hint::black_box;
 use std::time::Instant;
 
 use serde_json::json;
-use workload::{CLICK, standard_tracker};
+use workload::{emit_pair, standard_tracker};
 
 fn run(validated: bool, iterations: u32) {
     let tracker = standard_tracker(validated);
@@ -28,13 +27,7 @@ fn run(validated: bool, iterations: u32) {
     let _outer = tidings::enter_context("outer", json!({"user_id": 10938, "org_id": "edX"}));
     let start = Instant::now();
     for _ in 0..iterations {
-        tracker
-            .emit("edx.course.enrollment.activated", black_box(&CLICK))
-            .unwrap();
-        let _session = tidings::enter_context("session", session.clone());
-        tracker
-            .emit("navigation.request", black_box(&CLICK))
-            .unwrap();
+        emit_pair(&tracker, &session);
     }
     let per_iteration = start.elapsed() / iterations;
     let name = if validated { "validated" } else { "plain" };

@@ -58,3 +58,15 @@ pub(crate) fn standard_tracker(validated: bool) -> Tracker {
     }
     builder.backend("nested", nested).build().unwrap()
 }
+
+/// One iteration: an event in the outer context, then one in a nested
+/// `session` context.
+pub(crate) fn emit_pair(tracker: &Tracker, session: &serde_json::Value) {
+    tracker
+        .emit("edx.course.enrollment.activated", black_box(&CLICK))
+        .unwrap();
+    let _session = tidings::enter_context("session", session.clone());
+    tracker
+        .emit("navigation.request", black_box(&CLICK))
+        .unwrap();
+}
