@@ -618,7 +618,11 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
         }
         match self.text.get(start..self.pos) {
-            Some(text) if !text.is_empty() => Ok((text, float)),
+            // Integers past 64 bits read as floats, as serde_json reads them.
+            Some(text) if !text.is_empty() => Ok((
+                text,
+                float || (text.parse::<i64>().is_err() && text.parse::<u64>().is_err()),
+            )),
             _ => Err(malformed("expected a value")),
         }
     }

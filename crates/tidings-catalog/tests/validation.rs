@@ -386,6 +386,12 @@ fn escapes_and_undeclared_nesting_are_read_the_same_from_text() {
             r#"event "navigation.request": property "ur\nl" is not declared (no additional properties are allowed)"#
         )
     );
+    // Past 64 bits an integer is read as a float, from text as from a value.
+    let huge: Value = serde_json::from_str("18446744073709551616").unwrap();
+    assert_eq!(
+        message("navigation.request", json!({"url": URL, "status": huge})).as_deref(),
+        Some(r#"event "navigation.request": property "status": expected integer, found number"#)
+    );
     assert_eq!(
         message(
             "edx.video.played",
