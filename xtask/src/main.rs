@@ -5,6 +5,12 @@
 //! - `bench [ARGS]`: the criterion benchmarks (extra arguments go to criterion).
 //! - `docs`: builds the API documentation of the workspace.
 //! - `loadtest [SECONDS]`: the collector under load (see `loadtest.rs`).
+//! - `chaos [FAULT...]`: faults against the release collector and the real
+//!   services, with a table of what was lost (see `chaos.rs`).
+//! - `soak [--minutes N] [--rate R]`: memory and accounting of the release
+//!   collector under steady load with a black-holed sink (see `soak.rs`).
+//! - `fuzz [--seconds N] [TARGET...]`: the cargo-fuzz targets of `fuzz/`
+//!   (see `fuzz.rs`).
 
 #![allow(clippy::print_stdout)] // a command-line tool reports on stdout
 
@@ -12,7 +18,11 @@ use std::env;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+mod chaos;
+mod fuzz;
+mod harness;
 mod loadtest;
+mod soak;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -35,9 +45,14 @@ fn main() -> ExitCode {
                 args[1]
             )),
         },
+        Some("chaos") => chaos::chaos(&project_root(), &args[1..]),
+        Some("fuzz") => fuzz::parse(&args[1..])
+            .and_then(|(seconds, targets)| fuzz::fuzz(&project_root(), seconds, &targets)),
+        Some("soak") => soak::parse(&args[1..])
+            .and_then(|(minutes, rate)| soak::soak(&project_root(), minutes, rate)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] | fuzz [--seconds N] [TARGET...]>"
             );
             return ExitCode::from(2);
         }
