@@ -8,7 +8,7 @@ use serde_json::Value;
 pub(crate) use crate::data::Data;
 use crate::data::{DataError, json_len, write_value};
 use crate::wire::{EventError, event_from_object};
-use crate::{EventId, EventName, Map, Timestamp};
+use crate::{EventId, EventName, Lease, Map, Timestamp};
 
 /// One event: what happened (`name`, `data`), when (`timestamp`), and the
 /// ambient `context` it happened in.
@@ -26,6 +26,9 @@ pub struct Event {
     data: Data,
     #[serde(skip_serializing_if = "Option::is_none")]
     received_at: Option<Timestamp>,
+    /// Not part of the event's value: see [`Lease`].
+    #[serde(skip)]
+    lease: Lease,
 }
 
 impl Event {
@@ -62,6 +65,7 @@ impl Event {
             context: Arc::default(),
             data,
             received_at: None,
+            lease: Lease::default(),
         }
     }
 
@@ -183,6 +187,23 @@ impl Event {
         self.received_at = Some(at);
     }
 
+    /// The event's [`Lease`] (none unless one was set).
+    #[must_use]
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Attaches `lease`, replacing any other. Every copy made of the event
+    /// from now on holds it too.
+    pub fn set_lease(&mut self, lease: Lease) {
+        self.lease = lease;
+    }
+
+    /// Removes the event's lease and returns it.
+    pub fn take_lease(&mut self) -> Lease {
+        std::mem::take(&mut self.lease)
+    }
+
     /// Renames the event.
     pub fn set_name(&mut self, name: EventName) {
         self.name = name;
@@ -265,6 +286,7 @@ impl Event {
             context: Arc::new(context),
             data,
             received_at,
+            lease: Lease::default(),
         }
     }
 }

@@ -37,6 +37,7 @@
 mod data;
 mod event;
 mod id;
+mod lease;
 mod name;
 mod timestamp;
 mod wire;
@@ -44,6 +45,7 @@ mod wire;
 pub use data::DataError;
 pub use event::Event;
 pub use id::{EventId, IdError};
+pub use lease::Lease;
 pub use name::{EventName, MAX_NAME_LEN, NameError};
 pub use timestamp::{Timestamp, TimestampError};
 pub use wire::{

@@ -1,0 +1,140 @@
+//! `Replay`: the events an earlier run left in the log, segment by segment.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tidings_event::{Event, Lease, Limits, decode};
+
+use crate::record::{FRAME_LEN, Item, scan};
+use crate::segment::{Retirer, SegmentLease};
+
+/// Deeper than any event the collector accepts (64) inside a record's array.
+const REPLAY_MAX_DEPTH: usize = 120;
+
+/// The events left in the log by an earlier run, one record (one append)
+/// at a time, oldest first; returned by [`Wal::open`](crate::Wal::open).
+///
+/// Each batch holds leases on its segment like appended events do, so a
+/// replayed segment is deleted once its events are settled. Damaged bytes
+/// (a torn tail from a crash mid-write, a bad checksum) are skipped,
+/// logged and counted in [`WalStats`](crate::WalStats), never fatal. A
+/// segment that cannot be read is logged and left on disk.
+///
+/// Dropping a `Replay` before the end leaves the segment it was reading,
+/// and those after it, on disk for the next start.
+#[derive(Debug)]
+pub struct Replay {
+    segments: VecDeque<(u64, PathBuf, u64)>,
+    current: Option<Current>,
+    retirer: Arc<Retirer>,
+    limits: Limits,
+}
+
+#[derive(Debug)]
+struct Current {
+    lease: Arc<SegmentLease>,
+    bytes: Vec<u8>,
+    /// The payloads' ranges in `bytes`, in order, not yet handed out.
+    records: VecDeque<(usize, std::ops::Range<usize>)>,
+}
+
+impl Replay {
+    pub(crate) fn new(segments: Vec<(u64, PathBuf, u64)>, retirer: Arc<Retirer>) -> Self {
+        Self {
+            segments: segments.into(),
+            current: None,
+            retirer,
+            limits: Limits::default()
+                .with_max_bytes(usize::MAX)
+                .with_max_events(usize::MAX)
+                .with_max_depth(REPLAY_MAX_DEPTH),
+        }
+    }
+
+    /// Segments not yet read (the one being read included).
+    #[must_use]
+    pub fn segments_left(&self) -> usize {
+        self.segments.len() + usize::from(self.current.is_some())
+    }
+
+    /// Opens the next readable segment, recording its damaged regions.
+    fn open_next(&mut self) -> Option<Current> {
+        while let Some((_, path, size)) = self.segments.pop_front() {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::error!(target: "tidings::wal", path = %path.display(), %error, "cannot read a write-ahead log segment; left on disk");
+                    continue;
+                }
+            };
+            let mut records = VecDeque::new();
+            for item in scan(&bytes) {
+                match item {
+                    Item::Record { offset, payload } => {
+                        let start = offset + FRAME_LEN;
+                        records.push_back((offset, start..start + payload.len()));
+                    }
+                    Item::Damaged { offset, len } => {
+                        self.damaged(&path, offset, len, "torn or corrupt bytes");
+                    }
+                }
+            }
+            let lease = SegmentLease::new(path, size, self.retirer.clone());
+            return Some(Current {
+                lease,
+                bytes,
+                records,
+            });
+        }
+        None
+    }
+
+    fn damaged(&self, path: &std::path::Path, offset: usize, len: usize, what: &str) {
+        tracing::warn!(target: "tidings::wal", path = %path.display(), offset, len, "skipped {what} in a write-ahead log segment");
+        self.retirer.counters.damaged(len as u64);
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Vec<Event>;
+
+    fn next(&mut self) -> Option<Vec<Event>> {
+        loop {
+            if self.current.is_none() {
+                self.current = Some(self.open_next()?);
+            }
+            let current = self.current.as_mut().expect("set above");
+            let Some((offset, range)) = current.records.pop_front() else {
+                // Done with this segment: its events (if any) hold its lease now.
+                self.current = None;
+                continue;
+            };
+            match decode(&current.bytes[range.clone()], &self.limits) {
+                Ok(mut events) => {
+                    let lease = Lease::new(current.lease.clone());
+                    for event in &mut events {
+                        event.set_lease(lease.clone());
+                    }
+                    self.retirer.counters.replayed(events.len() as u64);
+                    return Some(events);
+                }
+                Err(error) => {
+                    let path = current.lease.path().to_path_buf();
+                    let what = format!("a record that is not events ({error})");
+                    self.damaged(&path, offset, range.len(), &what);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if let Some(current) = &self.current {
+            if !current.records.is_empty() {
+                current.lease.pin();
+            }
+        }
+    }
+}

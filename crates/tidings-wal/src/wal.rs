@@ -1,0 +1,178 @@
+//! `Wal`: open, append, hold deletions, close.
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use tidings_event::{Event, Lease};
+use tokio::sync::oneshot;
+
+use crate::error::{AppendError, WalError};
+use crate::options::WalOptions;
+use crate::record::{FRAME_LEN, MAX_PAYLOAD, frame};
+use crate::replay::Replay;
+use crate::segment::{Retirer, list};
+use crate::stats::{Counters, WalStats};
+use crate::writer::{Job, Writer};
+
+/// A write-ahead log of events in a directory of segment files.
+///
+/// [`Wal::append`] returns once its events are written and fsynced; appends
+/// made at the same time share one write and one fsync (group commit). Each
+/// event comes back holding a [`Lease`] on its segment, and a segment is
+/// deleted when the writer has moved past it and no event from it (nor any
+/// copy of one) is alive: when every sink has delivered or dropped its copy.
+/// What is left on disk after a crash is read back by the [`Replay`] that
+/// [`Wal::open`] returns.
+#[derive(Debug)]
+pub struct Wal {
+    jobs: Mutex<Option<Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    retirer: Arc<Retirer>,
+    options: WalOptions,
+}
+
+impl Wal {
+    /// Opens the log in `options.dir()` (created if missing) and starts its
+    /// writer. The segments already there are returned as a [`Replay`], to
+    /// hand their events on again; new appends go to new segments.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError`] when the directory cannot be created or read, or the
+    /// writer thread cannot start.
+    pub fn open(options: WalOptions) -> Result<(Self, Replay), WalError> {
+        let dir_error = |source| WalError::Dir {
+            path: options.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&options.dir).map_err(dir_error)?;
+        let existing = list(&options.dir).map_err(dir_error)?;
+        let counters = Counters::default();
+        for (_, _, bytes) in &existing {
+            counters.opened_segment(*bytes);
+        }
+        let next_seq = existing.last().map_or(1, |(seq, _, _)| seq + 1);
+        let retirer = Arc::new(Retirer::new(counters));
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer::new(options.clone(), next_seq, retirer.clone(), receiver);
+        let handle = std::thread::Builder::new()
+            .name("tidings-wal".to_owned())
+            .spawn(move || writer.run())
+            .map_err(WalError::Spawn)?;
+        let replay = Replay::new(existing, retirer.clone());
+        Ok((
+            Self {
+                jobs: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(handle)),
+                retirer,
+                options,
+            },
+            replay,
+        ))
+    }
+
+    /// Writes `events` as one record and waits until it is fsynced; then
+    /// every event holds a lease on its segment. All of them are in the log
+    /// or none is.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError`]: the log is over its byte budget, the write or fsync
+    /// failed, the append is too large, or the log is closed.
+    pub async fn append(&self, events: &mut [Event]) -> Result<(), AppendError> {
+        let record = encode(events)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            record,
+            events: events.len() as u64,
+            reply,
+        };
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let sender = jobs.as_ref().ok_or(AppendError::Closed)?;
+            sender.send(job).map_err(|_| AppendError::Closed)?;
+        }
+        let segment = answer.await.map_err(|_| AppendError::Closed)??;
+        let lease = Lease::new(segment);
+        for event in events {
+            event.set_lease(lease.clone());
+        }
+        Ok(())
+    }
+
+    /// What the log holds and has done.
+    #[must_use]
+    pub fn stats(&self) -> WalStats {
+        self.retirer.counters.snapshot()
+    }
+
+    /// The log's options.
+    #[must_use]
+    pub fn options(&self) -> &WalOptions {
+        &self.options
+    }
+
+    /// From now on, segments whose events are all settled stay on disk
+    /// until [`Wal::release_deletions`]. For a shutdown: an event dropped
+    /// because a drain ran out of time is settled too, and must not lose
+    /// its place in the log.
+    pub fn hold_deletions(&self) {
+        self.retirer.hold();
+    }
+
+    /// Ends [`Wal::hold_deletions`]: deletes the segments settled meanwhile
+    /// when `delete` is true (everything was delivered), else leaves them
+    /// on disk to be replayed at the next start. Returns how many there were.
+    pub fn release_deletions(&self, delete: bool) -> usize {
+        self.retirer.release(delete)
+    }
+
+    /// Refuses further appends, waits for the writer to finish the appends
+    /// already sent, and closes the open segment. Idempotent.
+    pub fn close(&self) {
+        drop(
+            self.jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// One record: the events as a JSON array in their wire format.
+fn encode(events: &[Event]) -> Result<Vec<u8>, AppendError> {
+    let mut payload =
+        Vec::with_capacity(events.iter().map(|e| e.encoded_len() + 1).sum::<usize>() + 2);
+    payload.push(b'[');
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            payload.push(b',');
+        }
+        event.write_json(&mut payload);
+    }
+    payload.push(b']');
+    if payload.len() > MAX_PAYLOAD {
+        return Err(AppendError::TooLarge {
+            bytes: payload.len(),
+            max: MAX_PAYLOAD,
+        });
+    }
+    let mut record = Vec::with_capacity(FRAME_LEN + payload.len());
+    frame(&payload, &mut record);
+    Ok(record)
+}

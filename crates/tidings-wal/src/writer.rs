@@ -1,0 +1,219 @@
+//! The writer thread: group commit (one write and one fsync for every
+//! append waiting), segment rotation, the byte budget.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::error::AppendError;
+use crate::options::WalOptions;
+use crate::record::HEADER;
+use crate::segment::{Retirer, SegmentLease, file_name};
+
+/// The most bytes one group commit writes.
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an append hears back: the lease of the segment now holding it.
+pub(crate) type Reply = Result<Arc<SegmentLease>, AppendError>;
+
+/// One append waiting for the writer: a framed record.
+pub(crate) struct Job {
+    pub(crate) record: Vec<u8>,
+    pub(crate) events: u64,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+struct Active {
+    file: File,
+    lease: Arc<SegmentLease>,
+    size: u64,
+    opened: Instant,
+}
+
+pub(crate) struct Writer {
+    options: WalOptions,
+    next_seq: u64,
+    active: Option<Active>,
+    retirer: Arc<Retirer>,
+    jobs: Receiver<Job>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        options: WalOptions,
+        next_seq: u64,
+        retirer: Arc<Retirer>,
+        jobs: Receiver<Job>,
+    ) -> Self {
+        Self {
+            options,
+            next_seq,
+            active: None,
+            retirer,
+            jobs,
+        }
+    }
+
+    /// Commits groups until every sender is gone, then closes the segment.
+    pub(crate) fn run(mut self) {
+        let mut group = Vec::new();
+        loop {
+            let first = match &self.active {
+                Some(active) => {
+                    let left = self
+                        .options
+                        .segment_age
+                        .saturating_sub(active.opened.elapsed());
+                    match self.jobs.recv_timeout(left) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.close_active();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            let mut bytes = first.record.len();
+            group.push(first);
+            while bytes < GROUP_BYTES {
+                match self.jobs.try_recv() {
+                    Ok(job) => {
+                        bytes += job.record.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut group);
+        }
+        self.close_active();
+    }
+
+    fn close_active(&mut self) {
+        // Dropping the writer's lease retires the segment at once if no
+        // event from it is alive any more.
+        self.active = None;
+    }
+
+    /// Writes and syncs the group's records that fit the budget, then
+    /// answers every append of the group.
+    fn commit(&mut self, group: &mut Vec<Job>) {
+        if self.active.as_ref().is_some_and(|a| {
+            a.size >= self.options.segment_bytes || a.opened.elapsed() >= self.options.segment_age
+        }) {
+            self.close_active();
+        }
+        let counters = self.retirer.counters.clone();
+        let mut live = counters.live_bytes();
+        let mut buf = Vec::with_capacity(group.iter().map(|j| j.record.len()).sum());
+        let mut accepted = Vec::with_capacity(group.len());
+        for job in group.drain(..) {
+            let len = job.record.len() as u64;
+            if live + len > self.options.max_bytes {
+                counters.refused_full();
+                let _ = job.reply.send(Err(AppendError::Full {
+                    max_bytes: self.options.max_bytes,
+                }));
+                continue;
+            }
+            live += len;
+            buf.extend_from_slice(&job.record);
+            accepted.push((job.events, job.reply));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let result = self.open_if_needed().and_then(|active| {
+            let written = active
+                .file
+                .write_all(&buf)
+                .and_then(|()| active.file.sync_data());
+            written.map_err(|e| (active.lease.path().to_path_buf(), e))
+        });
+        match result {
+            Ok(()) => {
+                let active = self.active.as_mut().expect("opened above");
+                active.size += buf.len() as u64;
+                active.lease.bytes.store(active.size, Ordering::SeqCst);
+                counters.wrote(buf.len() as u64);
+                let events = accepted.iter().map(|(n, _)| n).sum();
+                counters.synced(accepted.len() as u64, events);
+                for (_, reply) in accepted {
+                    let _ = reply.send(Ok(active.lease.clone()));
+                }
+            }
+            Err((path, error)) => {
+                tracing::warn!(target: "tidings::wal", path = %path.display(), %error, "write-ahead log write failed; the appends of this group are refused");
+                counters.failed(accepted.len() as u64);
+                // Part of the group may be on disk: account for it, and
+                // start a new segment rather than trust this one.
+                if let Some(active) = self.active.take() {
+                    if let Ok(meta) = active.file.metadata() {
+                        let grown = meta.len().saturating_sub(active.size);
+                        counters.wrote(grown);
+                        active.lease.bytes.store(meta.len(), Ordering::SeqCst);
+                    }
+                }
+                let error = AppendError::Io {
+                    path,
+                    source: Arc::new(error),
+                };
+                for (_, reply) in accepted {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// The open segment, creating the next one (header written, file and
+    /// directory synced) if there is none.
+    fn open_if_needed(&mut self) -> Result<&mut Active, (PathBuf, std::io::Error)> {
+        if self.active.is_none() {
+            let path = self.options.dir.join(file_name(self.next_seq));
+            let file = create_segment(&path).map_err(|e| (path.clone(), e))?;
+            self.next_seq += 1;
+            let size = HEADER.len() as u64;
+            self.retirer.counters.opened_segment(size);
+            self.active = Some(Active {
+                file,
+                lease: SegmentLease::new(path, size, self.retirer.clone()),
+                size,
+                opened: Instant::now(),
+            });
+        }
+        Ok(self.active.as_mut().expect("set above"))
+    }
+}
+
+fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let written = file
+        .write_all(HEADER)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| sync_dir(path));
+    if let Err(error) = written {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(error);
+    }
+    Ok(file)
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_dir(path: &std::path::Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}

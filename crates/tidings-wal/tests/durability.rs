@@ -1,0 +1,315 @@
+//! The log against its promises: durable before the answer, group commit,
+//! retirement once settled, replay of the rest, damage skipped and counted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tidings_event::{Event, EventName};
+use tidings_wal::{AppendError, Wal, WalOptions};
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidings-wal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn events(n: usize, tag: &str) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::new(
+                EventName::new("page.view").unwrap(),
+                json!({"tag": tag, "i": i, "nested": {"deep": [1, 2, {"x": "é\n"}]}}),
+            )
+        })
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay_all(dir: &Path) -> (Wal, Vec<Event>) {
+    let (wal, replay) = Wal::open(WalOptions::new(dir)).unwrap();
+    let events = replay.flatten().collect();
+    (wal, events)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test]
+async fn unsettled_events_are_replayed_after_a_restart_exactly_as_appended() {
+    let dir = dir("replay");
+    let (wal, replay) = Wal::open(WalOptions::new(&dir)).unwrap();
+    assert_eq!(replay.count(), 0);
+    let mut first = events(3, "a");
+    let mut second = events(2, "b");
+    wal.append(&mut first).await.unwrap();
+    wal.append(&mut second).await.unwrap();
+    // A crash: the process dies holding the events. Here: close the log,
+    // keep the events alive, and open it again.
+    wal.close();
+    drop(wal);
+    let (wal, replayed) = replay_all(&dir);
+    let appended: Vec<Event> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(replayed, appended);
+    assert_eq!(
+        replayed.iter().map(Event::id).collect::<Vec<_>>(),
+        appended.iter().map(Event::id).collect::<Vec<_>>()
+    );
+    assert!(replayed.iter().all(|e| e.lease().is_held()));
+    assert_eq!(wal.stats().replayed_events, 5);
+    assert_eq!(wal.stats().damaged_regions, 0);
+}
+
+#[tokio::test]
+async fn a_segment_is_deleted_once_its_events_are_settled_and_the_writer_moved_on() {
+    let dir = dir("retire");
+    let options = WalOptions::new(&dir).segment_age(Duration::from_millis(50));
+    let (wal, _) = Wal::open(options).unwrap();
+    let mut batch = events(4, "x");
+    wal.append(&mut batch).await.unwrap();
+    let copy = batch[0].clone(); // another branch's copy
+    drop(batch);
+    std::thread::sleep(Duration::from_millis(150)); // the writer moved on
+    assert_eq!(segments(&dir).len(), 1, "a copy is still alive");
+    drop(copy);
+    wait_for("the segment to be deleted", || segments(&dir).is_empty());
+    let stats = wal.stats();
+    assert_eq!((stats.live_segments, stats.live_bytes), (0, 0));
+    assert_eq!(stats.retired_segments, 1);
+    wal.close();
+    let (_wal, replayed) = replay_all(&dir);
+    assert!(replayed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_fsyncs_and_all_arrive() {
+    let dir = dir("group");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let wal = Arc::new(wal);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let wal = wal.clone();
+            tokio::spawn(async move {
+                let mut batch = events(5, &i.to_string());
+                wal.append(&mut batch).await.unwrap();
+                batch
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for task in tasks {
+        kept.extend(task.await.unwrap());
+    }
+    let stats = wal.stats();
+    assert_eq!((stats.appends, stats.appended_events), (200, 1000));
+    assert!(stats.syncs < 200, "no group commit: {stats:?}");
+    wal.close();
+    let (_wal, replayed) = replay_all(&dir);
+    let mut want: Vec<_> = kept.iter().map(Event::id).collect();
+    let mut got: Vec<_> = replayed.iter().map(Event::id).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_skipped_and_counted_and_the_records_before_it_replayed() {
+    let dir = dir("torn");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut kept = events(2, "kept");
+    let mut torn = events(2, "torn");
+    wal.append(&mut kept).await.unwrap();
+    wal.append(&mut torn).await.unwrap();
+    wal.close();
+    let segment = &segments(&dir)[0];
+    let len = std::fs::metadata(segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .unwrap();
+    file.set_len(len - 7).unwrap(); // the last write was cut short
+    drop(file);
+    let (wal, replayed) = replay_all(&dir);
+    assert_eq!(replayed, kept);
+    assert_eq!(wal.stats().damaged_regions, 1);
+    assert!(wal.stats().damaged_bytes > 0);
+}
+
+#[tokio::test]
+async fn a_corrupt_record_inside_is_skipped_and_the_ones_after_it_replayed() {
+    let dir = dir("corrupt");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut a = events(1, "a");
+    let mut b = events(1, "b");
+    let mut c = events(1, "c");
+    for batch in [&mut a, &mut b, &mut c] {
+        wal.append(batch).await.unwrap();
+    }
+    wal.close();
+    let segment = &segments(&dir)[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    let b_text = b.iter().map(|e| e.id().to_string()).next().unwrap();
+    let at = bytes
+        .windows(b_text.len())
+        .position(|w| w == b_text.as_bytes())
+        .unwrap();
+    bytes[at] ^= 0x01; // a flipped bit inside b's record
+    std::fs::write(segment, &bytes).unwrap();
+    let (wal, replayed) = replay_all(&dir);
+    assert_eq!(replayed, [a, c].concat());
+    assert_eq!(wal.stats().damaged_regions, 1);
+}
+
+#[tokio::test]
+async fn a_segment_of_garbage_is_counted_and_never_fatal() {
+    let dir = dir("garbage");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("00000000000000000007.wal"), b"not a log at all").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
+    let (wal, replayed) = replay_all(&dir);
+    assert!(replayed.is_empty());
+    assert_eq!(wal.stats().damaged_regions, 1);
+    // The damaged segment held no event: it is deleted once read; the log
+    // goes on with the next sequence number.
+    assert!(!dir.join("00000000000000000007.wal").exists());
+    let mut batch = events(1, "after");
+    wal.append(&mut batch).await.unwrap();
+    assert!(dir.join("00000000000000000008.wal").exists());
+    assert!(dir.join("notes.txt").exists());
+}
+
+#[tokio::test]
+async fn replayed_events_once_settled_retire_their_segment() {
+    let dir = dir("replay-retire");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut batch = events(3, "r");
+    wal.append(&mut batch).await.unwrap();
+    wal.close();
+    drop(wal);
+    let (wal, replayed) = replay_all(&dir);
+    assert_eq!(replayed.len(), 3);
+    std::mem::forget(batch); // the first run died holding its copies
+    assert_eq!(segments(&dir).len(), 1);
+    drop(replayed); // delivered
+    wait_for("the replayed segment to be deleted", || {
+        segments(&dir).is_empty()
+    });
+    assert_eq!(wal.stats().retired_segments, 1);
+}
+
+#[tokio::test]
+async fn a_replay_dropped_midway_leaves_its_segment_for_the_next_start() {
+    let dir = dir("replay-abort");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut first = events(2, "first");
+    let mut second = events(2, "second");
+    wal.append(&mut first).await.unwrap();
+    wal.append(&mut second).await.unwrap();
+    wal.close();
+    drop(wal);
+    std::mem::forget((first, second)); // the process died holding them
+    {
+        let (_wal, mut replay) = Wal::open(WalOptions::new(&dir)).unwrap();
+        let one = replay.next().unwrap();
+        drop(one); // delivered, but the replay stops here (a shutdown)
+    }
+    assert_eq!(segments(&dir).len(), 1, "the half-replayed segment stays");
+    let (_wal, replayed) = replay_all(&dir);
+    assert_eq!(
+        replayed.len(),
+        4,
+        "both records again; the first is a duplicate by id"
+    );
+}
+
+#[tokio::test]
+async fn over_its_budget_the_log_refuses_appends_until_segments_retire() {
+    let dir = dir("budget");
+    let options = WalOptions::new(&dir)
+        .max_bytes(4096)
+        .segment_age(Duration::from_millis(20));
+    let (wal, _) = Wal::open(options).unwrap();
+    let mut held = Vec::new();
+    let error = loop {
+        let mut batch = events(2, "fill");
+        match wal.append(&mut batch).await {
+            Ok(()) => held.push(batch),
+            Err(error) => break error,
+        }
+        assert!(held.len() < 100, "the budget was never enforced");
+    };
+    assert!(
+        matches!(error, AppendError::Full { max_bytes: 4096 }),
+        "{error}"
+    );
+    assert!(error.is_retryable());
+    assert!(wal.stats().refused_full >= 1);
+    assert!(wal.stats().live_bytes <= 4096);
+    drop(held); // delivered: the segments retire
+    std::thread::sleep(Duration::from_millis(50));
+    wait_for("room in the log", || wal.stats().live_bytes < 1024);
+    let mut batch = events(2, "after");
+    wal.append(&mut batch).await.unwrap();
+}
+
+#[tokio::test]
+async fn held_deletions_keep_settled_segments_until_released() {
+    let dir = dir("hold");
+    let (wal, _) = Wal::open(WalOptions::new(&dir).segment_age(Duration::from_millis(1))).unwrap();
+    wal.hold_deletions();
+    let mut batch = events(2, "h");
+    wal.append(&mut batch).await.unwrap();
+    drop(batch);
+    wal.close(); // the writer lets go of its segment too
+    assert_eq!(segments(&dir).len(), 1, "held");
+    assert_eq!(wal.release_deletions(false), 1);
+    assert_eq!(segments(&dir).len(), 1, "kept for the next start");
+
+    wal.hold_deletions();
+    let (wal2, replayed) = replay_all(&dir);
+    drop(wal);
+    wal2.hold_deletions();
+    drop(replayed);
+    assert_eq!(segments(&dir).len(), 1);
+    assert_eq!(wal2.release_deletions(true), 1);
+    assert!(segments(&dir).is_empty());
+}
+
+#[tokio::test]
+async fn a_closed_log_refuses_appends() {
+    let dir = dir("closed");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    wal.close();
+    let mut batch = events(1, "late");
+    assert!(matches!(
+        wal.append(&mut batch).await,
+        Err(AppendError::Closed)
+    ));
+    assert!(!batch[0].lease().is_held());
+}
+
+#[test]
+fn an_unusable_directory_is_an_error_naming_it() {
+    let file = std::env::temp_dir().join(format!("tidings-wal-file-{}", std::process::id()));
+    std::fs::write(&file, b"a file, not a directory").unwrap();
+    let error = Wal::open(WalOptions::new(&file)).unwrap_err();
+    assert!(
+        error.to_string().contains(&*file.to_string_lossy()),
+        "{error}"
+    );
+}
