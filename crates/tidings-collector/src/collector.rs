@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tidings_catalog::Catalog;
 use tidings_config::{
-    CollectorOptions, Config, ConfigError, ConfigErrorKind, ConfigErrors, Pipeline, Stage,
+    AckMode, CollectorOptions, Config, ConfigError, ConfigErrorKind, ConfigErrors, Pipeline, Stage,
 };
 use tidings_event::{Limits, Timestamp};
 use tidings_processors::PropertyAllowlist;
@@ -23,6 +23,7 @@ use tidings_routing::{AsyncRouter, Backend, DrainError, RoutingBackend, WhenFull
 use tokio::net::TcpListener;
 
 use crate::access::{add_cors, allowed_origin, authorized, preflight};
+use crate::durable::Durable;
 use crate::metrics::{Counters, render};
 use crate::reject::{Reject, json_response};
 use crate::{body, ingest, script};
@@ -51,7 +52,9 @@ struct Inner {
     flume_allowlist: Option<PropertyAllowlist>,
     /// `[collector.catalog]`: the catalog and whether it is strict.
     catalog: Option<(Catalog, bool)>,
-    intake: AsyncRouter,
+    intake: Arc<AsyncRouter>,
+    /// `ack = "durable"`: the write-ahead log in front of `intake`.
+    durable: Option<Arc<Durable>>,
     root: Arc<RoutingBackend>,
     stages: Vec<Stage>,
     counters: Counters,
@@ -163,11 +166,19 @@ impl Collector {
         };
         let (root, stages) = pipeline.into_parts();
         let root = Arc::new(root);
-        let intake = AsyncRouter::builder("intake", root.clone())
-            .queue_capacity(options.queue_capacity)
-            .when_full(WhenFull::DropNewest)
-            .build()
-            .map_err(|e| ConfigError::new("collector", ConfigErrorKind::Build, e.to_string()))?;
+        let intake = Arc::new(
+            AsyncRouter::builder("intake", root.clone())
+                .queue_capacity(options.queue_capacity)
+                .when_full(WhenFull::DropNewest)
+                .build()
+                .map_err(|e| {
+                    ConfigError::new("collector", ConfigErrorKind::Build, e.to_string())
+                })?,
+        );
+        let durable = match options.ack {
+            AckMode::Durable => Some(Durable::start(&options, intake.clone())?),
+            _ => None,
+        };
         let limits = Limits::default()
             .with_max_bytes(options.max_body_bytes)
             .with_max_events(options.max_batch_events);
@@ -178,6 +189,7 @@ impl Collector {
                 flume_allowlist,
                 catalog,
                 intake,
+                durable,
                 root,
                 stages,
                 counters: Counters::default(),
@@ -218,6 +230,7 @@ impl Collector {
             inner.options.queue_capacity,
             &inner.root.stats(),
             &inner.stages,
+            inner.durable.as_ref().map(|d| d.stats()).as_ref(),
         )
     }
 
@@ -364,9 +377,13 @@ impl Collector {
         for event in &mut events {
             event.set_received_at(now);
         }
-        if inner.intake.send_all(events).is_err() {
+        match &inner.durable {
+            Some(durable) => durable.admit(&inner.intake, events).await?,
             // Full, or closed while shutting down: either way, retry later.
-            return Err(Reject::QueueFull);
+            None => inner
+                .intake
+                .send_all(events)
+                .map_err(|_| Reject::QueueFull)?,
         }
         inner
             .counters
@@ -465,7 +482,11 @@ impl Collector {
     /// [`DrainError`] when some events could not be delivered in time (they
     /// are counted as dropped).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.inner.intake.shutdown(timeout)
+        let inner = &self.inner;
+        match &inner.durable {
+            Some(durable) => durable.shutdown(&inner.intake, &inner.stages, timeout),
+            None => inner.intake.shutdown(timeout),
+        }
     }
 }
 

@@ -62,6 +62,7 @@
 mod access;
 mod body;
 mod collector;
+mod durable;
 mod ingest;
 mod metrics;
 mod reject;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tidings_config::{Stage, StageMetrics};
 use tidings_routing::{DropReason, MetricsSnapshot, RouterStats};
+use tidings_wal::WalStats;
 
 /// Counters of the HTTP side.
 #[derive(Debug, Default)]
@@ -95,6 +96,7 @@ pub(crate) fn render(
     capacity: usize,
     root: &RouterStats,
     stages: &[Stage],
+    wal: Option<&WalStats>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let mut f = Family { out: &mut out };
@@ -292,5 +294,74 @@ pub(crate) fn render(
             );
         }
     }
+    if let Some(wal) = wal {
+        render_wal(&mut f, wal);
+    }
     out
+}
+
+/// The write-ahead log's families (durable mode only).
+fn render_wal(f: &mut Family<'_>, wal: &WalStats) {
+    let families: [(&str, &str, &str, u64); 8] = [
+        (
+            "tidings_wal_appended_events_total",
+            "counter",
+            "Events made durable in the write-ahead log before their 202.",
+            wal.appended_events,
+        ),
+        (
+            "tidings_wal_syncs_total",
+            "counter",
+            "Group commits: one write and fsync for every append waiting.",
+            wal.syncs,
+        ),
+        (
+            "tidings_wal_bytes",
+            "gauge",
+            "Bytes of write-ahead log segments not yet retired.",
+            wal.live_bytes,
+        ),
+        (
+            "tidings_wal_segments",
+            "gauge",
+            "Write-ahead log segments not yet retired.",
+            wal.live_segments,
+        ),
+        (
+            "tidings_wal_retired_segments_total",
+            "counter",
+            "Segments deleted once every event in them was settled.",
+            wal.retired_segments,
+        ),
+        (
+            "tidings_wal_replayed_events_total",
+            "counter",
+            "Events read back from the log at start.",
+            wal.replayed_events,
+        ),
+        (
+            "tidings_wal_damaged_records_total",
+            "counter",
+            "Torn or corrupt regions skipped while replaying.",
+            wal.damaged_regions,
+        ),
+        (
+            "tidings_wal_damaged_bytes_total",
+            "counter",
+            "Bytes in those regions.",
+            wal.damaged_bytes,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        f.head(name, kind, help);
+        f.sample(name, &[], value);
+    }
+    let name = "tidings_wal_refused_appends_total";
+    f.head(
+        name,
+        "counter",
+        "Appends refused (503), by reason: the log over its budget, or a failed write.",
+    );
+    f.sample(name, &[("reason", "full")], wal.refused_full);
+    f.sample(name, &[("reason", "failed")], wal.failed);
 }

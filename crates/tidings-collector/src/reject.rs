@@ -31,6 +31,14 @@ pub(crate) enum Reject {
     Timeout,
     /// 503: the pipeline's queue has no room for the whole batch.
     QueueFull,
+    /// 503: durable mode could not make the batch durable (the
+    /// write-ahead log is full or cannot be written).
+    LogUnavailable {
+        /// `wal_full` or `wal_failed`.
+        reason: &'static str,
+        /// What the client is told (no paths: those go to the log).
+        message: String,
+    },
 }
 
 impl Reject {
@@ -43,7 +51,7 @@ impl Reject {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull | Self::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -59,12 +67,16 @@ impl Reject {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout => "timeout",
             Self::QueueFull => "queue_full",
+            Self::LogUnavailable { reason, .. } => reason,
         }
     }
 
     fn message(&self) -> String {
         match self {
             Self::BadRequest(m) | Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
+            Self::LogUnavailable { message, .. } => {
+                format!("{message}, retry later; nothing of this request was accepted")
+            }
             Self::Invalid { index, violation } => {
                 format!("event {index}: {violation}; nothing of this request was accepted")
             }
@@ -90,7 +102,7 @@ impl Reject {
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
         match self {
-            Self::QueueFull => {
+            Self::QueueFull | Self::LogUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::MethodNotAllowed(allow) => {

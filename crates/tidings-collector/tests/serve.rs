@@ -4,11 +4,10 @@
 mod support;
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::{collector, http, wait_for};
+use support::{collector, free_addr, http, start, tidings, wait_for, write_config};
 
 #[test]
 fn serves_over_tcp_and_stops_when_told() {
@@ -29,17 +28,6 @@ fn serves_over_tcp_and_stops_when_told() {
         "the listener is closed after shutdown"
     );
     wait_for(&sink, 2);
-}
-
-fn tidings() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidings"))
-}
-
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("tidings-test-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[test]
@@ -136,33 +124,6 @@ fn serve_accepts_events_and_drains_them_to_the_sinks_on_sigterm() {
         .collect();
     assert_eq!(names, ["drained.one", "drained.two"], "stderr:\n{stderr}");
     assert!(stderr.contains("drained"), "{stderr}");
-}
-
-fn start(mut command: Command, addr: &str) -> std::process::Child {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let socket: std::net::SocketAddr = addr.parse().unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the collector did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
 }
 
 #[test]

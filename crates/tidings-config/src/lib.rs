@@ -58,7 +58,7 @@ mod tree;
 
 pub use build::{Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
-pub use options::{CollectorCatalog, CollectorOptions};
+pub use options::{AckMode, CollectorCatalog, CollectorOptions};
 pub use path::ConfigPath;
 pub use registry::{Delivery, ProcessorType, Registry, SinkType};
 pub use stock::{

@@ -34,6 +34,41 @@ pub struct CollectorOptions {
     /// `[collector.catalog]`: validate every ingested event against an event
     /// catalog before admission (400 on a violation). Unset: no validation.
     pub catalog: Option<CollectorCatalog>,
+    /// When a request is answered 202. Defaults to [`AckMode::Fast`].
+    pub ack: AckMode,
+    /// The write-ahead log's directory, for [`AckMode::Durable`]. Defaults
+    /// to `tidings-wal` (relative to the working directory).
+    pub wal_path: String,
+    /// The most bytes the write-ahead log may hold before the collector
+    /// answers 503. Defaults to 1 GiB.
+    pub wal_max_bytes: u64,
+}
+
+/// `[collector] ack`: when the collector answers 202.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AckMode {
+    /// Once the request's events are in the collector's in-memory queue:
+    /// the fastest, but a crash (`kill -9`, power loss) loses what the
+    /// queues held.
+    #[default]
+    Fast,
+    /// Once the request's events are written to the write-ahead log and
+    /// fsynced: nothing answered 202 is lost to a crash; what was not
+    /// delivered is replayed at the next start.
+    Durable,
+}
+
+impl AckMode {
+    /// The mode's name in the config.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Durable => "durable",
+        }
+    }
 }
 
 /// `[collector.catalog]`: the catalog the collector validates ingested
@@ -62,6 +97,9 @@ impl Default for CollectorOptions {
             queue_capacity: 10_000,
             shutdown_timeout_ms: 10_000,
             catalog: None,
+            ack: AckMode::Fast,
+            wal_path: "tidings-wal".to_owned(),
+            wal_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -81,6 +119,9 @@ impl fmt::Debug for CollectorOptions {
             .field("queue_capacity", &self.queue_capacity)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
             .field("catalog", &self.catalog)
+            .field("ack", &self.ack)
+            .field("wal_path", &self.wal_path)
+            .field("wal_max_bytes", &self.wal_max_bytes)
             .finish()
     }
 }

@@ -279,6 +279,13 @@ impl fmt::Display for Config {
             let mode = if catalog.strict { "strict" } else { "lenient" };
             writeln!(f, "collector catalog {} ({mode})", catalog.path)?;
         }
+        if c.ack == crate::AckMode::Durable {
+            writeln!(
+                f,
+                "collector ack=durable wal_path={} wal_max_bytes={}",
+                c.wal_path, c.wal_max_bytes
+            )?;
+        }
         write_router(f, "root router", &self.root, 0)
     }
 }

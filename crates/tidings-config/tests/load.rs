@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use tidings_config::{
-    ConfigErrorKind, ConfigErrors, Delivery, Registry, SinkType, StageKind, load,
+    AckMode, ConfigErrorKind, ConfigErrors, Delivery, Registry, SinkType, StageKind, load,
 };
 use tidings_event::{Event, EventName};
 use tidings_routing::{Backend, BoxError, Sink};
@@ -335,6 +335,34 @@ fn collector_options_have_the_documented_defaults_and_never_print_write_keys() {
     assert!(!format!("{c:?}").contains("s3cret"));
     assert!(!config.to_string().contains("s3cret"));
     assert!(config.to_string().contains("write_keys=1 (redacted)"));
+    assert_eq!(c.ack, AckMode::Fast);
+    assert_eq!(
+        (c.wal_path.as_str(), c.wal_max_bytes),
+        ("tidings-wal", 1 << 30)
+    );
+}
+
+#[test]
+fn durable_ack_is_a_collector_option_shown_in_the_tree() {
+    let config = load(
+        "[collector]\nack = \"durable\"\nwal_path = \"/var/lib/tidings/wal\"\nwal_max_bytes = 1000000\n",
+        &registry(),
+    )
+    .unwrap();
+    let c = config.collector();
+    assert_eq!((c.ack, c.wal_max_bytes), (AckMode::Durable, 1_000_000));
+    assert!(
+        config
+            .to_string()
+            .contains("collector ack=durable wal_path=/var/lib/tidings/wal wal_max_bytes=1000000"),
+        "{config}"
+    );
+    let errors = load("[collector]\nack = \"sometimes\"\n", &registry()).unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("collector") && text.contains("durable"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -42,7 +42,8 @@ use tidings_routing::{Backend, SendError};
 /// A backend that records every event it receives, in order.
 ///
 /// Clones share the same record, so keep one clone to inspect while the
-/// other is owned by a tracker or router.
+/// other is owned by a tracker or router. Recorded events hold no
+/// [`Lease`](tidings_event::Lease): recording them counts as delivering them.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingBackend {
     events: Arc<Mutex<Vec<Event>>>,
@@ -92,7 +93,8 @@ impl RecordingBackend {
 }
 
 impl Backend for RecordingBackend {
-    fn send(&self, event: Event) -> Result<(), SendError> {
+    fn send(&self, mut event: Event) -> Result<(), SendError> {
+        drop(event.take_lease()); // recorded means delivered
         self.lock().push(event);
         Ok(())
     }

@@ -36,7 +36,8 @@ struct State {
 /// script (then `Ok` once the script is exhausted).
 ///
 /// Clones share the record: keep one to inspect while a `SinkBackend` owns
-/// the other.
+/// the other. Recorded events hold no [`Lease`](tidings_event::Lease):
+/// recording them counts as delivering them.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingSink {
     state: Arc<Mutex<State>>,
@@ -108,7 +109,11 @@ impl Sink for RecordingSink {
         };
         match answer {
             Answer::Ok => {
-                self.lock().delivered.push(batch.to_vec());
+                // Recorded means delivered: the copies kept let go of any
+                // lease, as a real sink's delivered events do.
+                let mut copies = batch.to_vec();
+                copies.iter_mut().for_each(|e| drop(e.take_lease()));
+                self.lock().delivered.push(copies);
                 Ok(())
             }
             Answer::Status(status, retry_after) => {

@@ -21,8 +21,9 @@ const REPLAY_MAX_DEPTH: usize = 120;
 /// logged and counted in [`WalStats`](crate::WalStats), never fatal. A
 /// segment that cannot be read is logged and left on disk.
 ///
-/// Dropping a `Replay` before the end leaves the segment it was reading,
-/// and those after it, on disk for the next start.
+/// Dropping a `Replay` before the end leaves the segment it was reading
+/// (even if its last batch was taken: that batch may not have been handed
+/// on), and those after it, on disk for the next start.
 #[derive(Debug)]
 pub struct Replay {
     segments: VecDeque<(u64, PathBuf, u64)>,
@@ -132,9 +133,7 @@ impl Iterator for Replay {
 impl Drop for Replay {
     fn drop(&mut self) {
         if let Some(current) = &self.current {
-            if !current.records.is_empty() {
-                current.lease.pin();
-            }
+            current.lease.pin();
         }
     }
 }

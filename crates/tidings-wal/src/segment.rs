@@ -79,17 +79,18 @@ impl Retirer {
         self.held().get_or_insert_with(Vec::new);
     }
 
-    /// Ends holding; deletes what was held when `delete` is true, else
-    /// leaves it on disk. Returns how many segments were held.
-    pub(crate) fn release(&self, delete: bool) -> usize {
+    /// Ends holding and deletes what was held; returns how many segments.
+    pub(crate) fn release(&self) -> usize {
         let held = self.held().take().unwrap_or_default();
         let count = held.len();
-        if delete {
-            for (path, bytes) in held {
-                self.delete(&path, bytes);
-            }
+        for (path, bytes) in held {
+            self.delete(&path, bytes);
         }
         count
+    }
+
+    pub(crate) fn held_count(&self) -> usize {
+        self.held().as_ref().map_or(0, Vec::len)
     }
 }
 

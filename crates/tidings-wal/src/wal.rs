@@ -115,17 +115,24 @@ impl Wal {
 
     /// From now on, segments whose events are all settled stay on disk
     /// until [`Wal::release_deletions`]. For a shutdown: an event dropped
-    /// because a drain ran out of time is settled too, and must not lose
-    /// its place in the log.
+    /// because a drain ran out of time is settled too, yet must keep its
+    /// place in the log; so hold deletions, drain, and release them only
+    /// if nothing was dropped. Never released, the segments are replayed at
+    /// the next start.
     pub fn hold_deletions(&self) {
         self.retirer.hold();
     }
 
     /// Ends [`Wal::hold_deletions`]: deletes the segments settled meanwhile
-    /// when `delete` is true (everything was delivered), else leaves them
-    /// on disk to be replayed at the next start. Returns how many there were.
-    pub fn release_deletions(&self, delete: bool) -> usize {
-        self.retirer.release(delete)
+    /// and returns how many there were.
+    pub fn release_deletions(&self) -> usize {
+        self.retirer.release()
+    }
+
+    /// How many settled segments are kept by [`Wal::hold_deletions`] now.
+    #[must_use]
+    pub fn held_deletions(&self) -> usize {
+        self.retirer.held_count()
     }
 
     /// Refuses further appends, waits for the writer to finish the appends

@@ -5,10 +5,11 @@
 #![allow(dead_code)] // each test file uses part of the support module
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
@@ -236,4 +237,47 @@ pub(crate) fn http(
 ) -> (u16, String) {
     let (status, _, body) = exchange(addr, method, path, headers, body);
     (status, body)
+}
+
+/// The `tidings` binary of this build.
+pub(crate) fn tidings() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidings"))
+}
+
+/// Writes a config file for a test named `name`; returns its path.
+pub(crate) fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("tidings-test-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Spawns `command` (a `tidings serve` listening on `addr`) with piped
+/// output, and waits until it accepts connections.
+pub(crate) fn start(mut command: Command, addr: &str) -> std::process::Child {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket: SocketAddr = addr.parse().unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the collector did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A free port on 127.0.0.1, as `127.0.0.1:PORT`.
+pub(crate) fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }

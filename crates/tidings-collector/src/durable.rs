@@ -1,0 +1,225 @@
+//! Durable acknowledgement (`[collector] ack = "durable"`): a request is
+//! answered 202 only once its events are fsynced in the write-ahead log;
+//! what an earlier run left there is replayed into the pipeline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tidings_config::{CollectorOptions, ConfigError, ConfigErrorKind, Stage, StageMetrics};
+use tidings_event::Event;
+use tidings_routing::{AsyncRouter, Backend, DrainError, DropReason};
+use tidings_wal::{AppendError, Replay, Wal, WalOptions, WalStats};
+
+use crate::reject::Reject;
+
+/// How often the replay retries when the intake queue has no room.
+const REPLAY_BACKOFF: Duration = Duration::from_millis(2);
+
+/// The write-ahead log in front of the collector's intake queue.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    wal: Wal,
+    admission: Admission,
+    stop_replay: AtomicBool,
+    replay: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Durable {
+    /// Opens the log at `wal_path` and starts replaying what it holds into
+    /// `intake`, alongside new requests.
+    pub(crate) fn start(
+        options: &CollectorOptions,
+        intake: Arc<AsyncRouter>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let wal_options = WalOptions::new(&options.wal_path).max_bytes(options.wal_max_bytes);
+        let (wal, replay) = Wal::open(wal_options).map_err(|e| {
+            ConfigError::new("collector.wal_path", ConfigErrorKind::Build, e.to_string())
+        })?;
+        let durable = Arc::new(Self {
+            wal,
+            admission: Admission::new(options.queue_capacity),
+            stop_replay: AtomicBool::new(false),
+            replay: Mutex::new(None),
+        });
+        if replay.segments_left() > 0 {
+            tracing::info!(target: "tidings::collector", segments = replay.segments_left(), path = %options.wal_path, "replaying the write-ahead log");
+            let worker = durable.clone();
+            let handle = std::thread::Builder::new()
+                .name("tidings-wal-replay".to_owned())
+                .spawn(move || worker.replay(replay, &intake))
+                .map_err(|e| {
+                    ConfigError::new("collector.wal_path", ConfigErrorKind::Build, e.to_string())
+                })?;
+            *durable
+                .replay
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        }
+        Ok(durable)
+    }
+
+    /// Admits a request's events: room in `intake` is reserved first (503
+    /// without writing anything when there is none), then the events are
+    /// made durable, then queued.
+    pub(crate) async fn admit(
+        &self,
+        intake: &AsyncRouter,
+        mut events: Vec<Event>,
+    ) -> Result<(), Reject> {
+        let Some(reservation) = self.admission.reserve(intake, events.len()) else {
+            return Err(Reject::QueueFull);
+        };
+        self.wal
+            .append(&mut events)
+            .await
+            .map_err(|error| match error {
+                AppendError::Closed => Reject::QueueFull,
+                AppendError::TooLarge { .. } => Reject::TooLarge(error.to_string()),
+                AppendError::Full { .. } => Reject::LogUnavailable {
+                    reason: "wal_full",
+                    message: error.to_string(),
+                },
+                // The path and cause are logged by the writer, not told to clients.
+                _ => Reject::LogUnavailable {
+                    reason: "wal_failed",
+                    message: "the write-ahead log cannot be written".to_owned(),
+                },
+            })?;
+        // The reservation makes room certain, unless the intake was closed
+        // by a shutdown meanwhile: then the events stay in the log (held
+        // by the shutdown) and the client is asked to retry.
+        let queued = intake.send_all(events).map_err(|_| Reject::QueueFull);
+        drop(reservation);
+        queued
+    }
+
+    fn replay(&self, replay: Replay, intake: &AsyncRouter) {
+        let capacity = self.admission.capacity;
+        let (mut batches, mut events) = (0u64, 0u64);
+        for mut batch in replay {
+            while !batch.is_empty() {
+                let rest = batch.split_off(batch.len().min(capacity));
+                let n = batch.len();
+                let reservation = loop {
+                    if self.stop_replay.load(Ordering::SeqCst) {
+                        // Dropping the replay mid-way keeps its segment on disk.
+                        return;
+                    }
+                    if let Some(r) = self.admission.reserve(intake, n) {
+                        break r;
+                    }
+                    std::thread::sleep(REPLAY_BACKOFF);
+                };
+                if intake
+                    .send_all(std::mem::replace(&mut batch, rest))
+                    .is_err()
+                {
+                    return;
+                }
+                drop(reservation);
+                events += n as u64;
+            }
+            batches += 1;
+        }
+        tracing::info!(target: "tidings::collector", batches, events, "write-ahead log replayed");
+    }
+
+    pub(crate) fn stats(&self) -> WalStats {
+        self.wal.stats()
+    }
+
+    /// Drains like the fast mode, but a segment is only deleted if the
+    /// drain delivered everything: an event dropped for lack of time stays
+    /// in the log, replayed at the next start.
+    pub(crate) fn shutdown(
+        &self,
+        intake: &AsyncRouter,
+        stages: &[Stage],
+        timeout: Duration,
+    ) -> Result<(), DrainError> {
+        self.wal.hold_deletions();
+        self.stop_replay.store(true, Ordering::SeqCst);
+        let replay = self
+            .replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = replay {
+            let _ = handle.join();
+        }
+        self.wal.close();
+        let drained = intake.shutdown(timeout);
+        let cut_short = shutdown_drops(intake, stages);
+        if drained.is_ok() && cut_short == 0 {
+            self.wal.release_deletions();
+        } else {
+            tracing::warn!(
+                target: "tidings::collector",
+                dropped = cut_short,
+                path = %self.wal.options().dir().display(),
+                "the drain did not deliver everything: the write-ahead log keeps it for the next start"
+            );
+        }
+        drained
+    }
+}
+
+/// Events dropped because a shutdown deadline passed, anywhere in the pipeline.
+fn shutdown_drops(intake: &AsyncRouter, stages: &[Stage]) -> u64 {
+    let below: u64 = stages
+        .iter()
+        .map(|stage| match stage.metrics() {
+            StageMetrics::Delivery(m) => m.dropped(DropReason::Shutdown),
+            _ => 0,
+        })
+        .sum();
+    intake.metrics().dropped(DropReason::Shutdown) + below
+}
+
+/// Room in the intake queue, reserved by each request before its events
+/// are written, so that an event in the log always fits the queue.
+#[derive(Debug)]
+struct Admission {
+    capacity: usize,
+    reserved: Mutex<usize>,
+}
+
+/// Room held for `n` events until they are queued.
+struct Reservation<'a> {
+    admission: &'a Admission,
+    n: usize,
+}
+
+impl Admission {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            reserved: Mutex::new(0),
+        }
+    }
+
+    /// Reserves room for `n` events, if the queue has it. The queue only
+    /// grows through reservations, so the room cannot vanish before the
+    /// events are queued (a reservation is released after its push).
+    fn reserve(&self, intake: &AsyncRouter, n: usize) -> Option<Reservation<'_>> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let queued = usize::try_from(intake.metrics().queued).unwrap_or(usize::MAX);
+        if queued.saturating_add(*reserved).saturating_add(n) > self.capacity {
+            return None;
+        }
+        *reserved += n;
+        Some(Reservation { admission: self, n })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        *self
+            .admission
+            .reserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) -= self.n;
+    }
+}
