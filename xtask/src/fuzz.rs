@@ -11,11 +11,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The targets, in the order they run.
-pub(crate) const TARGETS: [&str; 4] = [
+pub(crate) const TARGETS: [&str; 5] = [
     "wire_decode",
     "collector_routes",
     "config_load",
     "catalog_load",
+    "wal_scan",
 ];
 
 /// Parses `--seconds N` and target names.

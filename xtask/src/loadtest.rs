@@ -222,8 +222,9 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the load test; `seconds` per phase.
-pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
+/// Runs the load test; `seconds` per phase; `durable`: with `ack =
+/// "durable"` (every 202 waits for the write-ahead log's fsync).
+pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), String> {
     crate::cargo(&["build", "--release", "-p", "tidings-collector"], &[])?;
     let work = std::env::temp_dir().join(format!("tidings-loadtest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -231,10 +232,19 @@ pub(crate) fn loadtest(root: &Path, seconds: u64) -> Result<(), String> {
     let addr = free_addr().map_err(|e| e.to_string())?;
     let config = work.join("loadtest.toml");
     let data = work.join("data");
+    let ack = if durable {
+        format!(
+            "ack = \"durable\"\nwal_path = \"{}\"\n",
+            work.join("wal").display()
+        )
+    } else {
+        String::new()
+    };
+    println!("ack mode: {}", if durable { "durable" } else { "fast" });
     std::fs::write(
         &config,
         format!(
-            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\n\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 10000\nwhen_full = \"block\"\nblock_timeout_ms = 5000\n",
+            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\n{ack}\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 10000\nwhen_full = \"block\"\nblock_timeout_ms = 5000\n",
             data.display()
         ),
     )

@@ -4,7 +4,8 @@
 //!   test, and the docs with warnings denied.
 //! - `bench [ARGS]`: the criterion benchmarks (extra arguments go to criterion).
 //! - `docs`: builds the API documentation of the workspace.
-//! - `loadtest [SECONDS]`: the collector under load (see `loadtest.rs`).
+//! - `loadtest [SECONDS] [--durable]`: the collector under load, in fast or
+//!   durable ack mode (see `loadtest.rs`).
 //! - `chaos [FAULT...]`: faults against the release collector and the real
 //!   services, with a table of what was lost (see `chaos.rs`).
 //! - `soak [--minutes N] [--rate R]`: memory and accounting of the release
@@ -37,14 +38,18 @@ fn main() -> ExitCode {
             &[],
         ),
         Some("docs") => docs(),
-        Some("loadtest") => match args.get(1).map(|s| s.parse::<u64>()) {
-            None => loadtest::loadtest(&project_root(), 10),
-            Some(Ok(seconds)) => loadtest::loadtest(&project_root(), seconds),
-            Some(Err(_)) => Err(format!(
-                "loadtest takes a number of seconds per phase, not {:?}",
-                args[1]
-            )),
-        },
+        Some("loadtest") => {
+            let durable = args[1..].iter().any(|a| a == "--durable");
+            let rest: Vec<&String> = args[1..].iter().filter(|a| *a != "--durable").collect();
+            match rest.first().map(|s| s.parse::<u64>()) {
+                None => loadtest::loadtest(&project_root(), 10, durable),
+                Some(Ok(seconds)) => loadtest::loadtest(&project_root(), seconds, durable),
+                Some(Err(_)) => Err(format!(
+                    "loadtest takes a number of seconds per phase and --durable, not {:?}",
+                    rest[0]
+                )),
+            }
+        }
         Some("chaos") => chaos::chaos(&project_root(), &args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..])
             .and_then(|(seconds, targets)| fuzz::fuzz(&project_root(), seconds, &targets)),
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
             .and_then(|(minutes, rate)| soak::soak(&project_root(), minutes, rate)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] | fuzz [--seconds N] [TARGET...]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] | fuzz [--seconds N] [TARGET...]>"
             );
             return ExitCode::from(2);
         }

@@ -46,7 +46,8 @@
 //!
 //! A segment is `TIDWAL01` followed by records `TWR1`, payload length (u32
 //! LE), CRC-32 of the payload (u32 LE), payload: the events of one append
-//! as a JSON array in the wire format. [`scan`] reads a segment's bytes.
+//! as a JSON array in the wire format. [`scan`] reads a segment's bytes and
+//! [`decode_record`] a record's events.
 
 mod error;
 mod options;
@@ -60,6 +61,6 @@ mod writer;
 pub use error::{AppendError, WalError};
 pub use options::{DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, WalOptions};
 pub use record::{Item, Scan, scan};
-pub use replay::Replay;
+pub use replay::{Replay, decode_record};
 pub use stats::WalStats;
 pub use wal::Wal;

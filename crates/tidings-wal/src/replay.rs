@@ -4,13 +4,28 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tidings_event::{Event, Lease, Limits, decode};
+use tidings_event::{Event, Lease, Limits, WireError, decode};
 
 use crate::record::{FRAME_LEN, Item, scan};
 use crate::segment::{Retirer, SegmentLease};
 
 /// Deeper than any event the collector accepts (64) inside a record's array.
 const REPLAY_MAX_DEPTH: usize = 120;
+
+/// The events of one record's payload (as [`scan`] finds them), decoded
+/// as a replay decodes them: without the collector's size limits, which
+/// they passed when they were accepted.
+///
+/// # Errors
+///
+/// [`WireError`] when the payload is not a JSON array of events.
+pub fn decode_record(payload: &[u8]) -> Result<Vec<Event>, WireError> {
+    let limits = Limits::default()
+        .with_max_bytes(usize::MAX)
+        .with_max_events(usize::MAX)
+        .with_max_depth(REPLAY_MAX_DEPTH);
+    decode(payload, &limits)
+}
 
 /// The events left in the log by an earlier run, one record (one append)
 /// at a time, oldest first; returned by [`Wal::open`](crate::Wal::open).
@@ -29,7 +44,6 @@ pub struct Replay {
     segments: VecDeque<(u64, PathBuf, u64)>,
     current: Option<Current>,
     retirer: Arc<Retirer>,
-    limits: Limits,
 }
 
 #[derive(Debug)]
@@ -46,10 +60,6 @@ impl Replay {
             segments: segments.into(),
             current: None,
             retirer,
-            limits: Limits::default()
-                .with_max_bytes(usize::MAX)
-                .with_max_events(usize::MAX)
-                .with_max_depth(REPLAY_MAX_DEPTH),
         }
     }
 
@@ -111,7 +121,7 @@ impl Iterator for Replay {
                 self.current = None;
                 continue;
             };
-            match decode(&current.bytes[range.clone()], &self.limits) {
+            match decode_record(&current.bytes[range.clone()]) {
                 Ok(mut events) => {
                     let lease = Lease::new(current.lease.clone());
                     for event in &mut events {

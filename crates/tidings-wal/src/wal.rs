@@ -46,7 +46,11 @@ impl Wal {
             path: options.dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&options.dir).map_err(dir_error)?;
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700); // events may hold personal data
+        dir.create(&options.dir).map_err(dir_error)?;
         let existing = list(&options.dir).map_err(dir_error)?;
         let counters = Counters::default();
         for (_, _, bytes) in &existing {

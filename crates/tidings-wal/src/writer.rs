@@ -197,7 +197,11 @@ impl Writer {
 }
 
 fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600); // events may hold personal data
+    let mut file = options.open(path)?;
     let written = file
         .write_all(HEADER)
         .and_then(|()| file.sync_data())

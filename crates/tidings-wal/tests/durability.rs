@@ -313,3 +313,16 @@ fn an_unusable_directory_is_an_error_naming_it() {
         "{error}"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn segments_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dir("modes");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut batch = events(1, "private");
+    wal.append(&mut batch).await.unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&segments(&dir)[0]), 0o600);
+}
