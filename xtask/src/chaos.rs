@@ -5,10 +5,12 @@
 //!
 //! Faults (all by default):
 //!
-//! - `kill9`: `kill -9` of the collector under load, then a restart; in
-//!   durable mode (`[collector] ack = "durable"`) nothing answered 202 may
-//!   be missing. Fast mode is shown as an informational row (it loses what
-//!   was queued in memory: why durable mode exists).
+//! - `kill9`: `kill -9` of the collector under load while its PostgreSQL
+//!   sink is cut off (so the queues hold thousands of events), then a
+//!   restart with the sink back; in durable mode (`[collector] ack =
+//!   "durable"`) nothing answered 202 may be missing. Fast mode is shown as
+//!   an informational row (it loses what was queued in memory: why durable
+//!   mode exists).
 //! - `blackhole`: the PostgreSQL sink's connections cut by a
 //!   [`CuttableProxy`] for 60 s (`TIDINGS_CHAOS_BLACKHOLE_SECONDS`), then
 //!   restored: nothing lost, delivery resumes within 1 s (measured).
@@ -17,6 +19,9 @@
 //! - `disk-full`: the file sink on a 2 MiB tmpfs (or loop-mounted ext4
 //!   image) filled up, then freed: the error is logged, no line is
 //!   corrupt, and delivery recovers.
+//! - `wal-disk-full`: the same for durable mode's write-ahead log: while
+//!   its disk is full requests are refused with 503, nothing answered 202
+//!   is lost, and 202s resume when space returns.
 //! - `sigterm`: SIGTERM during a burst: every 202 is delivered by the drain.
 //!
 //! Every event carries an id chosen here, so each one answered 202 is
@@ -41,7 +46,14 @@ use crate::harness::{
 };
 
 /// Every fault, in the order they run.
-const FAULTS: [&str; 5] = ["kill9", "blackhole", "retry-after", "disk-full", "sigterm"];
+const FAULTS: [&str; 6] = [
+    "kill9",
+    "blackhole",
+    "retry-after",
+    "disk-full",
+    "wal-disk-full",
+    "sigterm",
+];
 
 /// The default length of the black-hole.
 const BLACKHOLE_SECONDS: u64 = 60;
@@ -111,27 +123,6 @@ impl Context {
             &self.work.join(format!("{name}.log")),
             LOG_FILTER,
         )
-    }
-
-    /// Whether the binary knows `[collector] ack = "durable"` (the WAL).
-    fn durable_supported(&self) -> bool {
-        let Ok(addr) = free_addr() else { return false };
-        let Ok(config) = self.config(
-            "durable-probe",
-            addr,
-            &format!(
-                "ack = \"durable\"\nwal_path = \"{}\"",
-                self.work.join("probe-wal").display()
-            ),
-            "[backends.out]\ntype = \"console\"\n",
-        ) else {
-            return false;
-        };
-        Command::new(&self.binary)
-            .args(["check", "--config"])
-            .arg(config)
-            .output()
-            .is_ok_and(|o| o.status.success())
     }
 }
 
@@ -213,12 +204,6 @@ pub(crate) fn chaos(root: &Path, selected: &[String]) -> Result<(), String> {
         println!("\n== {fault}");
         let result = match fault {
             "kill9" => {
-                let durable = context.durable_supported();
-                if !durable {
-                    println!(
-                        "this binary has no durable mode ([collector] ack = \"durable\"): fast mode only"
-                    );
-                }
                 let mut fast = kill9(&context, false);
                 if let Ok(row) = &mut fast {
                     row.informational = true;
@@ -226,16 +211,13 @@ pub(crate) fn chaos(root: &Path, selected: &[String]) -> Result<(), String> {
                         "informational: fast ack keeps accepted events in memory only".to_owned(),
                     );
                 }
-                if durable {
-                    rows.push(fast);
-                    kill9(&context, true)
-                } else {
-                    fast
-                }
+                rows.push(fast);
+                kill9(&context, true)
             }
             "blackhole" => blackhole_fault(&context, Duration::from_secs(blackhole)),
             "retry-after" => retry_after(&context),
             "disk-full" => disk_full(&context),
+            "wal-disk-full" => wal_disk_full(&context),
             "sigterm" => sigterm(&context),
             _ => unreachable!("checked above"),
         };
@@ -297,16 +279,20 @@ fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
     } else {
         String::new()
     };
+    let proxy = CuttableProxy::start(PG_ADDR);
     let config = context.config(
         &format!("kill9-{mode}"),
         addr,
         &collector_keys,
-        &postgres_backend(&table.name, 5432, 100, ""),
+        &postgres_backend(&table.name, proxy.port(), 100, ""),
     )?;
     let name = format!("kill9-{mode}");
     let collector = context.start(&config, addr, &name)?;
     let load = Load::start(addr, context.run, &paced("chaos.kill9", 2000.0, 4));
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
+    // The sink cut off for the last second: what arrives waits in memory.
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(1));
     let metrics = collector.metrics()?;
     let pending_before = metrics.get("tidings_collector_queue_depth", &[])
         + metrics.get(
@@ -319,6 +305,7 @@ fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
         );
     collector.kill9()?;
     println!("killed with -9 ({pending_before} events pending a moment before)");
+    proxy.restore();
     std::thread::sleep(Duration::from_millis(500));
     let collector = context.start(&config, addr, &name)?;
     std::thread::sleep(Duration::from_secs(3));
@@ -331,8 +318,7 @@ fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
     account(&mut row, &report, context.run, &table.ids()?);
     row.duplicates = table.duplicates()?;
     row.notes.push(format!(
-        "{} events pending in memory shortly before the kill",
-        pending_before
+        "sink cut off 1 s before the kill: {pending_before} events pending in memory shortly before it"
     ));
     table.drop_all()?;
     Ok(row)
@@ -594,9 +580,9 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    /// A 2 MiB tmpfs at `dir`, else a 4 MiB loop-mounted ext4 image.
-    fn mount(work: &Path) -> Result<Self, String> {
-        let dir = work.join("disk");
+    /// A 2 MiB tmpfs at `work/name`, else a 4 MiB loop-mounted ext4 image.
+    fn mount(work: &Path, name: &str) -> Result<Self, String> {
+        let dir = work.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
         if ok(Command::new("mount")
@@ -608,7 +594,7 @@ impl SmallDisk {
                 kind: "2 MiB tmpfs",
             });
         }
-        let image = work.join("disk.img");
+        let image = work.join(format!("{name}.img"));
         if ok(Command::new("truncate").args(["-s", "4M"]).arg(&image))
             && ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))
             && ok(Command::new("mount")
@@ -651,7 +637,7 @@ fn fill(path: &Path) -> Result<u64, String> {
 
 /// (d) the file sink's disk full, then freed.
 fn disk_full(context: &Context) -> Result<Row, String> {
-    let disk = match SmallDisk::mount(&context.work) {
+    let disk = match SmallDisk::mount(&context.work, "disk") {
         Ok(disk) => disk,
         Err(reason) => {
             return Ok(Row {
@@ -779,6 +765,105 @@ fn disk_full(context: &Context) -> Result<Row, String> {
         row.failures
             .push(format!("unfinished files after the drain: {leftovers:?}"));
     }
+    Ok(row)
+}
+
+/// (e) durable mode's write-ahead log on a full disk, then freed.
+fn wal_disk_full(context: &Context) -> Result<Row, String> {
+    let disk = match SmallDisk::mount(&context.work, "wal-disk") {
+        Ok(disk) => disk,
+        Err(reason) => {
+            return Ok(Row {
+                fault: "write-ahead log, disk full (skipped)".to_owned(),
+                informational: true,
+                notes: vec![reason],
+                ..Row::default()
+            });
+        }
+    };
+    let table = PgTable::create(&format!("tidings_chaos_wal_disk_{:08x}", context.run))?;
+    let addr = free_addr()?;
+    let config = context.config(
+        "wal-disk-full",
+        addr,
+        &format!(
+            "ack = \"durable\"\nwal_path = \"{}\"",
+            disk.dir.join("wal").display()
+        ),
+        &postgres_backend(&table.name, 5432, 100, ""),
+    )?;
+    let collector = context.start(&config, addr, "wal-disk-full")?;
+    let load = Load::start(addr, context.run, &paced("chaos.wal_disk_full", 200.0, 2));
+    std::thread::sleep(Duration::from_secs(2));
+    let ballast = disk.dir.join("ballast");
+    let filled = fill(&ballast)?;
+    println!(
+        "{}: filled with {} KiB of ballast under load",
+        disk.kind,
+        filled / 1024
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let full = collector.metrics()?;
+    let refused = full.get("tidings_wal_refused_appends_total", &[("reason", "failed")]);
+    std::fs::remove_file(&ballast).map_err(|e| format!("cannot remove the ballast: {e}"))?;
+    let freed = Instant::now();
+    let appended_before = full.get("tidings_wal_appended_events_total", &[]);
+    let recovered = loop {
+        let m = collector.metrics()?;
+        if m.get("tidings_wal_appended_events_total", &[]) > appended_before {
+            break Some(freed.elapsed());
+        }
+        if freed.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+    collector.terminate(Duration::from_secs(60))?;
+    let log_path = context.work.join("wal-disk-full.log");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut row = Row {
+        fault: format!(
+            "write-ahead log on a full disk ({}), freed after 3 s",
+            disk.kind
+        ),
+        ..Row::default()
+    };
+    account(&mut row, &report, context.run, &table.ids()?);
+    row.duplicates = table.duplicates()?;
+    row.notes.push(format!(
+        "{} requests answered 503 while full ({refused} appends refused: write failed)",
+        report.busy
+    ));
+    if refused == 0 || report.busy == 0 {
+        row.failures
+            .push("no append was refused while the disk was full".to_owned());
+    }
+    match log
+        .lines()
+        .find(|l| l.contains("write-ahead log write failed"))
+    {
+        Some(line) => {
+            let line = strip_ansi(line);
+            let at = line.find("path=").unwrap_or(0);
+            row.notes.push(format!("logged: `{}`", &line[at..]));
+        }
+        None => row.failures.push(format!(
+            "no \"write-ahead log write failed\" warning in the log {}",
+            collector_log_hint(&log_path)
+        )),
+    }
+    match recovered {
+        Some(after) => row.notes.push(format!(
+            "202s resumed {:.0} ms after space returned",
+            after.as_secs_f64() * 1e3
+        )),
+        None => row
+            .failures
+            .push("appends did not resume within 30 s of freeing space".to_owned()),
+    }
+    table.drop_all()?;
     Ok(row)
 }
 

@@ -514,13 +514,15 @@ impl Accounting {
     /// queue after acceptance, filtered by the root, or by the sink), or
     /// pending in the collector's queue or the sink.
     ///
-    /// The collector's queue counts the events of refused requests (503) as
-    /// received and dropped (`queue_full`, or `shutdown` once closed), so
-    /// those (`events_received - events_accepted`) are taken off its drops.
+    /// The collector's queue counts the events of requests it refused (503)
+    /// as received and dropped (`queue_full`, or `shutdown` once closed), so
+    /// those (what it received less what was accepted) are taken off its
+    /// drops. (In durable mode a request refused before its append never
+    /// reaches the queue; the same formula holds.)
     pub(crate) fn of(metrics: &Metrics, stage: &str) -> Self {
         let accepted = metrics.get("tidings_collector_events_accepted_total", &[]);
         let refused = metrics
-            .get("tidings_collector_events_received_total", &[])
+            .get("tidings_backend_received_total", &[("backend", "intake")])
             .saturating_sub(accepted);
         let mut dropped = BTreeMap::new();
         let intake_dropped: u64 = REASONS

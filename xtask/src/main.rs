@@ -8,7 +8,7 @@
 //!   durable ack mode (see `loadtest.rs`).
 //! - `chaos [FAULT...]`: faults against the release collector and the real
 //!   services, with a table of what was lost (see `chaos.rs`).
-//! - `soak [--minutes N] [--rate R]`: memory and accounting of the release
+//! - `soak [--minutes N] [--rate R] [--durable]`: memory and accounting of the release
 //!   collector under steady load with a black-holed sink (see `soak.rs`).
 //! - `fuzz [--seconds N] [TARGET...]`: the cargo-fuzz targets of `fuzz/`
 //!   (see `fuzz.rs`).
@@ -53,11 +53,10 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::chaos(&project_root(), &args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..])
             .and_then(|(seconds, targets)| fuzz::fuzz(&project_root(), seconds, &targets)),
-        Some("soak") => soak::parse(&args[1..])
-            .and_then(|(minutes, rate)| soak::soak(&project_root(), minutes, rate)),
+        Some("soak") => soak::parse(&args[1..]).and_then(|args| soak::soak(&project_root(), &args)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] | fuzz [--seconds N] [TARGET...]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...]>"
             );
             return ExitCode::from(2);
         }

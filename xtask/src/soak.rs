@@ -1,4 +1,4 @@
-//! `cargo xtask soak [--minutes N] [--rate EVENTS_PER_SECOND]`: a steady
+//! `cargo xtask soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable]`: a steady
 //! request rate against the release `tidings` binary for N minutes
 //! (default 10) with one sink black-holed the whole time (PostgreSQL behind
 //! a [`CuttableProxy`] that refuses every connection) next to a healthy
@@ -11,6 +11,8 @@
 //! invariant is broken at any sample or the RSS leaves its budget:
 //! the RSS before load plus every event the queues and batches may hold
 //! (their capacities) at [`EVENT_BUDGET_BYTES`] each, plus [`SLACK_KIB`].
+//! With `--durable` the collector runs with `ack = "durable"`, and the
+//! write-ahead log's size on disk is reported too.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,10 +39,18 @@ const MAX_EVENTS: u64 = 100;
 /// Sinks in the soak's config.
 const SINKS: [&str; 2] = ["backends.files", "backends.warehouse"];
 
-/// Parses `--minutes N` and `--rate R`.
-pub(crate) fn parse(args: &[String]) -> Result<(f64, f64), String> {
+/// What `cargo xtask soak` was asked for.
+pub(crate) struct SoakArgs {
+    minutes: f64,
+    rate: f64,
+    durable: bool,
+}
+
+/// Parses `--minutes N`, `--rate R` and `--durable`.
+pub(crate) fn parse(args: &[String]) -> Result<SoakArgs, String> {
     let mut minutes = 10.0;
     let mut rate = 500.0;
+    let mut durable = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let value = |v: Option<&String>| -> Result<f64, String> {
@@ -51,14 +61,19 @@ pub(crate) fn parse(args: &[String]) -> Result<(f64, f64), String> {
         match arg.as_str() {
             "--minutes" => minutes = value(args.next())?,
             "--rate" => rate = value(args.next())?,
+            "--durable" => durable = true,
             other => {
                 return Err(format!(
-                    "unknown soak argument {other:?}; usage: cargo xtask soak [--minutes N] [--rate EVENTS_PER_SECOND]"
+                    "unknown soak argument {other:?}; usage: cargo xtask soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable]"
                 ));
             }
         }
     }
-    Ok((minutes, rate))
+    Ok(SoakArgs {
+        minutes,
+        rate,
+        durable,
+    })
 }
 
 /// One sample.
@@ -67,10 +82,17 @@ struct Sample {
     rss_kib: u64,
     accounts: Vec<Accounting>,
     quiet: bool,
+    /// Bytes of the write-ahead log not yet retired (durable mode).
+    wal_bytes: u64,
 }
 
 /// Runs the soak for `minutes` at `rate` events per second.
-pub(crate) fn soak(root: &Path, minutes: f64, rate: f64) -> Result<(), String> {
+pub(crate) fn soak(root: &Path, args: &SoakArgs) -> Result<(), String> {
+    let SoakArgs {
+        minutes,
+        rate,
+        durable,
+    } = *args;
     let binary = release_binary(root)?;
     let work = std::env::temp_dir().join(format!("tidings-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -80,10 +102,18 @@ pub(crate) fn soak(root: &Path, minutes: f64, rate: f64) -> Result<(), String> {
     proxy.cut();
     let addr = free_addr()?;
     let config = work.join("soak.toml");
+    let ack = if durable {
+        format!(
+            "ack = \"durable\"\nwal_path = \"{}\"\n",
+            work.join("wal").display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         &config,
         format!(
-            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = {QUEUE_CAPACITY}\nshutdown_timeout_ms = 5000\n\n\
+            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = {QUEUE_CAPACITY}\nshutdown_timeout_ms = 5000\n{ack}\n\
              [backends.files]\ntype = \"file\"\npath = \"{}\"\ngzip = true\nroll_events = 100000\nroll_seconds = 60\n\
              queue_capacity = {QUEUE_CAPACITY}\nmax_events = {MAX_EVENTS}\n\n\
              [backends.warehouse]\ntype = \"postgres\"\nurl = \"host=127.0.0.1 port={} user=postgres dbname=test\"\n\
@@ -101,7 +131,8 @@ pub(crate) fn soak(root: &Path, minutes: f64, rate: f64) -> Result<(), String> {
     let held = QUEUE_CAPACITY * (1 + SINKS.len() as u64) + MAX_EVENTS * SINKS.len() as u64;
     let budget = baseline + held * EVENT_BUDGET_BYTES / 1024 + SLACK_KIB;
     println!(
-        "soak: {minutes} min at {rate} events/s (requests of 10 events) against {}; PostgreSQL sink black-holed, file sink healthy",
+        "soak: {minutes} min at {rate} events/s (requests of 10 events, {} ack) against {}; PostgreSQL sink black-holed, file sink healthy",
+        if durable { "durable" } else { "fast" },
         binary.display()
     );
     println!(
@@ -131,6 +162,7 @@ pub(crate) fn soak(root: &Path, minutes: f64, rate: f64) -> Result<(), String> {
             rss_kib,
             accounts,
             quiet,
+            wal_bytes: metrics.get("tidings_wal_bytes", &[]),
         };
         for account in &sample.accounts {
             if !account.holds() {
@@ -206,6 +238,14 @@ pub(crate) fn soak(root: &Path, minutes: f64, rate: f64) -> Result<(), String> {
         }
     }
     println!("| memory budget | {budget} KiB |");
+    if durable {
+        let wal: Vec<u64> = samples.iter().map(|s| s.wal_bytes).collect();
+        println!(
+            "| write-ahead log on disk, max / last sample | {} KiB / {} KiB |",
+            wal.iter().max().copied().unwrap_or(0) / 1024,
+            wal.last().copied().unwrap_or(0) / 1024
+        );
+    }
     println!(
         "| invariant violations | {} |",
         violations.iter().filter(|v| !v.contains("RSS")).count()
