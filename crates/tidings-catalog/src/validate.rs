@@ -318,13 +318,13 @@ fn check_scalar(property: &Property, scalar: &Scalar<'_>) -> Result<(), Found> {
             {
                 return Err(Found::new(ViolationKind::NotTimestamp { value: shown() }));
             }
-            if let Some(pattern) = &property.pattern {
-                if !pattern.is_match(text) {
-                    return Err(Found::new(ViolationKind::PatternMismatch {
-                        value: shown(),
-                        pattern: pattern.as_str().to_owned(),
-                    }));
-                }
+            if let Some(pattern) = &property.pattern
+                && !pattern.is_match(text)
+            {
+                return Err(Found::new(ViolationKind::PatternMismatch {
+                    value: shown(),
+                    pattern: pattern.as_str().to_owned(),
+                }));
             }
             if values.is_empty() {
                 return Ok(());

@@ -25,10 +25,10 @@ fn presented_key<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
 ) -> Option<std::borrow::Cow<'a, str>> {
-    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(key) = value.strip_prefix("Bearer ") {
-            return Some(key.trim().into());
-        }
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(key) = value.strip_prefix("Bearer ")
+    {
+        return Some(key.trim().into());
     }
     if let Some(value) = headers.get("x-write-key").and_then(|v| v.to_str().ok()) {
         return Some(value.trim().into());

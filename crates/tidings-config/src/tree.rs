@@ -94,11 +94,10 @@ pub(crate) fn parse(text: &str, registry: &Registry) -> Result<Config, ConfigErr
     for (key, value) in table {
         match key.as_str() {
             "collector" => {
-                if let Some(table) = expect_table(value, &at.key("collector"), &mut errors) {
-                    if let Some(options) = deserialize_at(table, &at.key("collector"), &mut errors)
-                    {
-                        collector = options;
-                    }
+                if let Some(table) = expect_table(value, &at.key("collector"), &mut errors)
+                    && let Some(options) = deserialize_at(table, &at.key("collector"), &mut errors)
+                {
+                    collector = options;
                 }
             }
             "processors" => {

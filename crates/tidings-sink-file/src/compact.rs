@@ -86,10 +86,10 @@ pub fn compact(dir: impl AsRef<Path>, period: Period) -> io::Result<CompactRepor
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if is_finished(&name) {
-            if let Some(key) = period_of(&name, period.key_len()) {
-                groups.entry(key.to_owned()).or_default().push(name);
-            }
+        if is_finished(&name)
+            && let Some(key) = period_of(&name, period.key_len())
+        {
+            groups.entry(key.to_owned()).or_default().push(name);
         }
     }
     let mut report = CompactReport::default();

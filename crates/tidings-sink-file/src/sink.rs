@@ -234,10 +234,9 @@ impl FileSink {
             .open
             .as_ref()
             .is_some_and(|f| f.opened.elapsed() >= self.roll_after)
+            && let Some(open) = state.open.take()
         {
-            if let Some(open) = state.open.take() {
-                Self::roll(open)?;
-            }
+            Self::roll(open)?;
         }
         Ok(())
     }

@@ -228,10 +228,10 @@ impl NatsSinkBuilder {
         if self.duplicate_window_seconds == 0 {
             return Err(invalid("duplicate_window_seconds", "must be at least 1"));
         }
-        if let Some(stream) = &self.stream {
-            if let Some(reason) = stream_name_problem(stream) {
-                return Err(invalid("stream", reason));
-            }
+        if let Some(stream) = &self.stream
+            && let Some(reason) = stream_name_problem(stream)
+        {
+            return Err(invalid("stream", reason));
         }
         let create = if self.create_stream {
             let Some(stream) = &self.stream else {
@@ -656,10 +656,10 @@ async fn publish_all(
         VecDeque::with_capacity(window.min(messages.len()));
     let mut duplicates = 0_usize;
     for message in messages {
-        if pending.len() >= window {
-            if let Some((ack, id)) = pending.pop_front() {
-                duplicates += usize::from(wait_ack(ack, &id, timeout, &url).await?);
-            }
+        if pending.len() >= window
+            && let Some((ack, id)) = pending.pop_front()
+        {
+            duplicates += usize::from(wait_ack(ack, &id, timeout, &url).await?);
         }
         let publish = PublishMessage::build()
             .payload(message.body)
@@ -786,10 +786,10 @@ fn scrub(text: &str, url: &str) -> String {
     for one in url.split(',') {
         let rest = one.trim().split_once("://").map_or(one.trim(), |(_, r)| r);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if !userinfo.is_empty() {
-                text = text.replace(userinfo, "***");
-            }
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && !userinfo.is_empty()
+        {
+            text = text.replace(userinfo, "***");
         }
     }
     text

@@ -15,6 +15,12 @@ pub enum WalError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another process (or another `Wal` of this one) has the directory open.
+    #[error("write-ahead log directory {} is in use by another process", .path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The writer thread could not be started.
     #[error("cannot start the write-ahead log writer: {0}")]
     Spawn(std::io::Error),

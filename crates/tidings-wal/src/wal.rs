@@ -26,6 +26,8 @@ use crate::writer::{Job, Writer};
 /// [`Wal::open`] returns.
 #[derive(Debug)]
 pub struct Wal {
+    /// The directory's `LOCK` file, locked while the log is open.
+    lock: Mutex<Option<std::fs::File>>,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     retirer: Arc<Retirer>,
@@ -51,6 +53,7 @@ impl Wal {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700); // events may hold personal data
         dir.create(&options.dir).map_err(dir_error)?;
+        let lock = lock(&options.dir)?;
         let existing = list(&options.dir).map_err(dir_error)?;
         let counters = Counters::default();
         for (_, _, bytes) in &existing {
@@ -67,6 +70,7 @@ impl Wal {
         let replay = Replay::new(existing, retirer.clone());
         Ok((
             Self {
+                lock: Mutex::new(Some(lock)),
                 jobs: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(handle)),
                 retirer,
@@ -140,7 +144,8 @@ impl Wal {
     }
 
     /// Refuses further appends, waits for the writer to finish the appends
-    /// already sent, and closes the open segment. Idempotent.
+    /// already sent, closes the open segment and unlocks the directory.
+    /// Idempotent.
     pub fn close(&self) {
         drop(
             self.jobs
@@ -156,6 +161,34 @@ impl Wal {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+/// Locks `dir` for this log: two writers would reuse segment numbers and
+/// replay each other's events. The lock goes with the process (even one
+/// killed with `kill -9`).
+fn lock(dir: &std::path::Path) -> Result<std::fs::File, WalError> {
+    let path = dir.join("LOCK");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(|source| WalError::Dir {
+        path: path.clone(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(WalError::Dir { path, source }),
     }
 }
 

@@ -158,12 +158,12 @@ impl Writer {
                 counters.failed(accepted.len() as u64);
                 // Part of the group may be on disk: account for it, and
                 // start a new segment rather than trust this one.
-                if let Some(active) = self.active.take() {
-                    if let Ok(meta) = active.file.metadata() {
-                        let grown = meta.len().saturating_sub(active.size);
-                        counters.wrote(grown);
-                        active.lease.bytes.store(meta.len(), Ordering::SeqCst);
-                    }
+                if let Some(active) = self.active.take()
+                    && let Ok(meta) = active.file.metadata()
+                {
+                    let grown = meta.len().saturating_sub(active.size);
+                    counters.wrote(grown);
+                    active.lease.bytes.store(meta.len(), Ordering::SeqCst);
                 }
                 let error = AppendError::Io {
                     path,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tidings_event::{Event, EventName};
-use tidings_wal::{AppendError, Wal, WalOptions};
+use tidings_wal::{AppendError, Wal, WalError, WalOptions};
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tidings-wal-{name}-{}", std::process::id()));
@@ -325,4 +325,18 @@ async fn segments_are_readable_by_their_owner_only() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&segments(&dir)[0]), 0o600);
+}
+
+#[test]
+fn a_directory_is_used_by_one_log_at_a_time() {
+    let dir = dir("locked");
+    let (first, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let error = Wal::open(WalOptions::new(&dir)).unwrap_err();
+    assert!(matches!(error, WalError::Locked { .. }), "{error}");
+    assert!(
+        error.to_string().contains("in use by another process"),
+        "{error}"
+    );
+    first.close();
+    let (_second, _) = Wal::open(WalOptions::new(&dir)).unwrap();
 }

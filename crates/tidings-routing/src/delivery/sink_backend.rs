@@ -265,13 +265,13 @@ impl Worker {
         let tick_every = self.sink.tick_interval();
         let mut next_tick = tick_every.map(|every| Instant::now() + every);
         loop {
-            if let (Some(every), Some(due)) = (tick_every, next_tick) {
-                if Instant::now() >= due {
-                    if let Err(error) = self.sink.tick().await {
-                        tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, "sink tick failed");
-                    }
-                    next_tick = Some(Instant::now() + every);
+            if let (Some(every), Some(due)) = (tick_every, next_tick)
+                && Instant::now() >= due
+            {
+                if let Err(error) = self.sink.tick().await {
+                    tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, "sink tick failed");
                 }
+                next_tick = Some(Instant::now() + every);
             }
             self.take_queued(&mut batch, &mut incoming).await;
             let shutdown = self.shared.control.shutdown_deadline();
@@ -286,12 +286,12 @@ impl Worker {
             if self.shared.queue.len() > 0 {
                 continue;
             }
-            if let Some(deadline) = shutdown {
-                if self.shared.queue.is_closed() {
-                    let _ = tokio::time::timeout_at(deadline.into(), self.sink.shutdown()).await;
-                    self.shared.control.finish();
-                    return;
-                }
+            if let Some(deadline) = shutdown
+                && self.shared.queue.is_closed()
+            {
+                let _ = tokio::time::timeout_at(deadline.into(), self.sink.shutdown()).await;
+                self.shared.control.finish();
+                return;
             }
             if let Some((ticket, deadline)) = flush {
                 let flushed = self.sink.flush();
