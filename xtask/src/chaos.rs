@@ -266,6 +266,27 @@ pub(crate) fn chaos(root: &Path, selected: &[String]) -> Result<(), String> {
     }
 }
 
+/// How long after `since` the counter `metric{labels}` first grows past
+/// `from` (polled every 5 ms); `None` if not within `limit`.
+fn time_until_grows(
+    collector: &Collector,
+    metric: &str,
+    labels: &[(&str, &str)],
+    from: u64,
+    since: Instant,
+    limit: Duration,
+) -> Result<Option<Duration>, String> {
+    loop {
+        if collector.metrics()?.get(metric, labels) > from {
+            return Ok(Some(since.elapsed()));
+        }
+        if since.elapsed() > limit {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// (a) `kill -9` under load, restart, drain.
 fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
     let mode = if durable { "durable" } else { "fast" };
@@ -359,16 +380,14 @@ fn blackhole_fault(context: &Context, outage: Duration) -> Result<Row, String> {
         + before.get("tidings_backend_buffered_events", &[("backend", stage)]);
     proxy.restore();
     let restored = Instant::now();
-    let resumed = loop {
-        let m = collector.metrics()?;
-        if m.get("tidings_backend_delivered_total", &[("backend", stage)]) > delivered_before {
-            break Some(restored.elapsed());
-        }
-        if restored.elapsed() > Duration::from_secs(60) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let resumed = time_until_grows(
+        &collector,
+        "tidings_backend_delivered_total",
+        &[("backend", stage)],
+        delivered_before,
+        restored,
+        Duration::from_secs(60),
+    )?;
     std::thread::sleep(Duration::from_secs(3));
     let report = load.stop();
     let after = collector.metrics()?;
@@ -681,16 +700,14 @@ fn disk_full(context: &Context) -> Result<Row, String> {
     std::fs::remove_file(&ballast).map_err(|e| format!("cannot remove the ballast: {e}"))?;
     let freed = Instant::now();
     let delivered_before = full.get("tidings_backend_delivered_total", &[("backend", stage)]);
-    let recovered = loop {
-        let m = collector.metrics()?;
-        if m.get("tidings_backend_delivered_total", &[("backend", stage)]) > delivered_before {
-            break Some(freed.elapsed());
-        }
-        if freed.elapsed() > Duration::from_secs(30) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let recovered = time_until_grows(
+        &collector,
+        "tidings_backend_delivered_total",
+        &[("backend", stage)],
+        delivered_before,
+        freed,
+        Duration::from_secs(30),
+    )?;
     std::thread::sleep(Duration::from_secs(2));
     let report = load.stop();
     collector.terminate(Duration::from_secs(60))?;
@@ -808,16 +825,14 @@ fn wal_disk_full(context: &Context) -> Result<Row, String> {
     std::fs::remove_file(&ballast).map_err(|e| format!("cannot remove the ballast: {e}"))?;
     let freed = Instant::now();
     let appended_before = full.get("tidings_wal_appended_events_total", &[]);
-    let recovered = loop {
-        let m = collector.metrics()?;
-        if m.get("tidings_wal_appended_events_total", &[]) > appended_before {
-            break Some(freed.elapsed());
-        }
-        if freed.elapsed() > Duration::from_secs(30) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let recovered = time_until_grows(
+        &collector,
+        "tidings_wal_appended_events_total",
+        &[],
+        appended_before,
+        freed,
+        Duration::from_secs(30),
+    )?;
     std::thread::sleep(Duration::from_secs(2));
     let report = load.stop();
     collector.terminate(Duration::from_secs(60))?;

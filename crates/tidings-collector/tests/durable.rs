@@ -4,13 +4,12 @@
 
 mod support;
 
-use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Served, free_addr, http, registry, start, tidings, wait_for, write_config};
+use support::{Served, finish, free_addr, http, registry, serve_config, signal, wait_for};
 use tidings_collector::Collector;
 use tidings_config::load;
 use tidings_event::{Event, EventName, Timestamp};
@@ -21,6 +20,15 @@ fn wal_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tidings-durable-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Waits (at most 20 s) until every segment in `dir` is retired.
+fn wait_until_retired(dir: &Path, what: &str) {
+    let started = Instant::now();
+    while !segments(dir).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -45,10 +53,11 @@ fn durable(id: &str, dir: &Path, collector_options: &str, sink_options: &str) ->
     Served::start(Collector::from_config(&config).unwrap())
 }
 
-fn post_events(served: &Served, names: &[&str]) -> (u16, String) {
+/// Posts one request with an event of each name.
+fn post(addr: SocketAddr, names: &[&str]) -> (u16, String) {
     let body: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
     http(
-        served.addr,
+        addr,
         "POST",
         "/events",
         &[("content-type", "application/json")],
@@ -72,7 +81,7 @@ fn a_202_means_the_events_are_in_the_log_on_disk() {
         "",
         "flush_interval_ms = 600000\nmax_events = 100000",
     );
-    let (status, body) = post_events(&served, &["disk.one", "disk.two"]);
+    let (status, body) = post(served.addr, &["disk.one", "disk.two"]);
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
     let on_disk: Vec<u8> = segments(&dir)
         .iter()
@@ -198,55 +207,11 @@ fn events_left_in_the_log_are_replayed_with_their_ids_and_receive_times_then_ret
     let metrics = served.metrics_text();
     assert_eq!(metric(&metrics, "tidings_wal_replayed_events_total "), 3);
     assert_eq!(metric(&metrics, "tidings_wal_damaged_records_total "), 1);
-    let started = Instant::now();
-    while !segments(&dir).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the replayed segment was never retired"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_retired(&dir, "the replayed segment was never retired");
     // New requests go on while and after the replay.
-    assert_eq!(post_events(&served, &["after.replay"]).0, 202);
+    assert_eq!(post(served.addr, &["after.replay"]).0, 202);
     served.shutdown(Duration::from_secs(5)).unwrap();
     assert_eq!(sink.events().len(), 4);
-}
-
-fn serve_binary(name: &str, config: &str) -> (Child, std::net::SocketAddr) {
-    let path = write_config(name, config);
-    let addr = free_addr();
-    let mut command = tidings();
-    command
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", &addr]);
-    (start(command, &addr), addr.parse().unwrap())
-}
-
-fn signal(child: &Child, signal: &str) {
-    let sent = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-}
-
-fn output(mut child: Child) -> (std::process::ExitStatus, String, String) {
-    let status = child.wait().unwrap();
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status, stdout, stderr)
 }
 
 fn names_in(stdout: &str) -> Vec<String> {
@@ -265,18 +230,6 @@ const HOLDING_SINK: &str =
 /// A console sink that prints at once.
 const PRINTING_SINK: &str = "[backends.out]\ntype = \"console\"\nflush_interval_ms = 10\n";
 
-fn post_names(addr: std::net::SocketAddr, names: &[&str]) {
-    let body: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/events",
-        &[("content-type", "application/json")],
-        Value::Array(body).to_string().as_bytes(),
-    );
-    assert_eq!(status, 202, "{body}");
-}
-
 #[test]
 fn kill_9_loses_nothing_answered_202_and_the_restart_delivers_it() {
     let dir = wal_dir("kill9");
@@ -284,29 +237,22 @@ fn kill_9_loses_nothing_answered_202_and_the_restart_delivers_it() {
         "[collector]\nack = \"durable\"\nwal_path = {:?}\n",
         dir.display().to_string()
     );
-    let (child, addr) = serve_binary("kill9-a", &format!("{collector}{HOLDING_SINK}"));
-    post_names(addr, &["k.one", "k.two"]);
-    post_names(addr, &["k.three"]);
+    let (child, addr) = serve_config("kill9-a", &format!("{collector}{HOLDING_SINK}"));
+    assert_eq!(post(addr, &["k.one", "k.two"]).0, 202);
+    assert_eq!(post(addr, &["k.three"]).0, 202);
     signal(&child, "-KILL");
-    let (_, stdout, _) = output(child);
+    let (_, stdout, _) = finish(child);
     assert_eq!(
         names_in(&stdout),
         Vec::<String>::new(),
         "nothing was delivered before the crash"
     );
 
-    let (child, addr) = serve_binary("kill9-b", &format!("{collector}{PRINTING_SINK}"));
-    post_names(addr, &["k.four"]);
-    let started = Instant::now();
-    while !segments(&dir).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the replay was never delivered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, addr) = serve_config("kill9-b", &format!("{collector}{PRINTING_SINK}"));
+    assert_eq!(post(addr, &["k.four"]).0, 202);
+    wait_until_retired(&dir, "the replay was never delivered");
     signal(&child, "-TERM");
-    let (status, stdout, stderr) = output(child);
+    let (status, stdout, stderr) = finish(child);
     assert!(status.success(), "{stderr}");
     assert_eq!(
         names_in(&stdout),
@@ -326,32 +272,25 @@ fn a_drain_cut_short_keeps_the_undelivered_events_for_the_next_start() {
         "[collector]\nack = \"durable\"\nwal_path = {:?}\nshutdown_timeout_ms = 300\n",
         dir.display().to_string()
     );
-    let (child, addr) = serve_binary(
+    let (child, addr) = serve_config(
         "cut-a",
         &format!(
             "{collector}[backends.out]\ntype = \"http\"\nurl = \"http://{closed}/\"\nflush_interval_ms = 10\n"
         ),
     );
-    post_names(addr, &["cut.one", "cut.two"]);
+    assert_eq!(post(addr, &["cut.one", "cut.two"]).0, 202);
     signal(&child, "-TERM");
-    let (_, _, stderr) = output(child);
+    let (_, _, stderr) = finish(child);
     assert!(stderr.contains("the write-ahead log keeps it"), "{stderr}");
     assert!(
         !segments(&dir).is_empty(),
         "the log kept the undelivered events"
     );
 
-    let (child, _) = serve_binary("cut-b", &format!("{collector}{PRINTING_SINK}"));
-    let started = Instant::now();
-    while !segments(&dir).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the replay was never delivered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, _) = serve_config("cut-b", &format!("{collector}{PRINTING_SINK}"));
+    wait_until_retired(&dir, "the replay was never delivered");
     signal(&child, "-TERM");
-    let (status, stdout, stderr) = output(child);
+    let (status, stdout, stderr) = finish(child);
     assert!(status.success(), "{stderr}");
     assert_eq!(names_in(&stdout), ["cut.one", "cut.two"], "{stderr}");
 }

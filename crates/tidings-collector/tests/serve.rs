@@ -4,10 +4,11 @@
 mod support;
 
 use std::io::Read;
-use std::process::Command;
 use std::time::Duration;
 
-use support::{collector, free_addr, http, start, tidings, wait_for, write_config};
+use support::{
+    collector, finish, http, serve_config, signal, spawn_listening, tidings, wait_for, write_config,
+};
 
 #[test]
 fn serves_over_tcp_and_stops_when_told() {
@@ -72,46 +73,20 @@ fn check_prints_the_tree_or_every_error() {
 #[test]
 fn serve_accepts_events_and_drains_them_to_the_sinks_on_sigterm() {
     // A long flush interval: only the drain at SIGTERM delivers the events.
-    let config = write_config(
+    let (child, addr) = serve_config(
         "serve",
         "[backends.out]\ntype = \"console\"\nformat = \"json\"\nflush_interval_ms = 600000\n",
     );
-    let addr = free_addr();
-    let mut command = tidings();
-    command
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", &addr]);
-    let mut child = start(command, &addr);
-    let socket: std::net::SocketAddr = addr.parse().unwrap();
     let (status, _) = http(
-        socket,
+        addr,
         "POST",
         "/events",
         &[("content-type", "application/json")],
         br#"[{"name": "drained.one"}, {"name": "drained.two"}]"#,
     );
     assert_eq!(status, 202);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    signal(&child, "-TERM");
+    let (status, stdout, stderr) = finish(child);
     assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
     let names: Vec<String> = stdout
         .lines()
@@ -131,30 +106,22 @@ fn the_embedded_default_prints_events_and_keeps_them_in_gzip_files_under_tidings
     let cwd = std::env::temp_dir().join(format!("tidings-default-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cwd);
     std::fs::create_dir_all(&cwd).unwrap();
-    let addr = free_addr();
-    let mut command = tidings();
-    command.current_dir(&cwd).args(["serve", "--listen", &addr]);
-    let mut child = start(command, &addr);
+    let (child, addr) = spawn_listening(|addr| {
+        let mut command = tidings();
+        command.current_dir(&cwd).args(["serve", "--listen", addr]);
+        command
+    });
     let (status, _) = http(
-        addr.parse().unwrap(),
+        addr,
         "POST",
         "/events",
         &[("content-type", "application/json")],
         br#"[{"name": "default.one"}, {"name": "default.two"}]"#,
     );
     assert_eq!(status, 202);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    signal(&child, "-TERM");
+    let (status, stdout, stderr) = finish(child);
+    assert!(status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     let files: Vec<_> = std::fs::read_dir(cwd.join("tidings-data"))
         .unwrap()

@@ -252,24 +252,42 @@ pub(crate) fn write_config(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-/// Spawns `command` (a `tidings serve` listening on `addr`) with piped
-/// output, and waits until it accepts connections.
-pub(crate) fn start(mut command: Command, addr: &str) -> std::process::Child {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let socket: SocketAddr = addr.parse().unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the collector did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Spawns the `tidings serve` that `command(addr)` builds for a free
+/// address, with piped output, and waits until it listens. Should another
+/// process take the port first (the child then exits), it tries another.
+pub(crate) fn spawn_listening(
+    command: impl Fn(&str) -> Command,
+) -> (std::process::Child, SocketAddr) {
+    for _ in 0..5 {
+        let addr = free_addr();
+        let mut child = command(&addr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let socket: SocketAddr = addr.parse().unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+                assert!(
+                    stderr.contains("cannot listen"),
+                    "the collector exited ({status}) before listening:\n{stderr}"
+                );
+                break; // the port was taken meanwhile: try another
+            }
+            if TcpStream::connect(socket).is_ok() {
+                return (child, socket);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the collector did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    child
+    panic!("no free port found for the collector in 5 tries")
 }
 
 /// A free port on 127.0.0.1, as `127.0.0.1:PORT`.
@@ -280,4 +298,46 @@ pub(crate) fn free_addr() -> String {
         .unwrap()
         .port();
     format!("127.0.0.1:{port}")
+}
+
+/// `tidings serve` with the config `text` (written for test `name`) on a
+/// free port, started and listening.
+pub(crate) fn serve_config(name: &str, text: &str) -> (std::process::Child, SocketAddr) {
+    let path = write_config(name, text);
+    spawn_listening(|addr| {
+        let mut command = tidings();
+        command
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", addr]);
+        command
+    })
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`) to `child`.
+pub(crate) fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits for `child` to exit; its status, stdout and stderr.
+pub(crate) fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String, String) {
+    let status = child.wait().unwrap();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stdout, stderr)
 }
