@@ -800,6 +800,7 @@ mod tests {
 # HELP tidings_collector_events_received_total Events decoded from requests.
 tidings_collector_events_received_total 100
 tidings_collector_events_accepted_total 90
+tidings_backend_received_total{backend="intake"} 100
 tidings_backend_dropped_total{backend="intake",reason="queue_full"} 10
 tidings_backend_dropped_total{backend="intake",reason="shutdown"} 5
 tidings_router_filtered_total{router="root"} 0
@@ -823,5 +824,18 @@ tidings_backend_buffered_events{backend="backends.s"} 2
         let account = Accounting::of(&Metrics::parse(&lost_one), "backends.s");
         assert!(!account.holds());
         assert!(account.describe().contains('≠'), "{}", account.describe());
+
+        // Durable mode: the refused request never reached the intake.
+        let durable = text
+            .replace(
+                "received_total{backend=\"intake\"} 100",
+                "received_total{backend=\"intake\"} 90",
+            )
+            .replace(
+                "{backend=\"intake\",reason=\"queue_full\"} 10",
+                "{backend=\"intake\",reason=\"queue_full\"} 0",
+            );
+        let account = Accounting::of(&Metrics::parse(&durable), "backends.s");
+        assert!(account.holds(), "{}", account.describe());
     }
 }
