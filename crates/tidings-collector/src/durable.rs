@@ -98,13 +98,15 @@ impl Durable {
     fn replay(&self, replay: Replay, intake: &AsyncRouter) {
         let capacity = self.admission.capacity;
         let (mut batches, mut events) = (0u64, 0u64);
+        // Returning mid-way (a shutdown) drops the replay, which keeps the
+        // segment it was reading on disk for the next start.
+        let stopped = || self.stop_replay.load(Ordering::SeqCst);
         for mut batch in replay {
             while !batch.is_empty() {
                 let rest = batch.split_off(batch.len().min(capacity));
                 let n = batch.len();
                 let reservation = loop {
-                    if self.stop_replay.load(Ordering::SeqCst) {
-                        // Dropping the replay mid-way keeps its segment on disk.
+                    if stopped() {
                         return;
                     }
                     if let Some(r) = self.admission.reserve(intake, n) {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -162,6 +163,7 @@ impl SinkBackendBuilder {
             batch: self.batch,
             retry: self.retry,
             on_batch: self.on_batch,
+            failing: AtomicBool::new(false),
         };
         let handle = spawn_worker(&shared.name, worker.run())
             .map_err(|e| SpawnError::new(&shared.name, e))?;
@@ -256,6 +258,9 @@ struct Worker {
     batch: BatchConfig,
     retry: RetryPolicy,
     on_batch: Option<BatchHook>,
+    /// Whether the last attempt failed: the first failure of a streak is a
+    /// warning, the rest are at debug level until an attempt succeeds.
+    failing: AtomicBool,
 }
 
 impl Worker {
@@ -383,10 +388,19 @@ impl Worker {
                             BatchOutcome::Dropped(DropReason::Shutdown),
                         );
                     }
-                    Some(Ok(())) => return self.finish(&events, attempt, BatchOutcome::Delivered),
+                    Some(Ok(())) => {
+                        if self.failing.swap(false, Ordering::Relaxed) {
+                            tracing::info!(target: "tidings::delivery", backend = %self.shared.name, attempt, "sink recovered: batch delivered");
+                        }
+                        return self.finish(&events, attempt, BatchOutcome::Delivered);
+                    }
                     Some(Err(error)) => error,
                 };
-                tracing::debug!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed");
+                if self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed");
+                } else {
+                    tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed; further failures are logged at debug level until the sink recovers");
+                }
                 match error.kind() {
                     SinkErrorKind::TooLarge if events.len() > 1 => {
                         let mut left = events;

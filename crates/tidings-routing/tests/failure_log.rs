@@ -1,0 +1,76 @@
+//! What a failing sink logs: the first failure of a streak as a warning
+//! (so a dead database or a full disk shows with the default `info`
+//! filter), the rest at debug level, and its recovery once. Its own test
+//! binary: the worker threads log through the global subscriber.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tidings_event::{Event, EventName};
+use tidings_routing::{Backend, BatchConfig, RetryPolicy, SinkBackend};
+use tidings_test::{Answer, RecordingSink};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failure_streak_warns_once_then_reports_the_recovery() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+    let sink = RecordingSink::scripted([
+        Answer::Status(503, None),
+        Answer::Status(503, None),
+        Answer::Status(503, None),
+    ]);
+    let backend = SinkBackend::builder("flaky", sink.clone())
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_millis(1)))
+        .retry(
+            RetryPolicy::default()
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_max_backoff(Duration::from_millis(2)),
+        )
+        .build()
+        .unwrap();
+    backend
+        .send(Event::new(EventName::new("flaky.one").unwrap(), json!({})))
+        .unwrap();
+    backend.flush(Duration::from_secs(10)).unwrap();
+    backend.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(sink.events().len(), 1);
+    assert_eq!(sink.calls().len(), 4, "delivered on the fourth attempt");
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("batch failed") && warnings[0].contains("backend=flaky"),
+        "{text}"
+    );
+    assert!(warnings[0].contains("503"), "the cause is named: {text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("sink recovered"))
+            .count(),
+        1,
+        "{text}"
+    );
+}
