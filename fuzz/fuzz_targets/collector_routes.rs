@@ -34,6 +34,8 @@ fn collector() -> &'static (Collector, tokio::runtime::Runtime) {
     })
 }
 
+/// Replayed on stable by `crates/tidings-collector/tests/fuzz_corpus.rs`,
+/// which copies this table: change both together.
 const ROUTES: [(&str, &str); 8] = [
     ("/events", "application/json"),
     ("/events", "text/plain;charset=UTF-8"),

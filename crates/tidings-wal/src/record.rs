@@ -51,8 +51,10 @@ pub enum Item<'a> {
     },
 }
 
-/// The records of one segment's bytes, header included. A segment whose
-/// header is wrong or missing is one [`Item::Damaged`] region.
+/// The records of one segment's bytes, header included. Bytes where the
+/// header should be that are not a header are one [`Item::Damaged`]
+/// region (none if a record starts right there). Damaged regions are
+/// never empty.
 #[must_use]
 pub fn scan(segment: &[u8]) -> Scan<'_> {
     let start = if segment.starts_with(HEADER) {
@@ -114,10 +116,13 @@ impl<'a> Iterator for Scan<'a> {
             self.header_bad = false;
             let end = self.resync(0).unwrap_or(self.bytes.len());
             self.at = end;
-            return Some(Item::Damaged {
-                offset: 0,
-                len: end,
-            });
+            if end > 0 {
+                return Some(Item::Damaged {
+                    offset: 0,
+                    len: end,
+                });
+            }
+            // No header, but a record right at the start: read it.
         }
         if self.at >= self.bytes.len() {
             return None;
@@ -204,6 +209,20 @@ mod tests {
         let items: Vec<_> = scan(&bytes).collect();
         assert!(matches!(items[0], Item::Damaged { offset: 0, len } if len == HEADER.len()));
         assert_eq!(records(&bytes), [b"kept"]);
+    }
+
+    #[test]
+    fn a_record_where_the_header_should_be_is_read_with_no_empty_damage() {
+        // Found by the wal_scan fuzz target: it once gave a damaged region of 0 bytes.
+        let mut bytes = Vec::new();
+        frame(b"[]", &mut bytes);
+        assert_eq!(
+            scan(&bytes).collect::<Vec<_>>(),
+            [Item::Record {
+                offset: 0,
+                payload: b"[]"
+            }]
+        );
     }
 
     proptest! {

@@ -25,6 +25,7 @@ fn the_wal_scan_corpus_scans_cleanly_and_covers_every_byte() {
                 }
                 Item::Damaged { offset, len } => {
                     assert_eq!(offset, covered);
+                    assert!(len > 0, "an empty damaged region");
                     covered += len;
                 }
             }
