@@ -58,9 +58,9 @@ const FAULTS: [&str; 6] = [
 /// The default length of the black-hole.
 const BLACKHOLE_SECONDS: u64 = 60;
 
-/// The log filter of the collector: `info`, and the engine's per-attempt
-/// failures (logged at `debug`) so the runner can show the sinks' errors.
-const LOG_FILTER: &str = "info,tidings::delivery=debug";
+/// The log filter of the collector: the default's (a sink's first failed
+/// attempt of a streak is a warning, which the disk-full faults look for).
+const LOG_FILTER: &str = "info";
 
 /// The queue keys of every sink here: a full sink queue makes the
 /// collector's queue wait (up to a minute), so that a burst is refused at
@@ -695,7 +695,7 @@ fn disk_full(context: &Context) -> Result<Row, String> {
     let log = std::fs::read_to_string(&collector.log).unwrap_or_default();
     let error_line = log
         .lines()
-        .find(|l| l.contains("No space left on device"))
+        .find(|l| l.contains("No space left on device") && l.contains("WARN"))
         .map(str::to_owned);
     std::fs::remove_file(&ballast).map_err(|e| format!("cannot remove the ballast: {e}"))?;
     let freed = Instant::now();
@@ -758,10 +758,10 @@ fn disk_full(context: &Context) -> Result<Row, String> {
             let line = strip_ansi(&line);
             let at = line.find("error=").unwrap_or(0);
             row.notes
-                .push(format!("logged at debug level: `{}`", &line[at..]));
+                .push(format!("logged (a warning, once): `{}`", &line[at..]));
         }
         None => row.failures.push(format!(
-            "no \"No space left on device\" error in the log {}",
+            "no \"No space left on device\" warning in the log {}",
             collector_log_hint(&context.work.join("disk-full.log"))
         )),
     }
@@ -848,8 +848,7 @@ fn wal_disk_full(context: &Context) -> Result<Row, String> {
     account(&mut row, &report, context.run, &table.ids()?);
     row.duplicates = table.duplicates()?;
     row.notes.push(format!(
-        "{} requests answered 503 while full ({refused} appends refused: write failed)",
-        report.busy
+        "{refused} appends refused while full (write failed)"
     ));
     if refused == 0 || report.busy == 0 {
         row.failures
