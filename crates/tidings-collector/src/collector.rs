@@ -61,6 +61,16 @@ struct Inner {
     flume_log: Mutex<Box<dyn Write + Send>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone without a `shutdown`: what the queues hold
+        // is abandoned, so the log keeps it for the next start.
+        if let Some(durable) = &self.durable {
+            durable.abandon();
+        }
+    }
+}
+
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Collector")
@@ -177,7 +187,10 @@ impl Collector {
         );
         let durable = match options.ack {
             AckMode::Durable => Some(Durable::start(&options, intake.clone())?),
-            _ => None,
+            _ => {
+                crate::durable::warn_if_log_left(&options);
+                None
+            }
         };
         let limits = Limits::default()
             .with_max_bytes(options.max_body_bytes)

@@ -21,7 +21,8 @@ const REPLAY_BACKOFF: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 pub(crate) struct Durable {
     wal: Wal,
-    admission: Admission,
+    /// The intake queue's capacity: the largest batch a replay queues at once.
+    capacity: usize,
     stop_replay: AtomicBool,
     replay: Mutex<Option<JoinHandle<()>>>,
 }
@@ -39,7 +40,7 @@ impl Durable {
         })?;
         let durable = Arc::new(Self {
             wal,
-            admission: Admission::new(options.queue_capacity),
+            capacity: options.queue_capacity.max(1),
             stop_replay: AtomicBool::new(false),
             replay: Mutex::new(None),
         });
@@ -62,15 +63,15 @@ impl Durable {
 
     /// Admits a request's events: room in `intake` is reserved first (503
     /// without writing anything when there is none), then the events are
-    /// made durable, then queued.
+    /// made durable, then queued in the reserved room.
     pub(crate) async fn admit(
         &self,
         intake: &AsyncRouter,
         mut events: Vec<Event>,
     ) -> Result<(), Reject> {
-        let Some(reservation) = self.admission.reserve(intake, events.len()) else {
-            return Err(Reject::QueueFull);
-        };
+        let reservation = intake
+            .reserve(events.len())
+            .map_err(|_| Reject::QueueFull)?;
         self.wal
             .append(&mut events)
             .await
@@ -87,45 +88,46 @@ impl Durable {
                     message: "the write-ahead log cannot be written".to_owned(),
                 },
             })?;
-        // The reservation makes room certain, unless the intake was closed
-        // by a shutdown meanwhile: then the events stay in the log (held
-        // by the shutdown) and the client is asked to retry.
-        let queued = intake.send_all(events).map_err(|_| Reject::QueueFull);
-        drop(reservation);
-        queued
+        // Only a shutdown closing the intake meanwhile refuses this: the
+        // events stay in the log (held by the shutdown) and the client is
+        // asked to retry.
+        reservation.send_all(events).map_err(|_| Reject::QueueFull)
     }
 
     fn replay(&self, replay: Replay, intake: &AsyncRouter) {
-        let capacity = self.admission.capacity;
+        let capacity = self.capacity;
         let (mut batches, mut events) = (0u64, 0u64);
         // Returning mid-way (a shutdown) drops the replay, which keeps the
         // segment it was reading on disk for the next start.
         let stopped = || self.stop_replay.load(Ordering::SeqCst);
         for mut batch in replay {
             while !batch.is_empty() {
-                let rest = batch.split_off(batch.len().min(capacity));
-                let n = batch.len();
+                let chunk: Vec<Event> = batch.drain(..batch.len().min(capacity)).collect();
                 let reservation = loop {
                     if stopped() {
                         return;
                     }
-                    if let Some(r) = self.admission.reserve(intake, n) {
-                        break r;
+                    if let Ok(reservation) = intake.reserve(chunk.len()) {
+                        break reservation;
                     }
                     std::thread::sleep(REPLAY_BACKOFF);
                 };
-                if intake
-                    .send_all(std::mem::replace(&mut batch, rest))
-                    .is_err()
-                {
+                events += chunk.len() as u64;
+                if reservation.send_all(chunk).is_err() {
                     return;
                 }
-                drop(reservation);
-                events += n as u64;
             }
             batches += 1;
         }
         tracing::info!(target: "tidings::collector", batches, events, "write-ahead log replayed");
+    }
+
+    /// For a collector dropped without [`Durable::shutdown`]: its queues'
+    /// events are abandoned (dropped as `shutdown` after a grace period),
+    /// so keep every segment for the next start.
+    pub(crate) fn abandon(&self) {
+        self.wal.hold_deletions();
+        self.stop_replay.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn stats(&self) -> WalStats {
@@ -168,6 +170,23 @@ impl Durable {
     }
 }
 
+/// Warns when fast mode starts over a write-ahead log a durable run left:
+/// its events are delivered only by a durable collector on that path.
+pub(crate) fn warn_if_log_left(options: &CollectorOptions) {
+    match tidings_wal::segments_in(std::path::Path::new(&options.wal_path)) {
+        Ok(0) => {}
+        Ok(segments) => tracing::warn!(
+            target: "tidings::collector",
+            segments,
+            path = %options.wal_path,
+            "ack = \"fast\", but the write-ahead log holds events a durable run has not delivered; start with ack = \"durable\" on this wal_path to deliver them"
+        ),
+        Err(error) => {
+            tracing::warn!(target: "tidings::collector", %error, path = %options.wal_path, "cannot read the write-ahead log directory")
+        }
+    }
+}
+
 /// Events dropped because a shutdown deadline passed, anywhere in the pipeline.
 fn shutdown_drops(intake: &AsyncRouter, stages: &[Stage]) -> u64 {
     let below: u64 = stages
@@ -178,50 +197,4 @@ fn shutdown_drops(intake: &AsyncRouter, stages: &[Stage]) -> u64 {
         })
         .sum();
     intake.metrics().dropped(DropReason::Shutdown) + below
-}
-
-/// Room in the intake queue, reserved by each request before its events
-/// are written, so that an event in the log always fits the queue.
-#[derive(Debug)]
-struct Admission {
-    capacity: usize,
-    reserved: Mutex<usize>,
-}
-
-/// Room held for `n` events until they are queued.
-struct Reservation<'a> {
-    admission: &'a Admission,
-    n: usize,
-}
-
-impl Admission {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            reserved: Mutex::new(0),
-        }
-    }
-
-    /// Reserves room for `n` events, if the queue has it. The queue only
-    /// grows through reservations, so the room cannot vanish before the
-    /// events are queued (a reservation is released after its push).
-    fn reserve(&self, intake: &AsyncRouter, n: usize) -> Option<Reservation<'_>> {
-        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        let queued = usize::try_from(intake.metrics().queued).unwrap_or(usize::MAX);
-        if queued.saturating_add(*reserved).saturating_add(n) > self.capacity {
-            return None;
-        }
-        *reserved += n;
-        Some(Reservation { admission: self, n })
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        *self
-            .admission
-            .reserved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) -= self.n;
-    }
 }

@@ -294,3 +294,54 @@ fn a_drain_cut_short_keeps_the_undelivered_events_for_the_next_start() {
     assert!(status.success(), "{stderr}");
     assert_eq!(names_in(&stdout), ["cut.one", "cut.two"], "{stderr}");
 }
+
+#[test]
+fn a_collector_dropped_without_shutdown_keeps_the_log_for_the_next_start() {
+    let dir = wal_dir("dropped");
+    let closed = free_addr();
+    let text = format!(
+        "[collector]\nack = \"durable\"\nwal_path = {:?}\n[backends.out]\ntype = \"http\"\nurl = \"http://{closed}/\"\nflush_interval_ms = 10\n",
+        dir.display().to_string()
+    );
+    let config = load(&text, &registry()).unwrap();
+    let served = Served::start(Collector::from_config(&config).unwrap());
+    assert_eq!(post(served.addr, &["dropped.one", "dropped.two"]).0, 202);
+    drop(served); // no shutdown: an embedding host that forgot `drain`
+    // The abandoned sink keeps trying for 5 s, then drops its batch as
+    // `shutdown`; that must not retire the segment.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(!segments(&dir).is_empty(), "the log was deleted");
+
+    let served = durable("durable-dropped", &dir, "", "flush_interval_ms = 10");
+    let sink = memory_sink("durable-dropped");
+    wait_for(&sink, 2);
+    served.shutdown(Duration::from_secs(5)).unwrap();
+    let mut names: Vec<String> = sink.events().iter().map(|e| e.name().to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["dropped.one", "dropped.two"]);
+}
+
+#[test]
+fn fast_mode_over_a_log_left_by_a_durable_run_warns() {
+    let dir = wal_dir("left-behind");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("00000000000000000001.wal"), b"TIDWAL01").unwrap();
+    let (child, _) = serve_config(
+        "left-behind",
+        &format!(
+            "[collector]\nwal_path = {:?}\n{PRINTING_SINK}",
+            dir.display().to_string()
+        ),
+    );
+    signal(&child, "-TERM");
+    let (status, _, stderr) = finish(child);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds events a durable run has not delivered"),
+        "{stderr}"
+    );
+    assert!(
+        dir.join("00000000000000000001.wal").exists(),
+        "fast mode never touches the log"
+    );
+}

@@ -13,7 +13,10 @@ use std::sync::Arc;
 /// bookkeeping in the value's `Drop`: the collector's durable mode, for
 /// one, deletes a write-ahead log segment once no event read from it is
 /// alive. Components that pass events on never look at it; a component
-/// that builds a new event from an old one should carry the lease over.
+/// that builds a new event from an old one should carry the lease over,
+/// and a sink that reports an event delivered before it is durable (a
+/// file written but not yet fsynced) should keep a clone of its lease
+/// until it is.
 ///
 /// A lease is not part of the event's value: it is neither serialized nor
 /// compared (two events that differ only in their leases are equal).
@@ -53,6 +56,17 @@ impl Lease {
     #[must_use]
     pub fn is_held(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Whether both leases hold the same value (or both none): events
+    /// from one source share one, so a holder can keep one per run.
+    #[must_use]
+    pub fn same_as(&self, other: &Lease) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     /// The value, if it is a `T`.

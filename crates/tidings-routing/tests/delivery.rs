@@ -484,3 +484,58 @@ fn an_idle_sink_is_ticked_at_its_interval() {
     }
     backend.shutdown(LONG).unwrap();
 }
+
+#[test]
+fn reserved_room_is_kept_for_its_events_and_given_back_when_dropped() {
+    // A worker blocked by its inner backend, so nothing leaves the queue.
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let recorder = RecordingBackend::new();
+    let inner = {
+        let (gate, recorder) = (gate.clone(), recorder.clone());
+        RoutingBackend::builder()
+            .processor(processor_fn("gate", move |_e: &mut Event| {
+                drop(gate.lock().unwrap());
+                Ok(Verdict::Keep)
+            }))
+            .backend("recorder", recorder)
+            .build()
+            .unwrap()
+    };
+    let router = AsyncRouter::builder("reserving", inner)
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    router.send(event(0)).unwrap(); // taken by the worker, which waits at the gate
+    std::thread::sleep(Duration::from_millis(50));
+    let reservation = router.reserve(3).unwrap();
+    assert_eq!(reservation.len(), 3);
+    router.send(event(1)).unwrap(); // the one free place
+    assert!(matches!(router.send(event(2)), Err(SendError::QueueFull)));
+    assert!(matches!(router.reserve(1), Err(SendError::QueueFull)));
+    assert!(router.send_all(vec![event(3)]).is_err());
+    let (error, back) = router
+        .reserve(0)
+        .unwrap()
+        .send_all(vec![event(4)])
+        .unwrap_err();
+    assert!(
+        matches!(error, SendError::QueueFull) && back.len() == 1,
+        "more events than reserved"
+    );
+    reservation.send_all(vec![event(5), event(6)]).unwrap(); // the third place comes back
+    router.send(event(7)).unwrap();
+    drop(held);
+    router.flush(Duration::from_secs(5)).unwrap();
+    let delivered: Vec<u64> = recorder
+        .events()
+        .iter()
+        .map(|e| e.data()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delivered, [0, 1, 5, 6, 7]);
+    let m = router.metrics();
+    // 0, 1, 5, 6, 7 queued; 2 and 3 refused (and counted); 4 never counted.
+    assert_eq!(m.received, 7);
+    router.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(matches!(router.reserve(1), Err(SendError::Closed)));
+}

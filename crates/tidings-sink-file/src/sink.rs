@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use tidings_event::{Event, Timestamp};
+use tidings_event::{Event, Lease, Timestamp};
 use tidings_routing::{Sink, SinkError, async_trait};
 
 use crate::names::{TMP_SUFFIX, file_name, is_gzip};
@@ -102,6 +102,21 @@ struct OpenFile {
     len: u64,
     events: u64,
     opened: Instant,
+    /// Leases of the events written since the last fsync (one per run of
+    /// events sharing one): kept until the file is synced, so that the
+    /// collector's durable mode keeps its log of them until they are on disk.
+    unsynced: Vec<Lease>,
+}
+
+impl OpenFile {
+    fn hold_leases(&mut self, events: &[Event]) {
+        for event in events {
+            let lease = event.lease();
+            if lease.is_held() && !self.unsynced.last().is_some_and(|l| l.same_as(lease)) {
+                self.unsynced.push(lease.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -119,7 +134,9 @@ struct State {
 /// appended with one write (one gzip member when compressing): a failed write
 /// is cut off again, so a retried batch is never half-written. Accepted
 /// batches survive a crash of the process (they are in the OS); they are on
-/// disk once their file rolls or the sink is flushed. At start, temporary
+/// disk once their file rolls or the sink is flushed, and until then the
+/// sink keeps the events' [`Lease`]s (so the collector's durable mode keeps
+/// them in its write-ahead log). At start, temporary
 /// files left by a crash are finished (their complete lines kept) or, when
 /// damaged, moved to `quarantine/` after their complete lines are saved.
 #[derive(Debug)]
@@ -210,6 +227,7 @@ impl FileSink {
             len: 0,
             events: 0,
             opened: Instant::now(),
+            unsynced: Vec::new(),
         })
     }
 
@@ -264,6 +282,7 @@ impl Sink for FileSink {
                 state.open = Some(open);
                 return Err(error);
             }
+            open.hold_leases(now);
             open.events += now.len() as u64;
             if open.events >= self.roll_events {
                 Self::roll(open)?;
@@ -276,11 +295,12 @@ impl Sink for FileSink {
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let state = self.lock();
-        if let Some(open) = &state.open {
+        let mut state = self.lock();
+        if let Some(open) = &mut state.open {
             open.file
                 .sync_data()
                 .map_err(|e| io_error("cannot sync", &open.tmp, &e))?;
+            open.unsynced.clear();
         }
         Ok(())
     }

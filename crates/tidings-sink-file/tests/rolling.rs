@@ -302,3 +302,44 @@ fn zero_roll_events_is_refused() {
         .unwrap_err();
     assert_eq!(err.to_string(), "roll_events must be at least 1");
 }
+
+/// A lease that counts its drops, standing in for durable mode's segment.
+struct Settled(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Settled {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn written_events_keep_their_leases_until_their_file_is_synced() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tidings_event::Lease;
+    use tidings_routing::Sink;
+
+    let dir = temp_dir("leases");
+    let sink = FileSink::builder(&dir)
+        .roll_events(5)
+        .roll_seconds(3600)
+        .build()
+        .unwrap();
+    let settled = Arc::new(AtomicUsize::new(0));
+    let leased = |n| {
+        let mut e = event(n);
+        e.set_lease(Lease::new(Arc::new(Settled(settled.clone()))));
+        e
+    };
+    // Written, not yet synced: the sink keeps the leases past send_batch.
+    sink.send_batch(&[leased(0), leased(1)]).await.unwrap();
+    assert_eq!(settled.load(Ordering::SeqCst), 0);
+    sink.flush().await.unwrap();
+    assert_eq!(settled.load(Ordering::SeqCst), 2, "synced by the flush");
+    // A roll (fsync, rename) lets go too.
+    sink.send_batch(&[leased(2), leased(3)]).await.unwrap();
+    assert_eq!(settled.load(Ordering::SeqCst), 2);
+    sink.send_batch(&[event(4)]).await.unwrap(); // the fifth: the file rolls
+    assert_eq!(settled.load(Ordering::SeqCst), 4, "rolled: fsynced");
+    sink.shutdown().await.unwrap();
+}

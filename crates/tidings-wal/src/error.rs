@@ -37,12 +37,13 @@ pub enum AppendError {
         /// The log's byte budget.
         max_bytes: u64,
     },
-    /// One append alone is larger than a record may be.
-    #[error("an append of {bytes} bytes is larger than the largest record ({max} bytes)")]
+    /// One append alone is larger than a record may be, or than the
+    /// log's whole byte budget.
+    #[error("an append of {bytes} bytes is larger than the write-ahead log takes ({max} bytes)")]
     TooLarge {
         /// The encoded size of the append.
         bytes: usize,
-        /// The largest record.
+        /// The most the log takes in one append.
         max: usize,
     },
     /// Writing or syncing the segment failed (a full disk, say).

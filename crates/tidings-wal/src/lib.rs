@@ -62,5 +62,6 @@ pub use error::{AppendError, WalError};
 pub use options::{DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, WalOptions};
 pub use record::{Item, Scan, scan};
 pub use replay::{Replay, decode_record};
+pub use segment::segments_in;
 pub use stats::WalStats;
 pub use wal::Wal;

@@ -33,8 +33,10 @@ pub fn decode_record(payload: &[u8]) -> Result<Vec<Event>, WireError> {
 /// Each batch holds leases on its segment like appended events do, so a
 /// replayed segment is deleted once its events are settled. Damaged bytes
 /// (a torn tail from a crash mid-write, a bad checksum) are skipped,
-/// logged and counted in [`WalStats`](crate::WalStats), never fatal. A
-/// segment that cannot be read is logged and left on disk.
+/// logged and counted in [`WalStats`](crate::WalStats), never fatal; an
+/// intact record that does not decode as events is also copied to
+/// `quarantine/` next to the segments. A segment that cannot be read is
+/// logged and left on disk.
 ///
 /// Dropping a `Replay` before the end leaves the segment it was reading
 /// (even if its last batch was taken: that batch may not have been handed
@@ -132,11 +134,30 @@ impl Iterator for Replay {
                 }
                 Err(error) => {
                     let path = current.lease.path().to_path_buf();
-                    let what = format!("a record that is not events ({error})");
+                    let kept = quarantine(&path, offset, &current.bytes[range.clone()]);
+                    let what = format!("a record that is not events ({error}; kept as {kept})");
                     self.damaged(&path, offset, range.len(), &what);
                 }
             }
         }
+    }
+}
+
+/// Saves an intact record that does not decode (a later version's
+/// stricter rules, say) under `quarantine/` next to the segments, as
+/// `SEGMENT-OFFSET.json`, before its segment is retired; returns where (or
+/// why not), for the log.
+fn quarantine(segment: &std::path::Path, offset: usize, payload: &[u8]) -> String {
+    let Some(dir) = segment.parent().map(|d| d.join("quarantine")) else {
+        return "nowhere: the segment has no directory".to_owned();
+    };
+    let name = segment
+        .file_stem()
+        .map_or_else(|| "segment".into(), |s| s.to_string_lossy());
+    let path = dir.join(format!("{name}-{offset}.json"));
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, payload)) {
+        Ok(()) => path.display().to_string(),
+        Err(error) => format!("nowhere: cannot write {}: {error}", path.display()),
     }
 }
 

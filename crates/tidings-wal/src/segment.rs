@@ -31,6 +31,20 @@ pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf, u64)>> {
     Ok(segments)
 }
 
+/// How many segments `dir` holds (events a log there has not delivered),
+/// without opening or locking it; 0 when there is no such directory.
+///
+/// # Errors
+///
+/// When the directory exists but cannot be read.
+pub fn segments_in(dir: &Path) -> std::io::Result<usize> {
+    match list(dir) {
+        Ok(segments) => Ok(segments.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes settled segments, or keeps them aside while deletions are held.
 #[derive(Debug)]
 pub(crate) struct Retirer {

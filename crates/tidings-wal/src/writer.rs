@@ -120,6 +120,14 @@ impl Writer {
         let mut accepted = Vec::with_capacity(group.len());
         for job in group.drain(..) {
             let len = job.record.len() as u64;
+            if len > self.options.max_bytes {
+                // Would never fit, however much is delivered: not worth a retry.
+                let _ = job.reply.send(Err(AppendError::TooLarge {
+                    bytes: job.record.len(),
+                    max: usize::try_from(self.options.max_bytes).unwrap_or(usize::MAX),
+                }));
+                continue;
+            }
             if live + len > self.options.max_bytes {
                 counters.refused_full();
                 let _ = job.reply.send(Err(AppendError::Full {

@@ -340,3 +340,57 @@ fn a_directory_is_used_by_one_log_at_a_time() {
     first.close();
     let (_second, _) = Wal::open(WalOptions::new(&dir)).unwrap();
 }
+
+#[tokio::test]
+async fn an_intact_record_that_is_not_events_is_quarantined_not_lost() {
+    let dir = dir("quarantine");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A segment holding one intact record (checksum and all) that does not
+    // decode as events, then one that does.
+    let mut segment = b"TIDWAL01".to_vec();
+    for payload in [&b"[1]"[..], br#"[{"name": "kept.one"}]"#] {
+        segment.extend_from_slice(b"TWR1");
+        segment.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        segment.extend_from_slice(&crc(payload).to_le_bytes());
+        segment.extend_from_slice(payload);
+    }
+    std::fs::write(dir.join("00000000000000000003.wal"), &segment).unwrap();
+    let (wal, replayed) = replay_all(&dir);
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].name(), "kept.one");
+    assert_eq!(wal.stats().damaged_regions, 1);
+    let kept = dir.join("quarantine/00000000000000000003-8.json");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"[1]");
+}
+
+/// CRC-32 (IEEE), bit by bit: the log's checksum, computed independently.
+fn crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn an_append_larger_than_the_whole_budget_is_too_large_not_full() {
+    let dir = dir("too-large");
+    let (wal, _) = Wal::open(WalOptions::new(&dir).max_bytes(200)).unwrap();
+    let mut big = vec![Event::new(
+        EventName::new("big").unwrap(),
+        json!({"pad": "x".repeat(500)}),
+    )];
+    let error = wal.append(&mut big).await.unwrap_err();
+    assert!(
+        matches!(error, AppendError::TooLarge { max: 200, .. }),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+}

@@ -124,11 +124,88 @@ impl AsyncRouter {
             })
     }
 
+    /// Reserves room for `n` events in the queue, kept from every other
+    /// sender until [`Reservation::send_all`] fills it or the reservation is
+    /// dropped. For a producer that must know there is room before it does
+    /// something it cannot undo (the collector's durable mode writes a
+    /// request to its log, then queues it). Nothing is counted until the
+    /// events are sent.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] without room for `n` more events (queued
+    /// and reserved), [`SendError::Closed`] after shutdown.
+    pub fn reserve(&self, n: usize) -> Result<Reservation<'_>, SendError> {
+        match self.shared.stage.queue.reserve(n) {
+            Ok(()) => Ok(Reservation { router: self, n }),
+            Err(Pushed::Closed) => Err(SendError::Closed),
+            Err(_) => Err(SendError::QueueFull),
+        }
+    }
+
     /// A snapshot of the counters; `delivered` counts events handed to the
     /// inner backend.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.stage.snapshot()
+    }
+}
+
+/// Room for events held in an [`AsyncRouter`]'s queue, from
+/// [`AsyncRouter::reserve`]. Dropping it gives the room back.
+#[derive(Debug)]
+#[must_use = "the room is given back when the reservation is dropped"]
+pub struct Reservation<'a> {
+    router: &'a AsyncRouter,
+    n: usize,
+}
+
+impl Reservation<'_> {
+    /// How many events the reservation holds room for.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether it holds no room.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Queues `events` in the reserved room (all of them or none), and gives
+    /// back what they do not use.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when the router was shut down meanwhile (the
+    /// events are handed back and counted as dropped), and
+    /// [`SendError::QueueFull`] when there are more events than reserved
+    /// room (handed back, not counted).
+    pub fn send_all(mut self, events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
+        if events.len() > self.n {
+            return Err((SendError::QueueFull, events));
+        }
+        let stage = &self.router.shared.stage;
+        let reserved = std::mem::take(&mut self.n);
+        Metrics::add(&stage.metrics.received, events.len());
+        stage
+            .queue
+            .push_reserved(events, reserved)
+            .map_err(|(_, events)| {
+                stage
+                    .metrics
+                    .dropped(&stage.name, DropReason::Shutdown, events.len());
+                (SendError::Closed, events)
+            })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.router.shared.stage.queue.unreserve(self.n);
+        }
     }
 }
 

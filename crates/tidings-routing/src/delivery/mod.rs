@@ -11,7 +11,7 @@ mod sink;
 mod sink_backend;
 mod stage;
 
-pub use async_router::{AsyncRouter, AsyncRouterBuilder};
+pub use async_router::{AsyncRouter, AsyncRouterBuilder, Reservation};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
 pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, MetricsSnapshot};

@@ -41,6 +41,9 @@ pub(crate) struct Queue {
     items: Mutex<VecDeque<Event>>,
     /// Mirrors `items.len()`, so a full queue refuses without taking the lock.
     len: AtomicUsize,
+    /// Room promised to reservations not yet filled; changed only under the
+    /// `items` lock, and counted as occupied by every push.
+    reserved: AtomicUsize,
     capacity: usize,
     policy: WhenFull,
     closed: AtomicBool,
@@ -58,6 +61,7 @@ impl Queue {
         Self {
             items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             len: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             capacity,
             policy,
             closed: AtomicBool::new(false),
@@ -75,6 +79,60 @@ impl Queue {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Queued and reserved events: what counts against the capacity.
+    fn occupied(&self, items: &VecDeque<Event>) -> usize {
+        items.len() + self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Holds room for `n` events until [`Queue::push_reserved`] or
+    /// [`Queue::unreserve`]; refused when closed or without that room.
+    pub(crate) fn reserve(&self, n: usize) -> Result<(), Pushed> {
+        if self.is_closed() {
+            return Err(Pushed::Closed);
+        }
+        let items = self.lock();
+        if self.occupied(&items) + n > self.capacity {
+            return Err(Pushed::Full);
+        }
+        self.reserved.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives back `n` reserved places.
+    pub(crate) fn unreserve(&self, n: usize) {
+        let items = self.lock();
+        self.reserved.fetch_sub(n, Ordering::Relaxed);
+        drop(items);
+        if self.blocked.load(Ordering::SeqCst) > 0 {
+            self.space.notify_all();
+        }
+    }
+
+    /// Queues `events` into `reserved` places reserved before (at least as
+    /// many as there are events), giving all of them back; refused only
+    /// when closed.
+    pub(crate) fn push_reserved(
+        &self,
+        events: Vec<Event>,
+        reserved: usize,
+    ) -> Result<(), (Pushed, Vec<Event>)> {
+        debug_assert!(events.len() <= reserved);
+        if self.is_closed() {
+            self.unreserve(reserved);
+            return Err((Pushed::Closed, events));
+        }
+        let mut items = self.lock();
+        self.reserved.fetch_sub(reserved, Ordering::Relaxed);
+        let was_empty = items.is_empty();
+        items.extend(events);
+        self.len.store(items.len(), Ordering::Relaxed);
+        drop(items);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.space.notify_all();
@@ -89,21 +147,25 @@ impl Queue {
         if self.is_closed() {
             return Pushed::Closed;
         }
-        if self.policy == WhenFull::DropNewest && self.len() >= self.capacity {
+        if self.policy == WhenFull::DropNewest
+            && self.len() + self.reserved.load(Ordering::Relaxed) >= self.capacity
+        {
             return Pushed::Full;
         }
         let mut items = self.lock();
-        let outcome = if items.len() < self.capacity {
+        let outcome = if self.occupied(&items) < self.capacity {
             items.push_back(event);
             Pushed::Accepted
         } else {
             match self.policy {
                 WhenFull::DropNewest => Pushed::Full,
-                WhenFull::DropOldest => {
+                WhenFull::DropOldest if !items.is_empty() => {
                     items.pop_front();
                     items.push_back(event);
                     Pushed::Displaced
                 }
+                // Full of reservations only: nothing to displace.
+                WhenFull::DropOldest => Pushed::Full,
                 WhenFull::Block(timeout) => {
                     let (guard, outcome) = self.wait_for_room(items, event, timeout);
                     items = guard;
@@ -127,7 +189,7 @@ impl Queue {
             return Err((Pushed::Closed, events));
         }
         let mut items = self.lock();
-        if items.len() + events.len() > self.capacity {
+        if self.occupied(&items) + events.len() > self.capacity {
             return Err((Pushed::Full, events));
         }
         let was_empty = items.is_empty();
@@ -152,7 +214,7 @@ impl Queue {
             if self.is_closed() {
                 break Pushed::Closed;
             }
-            if items.len() < self.capacity {
+            if self.occupied(&items) < self.capacity {
                 items.push_back(event);
                 break Pushed::Accepted;
             }
@@ -216,6 +278,39 @@ mod tests {
         assert!(matches!(q.push(event(2)), Pushed::Accepted));
         assert!(matches!(q.push(event(3)), Pushed::Full));
         assert_eq!(data(&q.drain_all()), [1, 2]);
+    }
+
+    #[test]
+    fn reserved_room_is_kept_from_every_other_push_until_filled_or_given_back() {
+        for policy in [WhenFull::DropNewest, WhenFull::Block(Duration::ZERO)] {
+            let q = Queue::new(3, policy);
+            q.reserve(2).unwrap();
+            assert!(matches!(q.push(event(1)), Pushed::Accepted));
+            assert!(matches!(q.push(event(2)), Pushed::Full), "{policy:?}");
+            assert!(matches!(q.reserve(1), Err(Pushed::Full)));
+            assert!(q.push_all(vec![event(3)]).is_err());
+            q.push_reserved(vec![event(4), event(5)], 2).unwrap();
+            assert_eq!(data(&q.drain_all()), [1, 4, 5]);
+            q.reserve(3).unwrap();
+            q.unreserve(3);
+            q.push_all(vec![event(6), event(7), event(8)]).unwrap();
+        }
+        // Drop-oldest displaces queued events, never reserved room.
+        let q = Queue::new(2, WhenFull::DropOldest);
+        q.reserve(1).unwrap();
+        q.push(event(1));
+        assert!(matches!(q.push(event(2)), Pushed::Displaced));
+        q.push_reserved(vec![event(3)], 1).unwrap();
+        assert_eq!(data(&q.drain_all()), [2, 3]);
+        let q = Queue::new(1, WhenFull::DropOldest);
+        q.reserve(1).unwrap();
+        assert!(matches!(q.push(event(1)), Pushed::Full));
+        q.close();
+        assert!(matches!(
+            q.push_reserved(vec![event(2)], 1),
+            Err((Pushed::Closed, _))
+        ));
+        assert!(matches!(q.reserve(1), Err(Pushed::Closed)));
     }
 
     #[test]
