@@ -225,7 +225,7 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child) -> Result<(), String> {
 /// Runs the load test; `seconds` per phase; `durable`: with `ack =
 /// "durable"` (every 202 waits for the write-ahead log's fsync).
 pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), String> {
-    crate::cargo(&["build", "--release", "-p", "tidings-collector"], &[])?;
+    let binary = crate::harness::release_binary(root)?;
     let work = std::env::temp_dir().join(format!("tidings-loadtest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -249,7 +249,7 @@ pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), S
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut child = Command::new(root.join("target/release/tidings"))
+    let mut child = Command::new(&binary)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
