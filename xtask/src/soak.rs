@@ -180,9 +180,14 @@ pub(crate) fn soak(root: &Path, args: &SoakArgs) -> Result<(), String> {
             ));
         }
         println!(
-            "{:>5.0} s  RSS {:>7} KiB  {}{}",
+            "{:>5.0} s  RSS {:>7} KiB  {}{}{}",
             sample.at.as_secs_f64(),
             rss_kib,
+            if durable {
+                format!("log {:>6} KiB  ", sample.wal_bytes / 1024)
+            } else {
+                String::new()
+            },
             sample.accounts[1].describe(),
             if quiet {
                 ""
