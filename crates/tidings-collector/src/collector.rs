@@ -497,7 +497,7 @@ impl Collector {
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         let inner = &self.inner;
         match &inner.durable {
-            Some(durable) => durable.shutdown(&inner.intake, &inner.stages, timeout),
+            Some(durable) => durable.shutdown(&inner.intake, timeout),
             None => inner.intake.shutdown(timeout),
         }
     }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tidings_config::{CollectorOptions, ConfigError, ConfigErrorKind, Stage, StageMetrics};
+use tidings_config::{CollectorOptions, ConfigError, ConfigErrorKind};
 use tidings_event::Event;
-use tidings_routing::{AsyncRouter, Backend, DrainError, DropReason};
+use tidings_routing::{AsyncRouter, Backend, DrainError};
 use tidings_wal::{AppendError, Replay, Wal, WalOptions, WalStats};
 
 use crate::reject::Reject;
@@ -140,7 +140,6 @@ impl Durable {
     pub(crate) fn shutdown(
         &self,
         intake: &AsyncRouter,
-        stages: &[Stage],
         timeout: Duration,
     ) -> Result<(), DrainError> {
         self.wal.hold_deletions();
@@ -154,17 +153,20 @@ impl Durable {
             let _ = handle.join();
         }
         self.wal.close();
+        // Every stage reports the events its deadline cut off, so `Ok`
+        // means everything held was delivered (or dropped for a reason
+        // other than the deadline).
         let drained = intake.shutdown(timeout);
-        let cut_short = shutdown_drops(intake, stages);
-        if drained.is_ok() && cut_short == 0 {
-            self.wal.release_deletions();
-        } else {
-            tracing::warn!(
+        match &drained {
+            Ok(()) => {
+                self.wal.release_deletions();
+            }
+            Err(error) => tracing::warn!(
                 target: "tidings::collector",
-                dropped = cut_short,
+                %error,
                 path = %self.wal.options().dir().display(),
                 "the drain did not deliver everything: the write-ahead log keeps it for the next start"
-            );
+            ),
         }
         drained
     }
@@ -185,16 +187,4 @@ pub(crate) fn warn_if_log_left(options: &CollectorOptions) {
             tracing::warn!(target: "tidings::collector", %error, path = %options.wal_path, "cannot read the write-ahead log directory")
         }
     }
-}
-
-/// Events dropped because a shutdown deadline passed, anywhere in the pipeline.
-fn shutdown_drops(intake: &AsyncRouter, stages: &[Stage]) -> u64 {
-    let below: u64 = stages
-        .iter()
-        .map(|stage| match stage.metrics() {
-            StageMetrics::Delivery(m) => m.dropped(DropReason::Shutdown),
-            _ => 0,
-        })
-        .sum();
-    intake.metrics().dropped(DropReason::Shutdown) + below
 }

@@ -539,3 +539,30 @@ fn reserved_room_is_kept_for_its_events_and_given_back_when_dropped() {
     router.shutdown(Duration::from_secs(5)).unwrap();
     assert!(matches!(router.reserve(1), Err(SendError::Closed)));
 }
+
+#[test]
+fn an_async_router_whose_drain_runs_out_of_time_says_so() {
+    // Each event takes 50 ms to hand on: 20 cannot pass in 200 ms.
+    let recorder = RecordingBackend::new();
+    let inner = RoutingBackend::builder()
+        .processor(processor_fn("slow", |_e: &mut Event| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(Verdict::Keep)
+        }))
+        .backend("recorder", recorder.clone())
+        .build()
+        .unwrap();
+    let router = AsyncRouter::builder("slow", inner).build().unwrap();
+    for n in 0..20 {
+        router.send(event(n)).unwrap();
+    }
+    let error = router.shutdown(Duration::from_millis(200)).unwrap_err();
+    let m = router.metrics();
+    let cut = m.dropped(DropReason::Shutdown);
+    assert!(cut > 0 && recorder.len() < 20, "{m:?}");
+    assert_eq!(recorder.len() as u64 + cut, 20);
+    assert!(
+        error.to_string().contains(&format!("{cut} events pending")),
+        "the events dropped at the deadline are reported: {error}"
+    );
+}

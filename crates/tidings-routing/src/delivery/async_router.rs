@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,6 +39,9 @@ struct Shared {
     stage: Stage,
     /// What the inner backend's last flush or shutdown reported.
     inner_error: Mutex<Option<DrainError>>,
+    /// Events the worker dropped because the shutdown deadline passed
+    /// before it could hand them on.
+    cut_short: AtomicU64,
 }
 
 /// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
@@ -72,6 +76,7 @@ impl AsyncRouterBuilder {
         let shared = Arc::new(Shared {
             stage: Stage::new(self.name.to_string(), self.queue_capacity, self.when_full),
             inner_error: Mutex::new(None),
+            cut_short: AtomicU64::new(0),
         });
         let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner))
             .map_err(|e| SpawnError::new(&shared.stage.name, e))?;
@@ -222,7 +227,7 @@ impl Backend for AsyncRouter {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         let finished = self.shared.stage.shut_down(timeout, 2 * SHUTDOWN_SLACK);
         join_if_done(&self.shared.stage.control, &self.worker);
-        let pending = self.metrics().pending();
+        let pending = self.metrics().pending() + self.shared.cut_short.load(Ordering::Relaxed);
         if !finished || pending > 0 {
             return Err(DrainError::TimedOut { timeout, pending });
         }
@@ -278,6 +283,7 @@ async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
                         .stage
                         .metrics
                         .dropped(&shared.stage.name, DropReason::Shutdown, 1);
+                    shared.cut_short.fetch_add(1, Ordering::Relaxed);
                 } else {
                     hand_on(&shared, &*inner, event);
                 }
