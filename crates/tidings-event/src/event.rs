@@ -291,6 +291,19 @@ impl Event {
     }
 }
 
+/// Appends `events` to `out` as a JSON array in the wire format (what a
+/// batch of [`Event::write_json`] looks like to a receiver or a log).
+pub fn write_json_array(events: &[Event], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        event.write_json(out);
+    }
+    out.push(b']');
+}
+
 /// Appends `s` as a JSON string, copying it directly when nothing in it
 /// needs escaping (the usual case for event names).
 fn write_str(out: &mut Vec<u8>, s: &str) {

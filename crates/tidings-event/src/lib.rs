@@ -43,7 +43,7 @@ mod timestamp;
 mod wire;
 
 pub use data::DataError;
-pub use event::Event;
+pub use event::{Event, write_json_array};
 pub use id::{EventId, IdError};
 pub use lease::Lease;
 pub use name::{EventName, MAX_NAME_LEN, NameError};

@@ -155,14 +155,7 @@ impl HttpJsonSink {
     pub fn encode(batch: &[Event]) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(batch.iter().map(|e| e.encoded_len() + 1).sum::<usize>() + 1);
-        out.push(b'[');
-        for (index, event) in batch.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            event.write_json(&mut out);
-        }
-        out.push(b']');
+        tidings_event::write_json_array(batch, &mut out);
         out
     }
 }

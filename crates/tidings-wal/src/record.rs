@@ -17,18 +17,24 @@ pub(crate) const FRAME_LEN: usize = MAGIC.len() + 4 + 4;
 /// The largest payload a record may hold; a longer length is damage.
 pub(crate) const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 
-/// Appends one record holding `payload` to `out`.
-pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() <= MAX_PAYLOAD);
-    out.reserve(FRAME_LEN + payload.len());
+/// Appends one record to `out`, its payload written in place by
+/// `payload`; returns the payload's length, or `None` (and `out` as it
+/// was) when it is over [`MAX_PAYLOAD`].
+pub(crate) fn frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> Option<usize> {
+    let start = out.len();
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&[0; 8]); // length and checksum, once known
+    payload(out);
+    let len = out.len() - start - FRAME_LEN;
+    if len > MAX_PAYLOAD {
+        out.truncate(start);
+        return None;
+    }
+    let crc = crc32fast::hash(&out[start + FRAME_LEN..]);
+    let len32 = u32::try_from(len).expect("under MAX_PAYLOAD");
+    out[start + 4..start + 8].copy_from_slice(&len32.to_le_bytes());
+    out[start + 8..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
+    Some(len)
 }
 
 /// What [`scan`] finds in a segment, in file order.
@@ -151,7 +157,7 @@ mod tests {
     fn segment(payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = HEADER.to_vec();
         for p in payloads {
-            frame(p, &mut out);
+            frame(&mut out, |o| o.extend_from_slice(p));
         }
         out
     }
@@ -215,7 +221,7 @@ mod tests {
     fn a_record_where_the_header_should_be_is_read_with_no_empty_damage() {
         // Found by the wal_scan fuzz target: it once gave a damaged region of 0 bytes.
         let mut bytes = Vec::new();
-        frame(b"[]", &mut bytes);
+        frame(&mut bytes, |o| o.extend_from_slice(b"[]"));
         assert_eq!(
             scan(&bytes).collect::<Vec<_>>(),
             [Item::Record {
@@ -252,7 +258,7 @@ mod tests {
         ) {
             let mut bytes = HEADER.to_vec();
             for p in &payloads {
-                frame(p, &mut bytes);
+                frame(&mut bytes, |o| o.extend_from_slice(p));
                 bytes.extend_from_slice(&garbage);
             }
             prop_assert_eq!(records(&bytes), payloads);

@@ -4,7 +4,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use tidings_event::{Event, Lease};
+use tidings_event::{Event, Lease, write_json_array};
 use tokio::sync::oneshot;
 
 use crate::error::{AppendError, WalError};
@@ -14,6 +14,10 @@ use crate::replay::Replay;
 use crate::segment::{Retirer, list};
 use crate::stats::{Counters, WalStats};
 use crate::writer::{Job, Writer};
+
+/// A first guess at an event's size in a record; the buffer grows past it
+/// as needed (measuring each event first would encode it twice).
+const ESTIMATED_EVENT_BYTES: usize = 512;
 
 /// A write-ahead log of events in a directory of segment files.
 ///
@@ -198,25 +202,15 @@ impl Drop for Wal {
     }
 }
 
-/// One record: the events as a JSON array in their wire format.
+/// One record: the events as a JSON array in their wire format, written
+/// straight into the frame (one pass, no copy).
 fn encode(events: &[Event]) -> Result<Vec<u8>, AppendError> {
-    let mut payload =
-        Vec::with_capacity(events.iter().map(|e| e.encoded_len() + 1).sum::<usize>() + 2);
-    payload.push(b'[');
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            payload.push(b',');
-        }
-        event.write_json(&mut payload);
-    }
-    payload.push(b']');
-    if payload.len() > MAX_PAYLOAD {
-        return Err(AppendError::TooLarge {
-            bytes: payload.len(),
+    let mut record = Vec::with_capacity(FRAME_LEN + 2 + ESTIMATED_EVENT_BYTES * events.len());
+    match frame(&mut record, |out| write_json_array(events, out)) {
+        Some(_) => Ok(record),
+        None => Err(AppendError::TooLarge {
+            bytes: events.iter().map(Event::encoded_len).sum(),
             max: MAX_PAYLOAD,
-        });
+        }),
     }
-    let mut record = Vec::with_capacity(FRAME_LEN + payload.len());
-    frame(&payload, &mut record);
-    Ok(record)
 }
