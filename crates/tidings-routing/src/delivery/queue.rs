@@ -121,15 +121,9 @@ impl Queue {
             self.unreserve(reserved);
             return Err((Pushed::Closed, events));
         }
-        let mut items = self.lock();
+        let items = self.lock();
         self.reserved.fetch_sub(reserved, Ordering::Relaxed);
-        let was_empty = items.is_empty();
-        items.extend(events);
-        self.len.store(items.len(), Ordering::Relaxed);
-        drop(items);
-        if was_empty {
-            self.wake.notify_one();
-        }
+        self.extend(items, events);
         Ok(())
     }
 
@@ -188,10 +182,17 @@ impl Queue {
         if self.is_closed() {
             return Err((Pushed::Closed, events));
         }
-        let mut items = self.lock();
+        let items = self.lock();
         if self.occupied(&items) + events.len() > self.capacity {
             return Err((Pushed::Full, events));
         }
+        self.extend(items, events);
+        Ok(())
+    }
+
+    /// Appends `events` under the held lock, then wakes the worker if the
+    /// queue was empty.
+    fn extend(&self, mut items: MutexGuard<'_, VecDeque<Event>>, events: Vec<Event>) {
         let was_empty = items.is_empty();
         items.extend(events);
         self.len.store(items.len(), Ordering::Relaxed);
@@ -199,7 +200,6 @@ impl Queue {
         if was_empty {
             self.wake.notify_one();
         }
-        Ok(())
     }
 
     fn wait_for_room<'a>(
