@@ -30,12 +30,19 @@ const ESTIMATED_EVENT_BYTES: usize = 512;
 /// [`Wal::open`] returns.
 #[derive(Debug)]
 pub struct Wal {
-    /// The directory's `LOCK` file, locked while the log is open.
-    lock: Mutex<Option<std::fs::File>>,
-    jobs: Mutex<Option<Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// `None` once closed.
+    open: Mutex<Option<Open>>,
     retirer: Arc<Retirer>,
     options: WalOptions,
+}
+
+/// What an open log holds.
+#[derive(Debug)]
+struct Open {
+    jobs: Sender<Job>,
+    writer: JoinHandle<()>,
+    /// The directory's `LOCK` file, locked while the log is open.
+    _lock: std::fs::File,
 }
 
 impl Wal {
@@ -74,9 +81,11 @@ impl Wal {
         let replay = Replay::new(existing, retirer.clone());
         Ok((
             Self {
-                lock: Mutex::new(Some(lock)),
-                jobs: Mutex::new(Some(sender)),
-                writer: Mutex::new(Some(handle)),
+                open: Mutex::new(Some(Open {
+                    jobs: sender,
+                    writer: handle,
+                    _lock: lock,
+                })),
                 retirer,
                 options,
             },
@@ -101,9 +110,9 @@ impl Wal {
             reply,
         };
         {
-            let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-            let sender = jobs.as_ref().ok_or(AppendError::Closed)?;
-            sender.send(job).map_err(|_| AppendError::Closed)?;
+            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            let open = open.as_ref().ok_or(AppendError::Closed)?;
+            open.jobs.send(job).map_err(|_| AppendError::Closed)?;
         }
         let segment = answer.await.map_err(|_| AppendError::Closed)??;
         let lease = Lease::new(segment);
@@ -151,26 +160,20 @@ impl Wal {
     /// already sent, closes the open segment and unlocks the directory.
     /// Idempotent.
     pub fn close(&self) {
-        drop(
-            self.jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let handle = self
-            .writer
+        let open = self
+            .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        if let Some(Open {
+            jobs,
+            writer,
+            _lock,
+        }) = open
+        {
+            drop(jobs); // the writer ends once the appends already sent are done
+            let _ = writer.join();
         }
-        drop(
-            self.lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
     }
 }
 

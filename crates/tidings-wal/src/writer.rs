@@ -31,9 +31,15 @@ pub(crate) struct Job {
 
 struct Active {
     file: File,
+    /// Holds the segment's size too (`bytes`), kept current here.
     lease: Arc<SegmentLease>,
-    size: u64,
     opened: Instant,
+}
+
+impl Active {
+    fn size(&self) -> u64 {
+        self.lease.bytes.load(Ordering::SeqCst)
+    }
 }
 
 pub(crate) struct Writer {
@@ -110,7 +116,7 @@ impl Writer {
     /// answers every append of the group.
     fn commit(&mut self, group: &mut Vec<Job>) {
         if self.active.as_ref().is_some_and(|a| {
-            a.size >= self.options.segment_bytes || a.opened.elapsed() >= self.options.segment_age
+            a.size() >= self.options.segment_bytes || a.opened.elapsed() >= self.options.segment_age
         }) {
             self.close_active();
         }
@@ -152,8 +158,10 @@ impl Writer {
         match result {
             Ok(()) => {
                 let active = self.active.as_mut().expect("opened above");
-                active.size += buf.len() as u64;
-                active.lease.bytes.store(active.size, Ordering::SeqCst);
+                active
+                    .lease
+                    .bytes
+                    .fetch_add(buf.len() as u64, Ordering::SeqCst);
                 counters.wrote(buf.len() as u64);
                 let events = accepted.iter().map(|(n, _)| n).sum();
                 counters.synced(accepted.len() as u64, events);
@@ -169,7 +177,7 @@ impl Writer {
                 if let Some(active) = self.active.take()
                     && let Ok(meta) = active.file.metadata()
                 {
-                    let grown = meta.len().saturating_sub(active.size);
+                    let grown = meta.len().saturating_sub(active.size());
                     counters.wrote(grown);
                     active.lease.bytes.store(meta.len(), Ordering::SeqCst);
                 }
@@ -196,7 +204,6 @@ impl Writer {
             self.active = Some(Active {
                 file,
                 lease: SegmentLease::new(path, size, self.retirer.clone()),
-                size,
                 opened: Instant::now(),
             });
         }
