@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use tidings_test::CuttableProxy;
 
 use crate::harness::{
-    Collector, Load, LoadReport, LoadSpec, PG_ADDR, PgTable, event_id, free_addr, locked,
+    Collector, Load, LoadReport, LoadSpec, PG_ADDR, PgTable, ack_keys, event_id, free_addr, locked,
     release_binary, require_postgres, run_id, tail,
 };
 
@@ -292,14 +292,7 @@ fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
     let mode = if durable { "durable" } else { "fast" };
     let table = PgTable::create(&format!("tidings_chaos_kill9_{mode}_{:08x}", context.run))?;
     let addr = free_addr()?;
-    let collector_keys = if durable {
-        format!(
-            "ack = \"durable\"\nwal_path = \"{}\"",
-            context.work.join(format!("wal-{mode}")).display()
-        )
-    } else {
-        String::new()
-    };
+    let collector_keys = ack_keys(durable, &context.work.join(format!("wal-{mode}")));
     let proxy = CuttableProxy::start(PG_ADDR);
     let config = context.config(
         &format!("kill9-{mode}"),
@@ -600,9 +593,9 @@ struct SmallDisk {
 
 impl SmallDisk {
     /// A 2 MiB tmpfs at `work/name`, else a 4 MiB loop-mounted ext4 image.
-    fn mount(work: &Path, name: &str) -> Result<Self, String> {
+    fn mount(work: &Path, name: &str) -> Result<Self, NoSmallDisk> {
         let dir = work.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|e| NoSmallDisk(e.to_string()))?;
         let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
         if ok(Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
@@ -626,7 +619,24 @@ impl SmallDisk {
                 kind: "4 MiB loop-mounted ext4 image",
             });
         }
-        Err("cannot mount a small file system (tmpfs or a loop image): this fault needs root (or CAP_SYS_ADMIN)".to_owned())
+        Err(NoSmallDisk(
+            "cannot mount a small file system (tmpfs or a loop image): this fault needs root (or CAP_SYS_ADMIN)".to_owned(),
+        ))
+    }
+}
+
+/// No small file system could be mounted (why): the fault is skipped.
+struct NoSmallDisk(String);
+
+impl NoSmallDisk {
+    /// The informational row of the skipped fault named `fault`.
+    fn row(self, fault: &str) -> Row {
+        Row {
+            fault: fault.to_owned(),
+            informational: true,
+            notes: vec![self.0],
+            ..Row::default()
+        }
     }
 }
 
@@ -658,14 +668,7 @@ fn fill(path: &Path) -> Result<u64, String> {
 fn disk_full(context: &Context) -> Result<Row, String> {
     let disk = match SmallDisk::mount(&context.work, "disk") {
         Ok(disk) => disk,
-        Err(reason) => {
-            return Ok(Row {
-                fault: "file sink, disk full (skipped)".to_owned(),
-                informational: true,
-                notes: vec![reason],
-                ..Row::default()
-            });
-        }
+        Err(skipped) => return Ok(skipped.row("file sink, disk full (skipped)")),
     };
     let events_dir = disk.dir.join("events");
     let addr = free_addr()?;
@@ -789,24 +792,14 @@ fn disk_full(context: &Context) -> Result<Row, String> {
 fn wal_disk_full(context: &Context) -> Result<Row, String> {
     let disk = match SmallDisk::mount(&context.work, "wal-disk") {
         Ok(disk) => disk,
-        Err(reason) => {
-            return Ok(Row {
-                fault: "write-ahead log, disk full (skipped)".to_owned(),
-                informational: true,
-                notes: vec![reason],
-                ..Row::default()
-            });
-        }
+        Err(skipped) => return Ok(skipped.row("write-ahead log, disk full (skipped)")),
     };
     let table = PgTable::create(&format!("tidings_chaos_wal_disk_{:08x}", context.run))?;
     let addr = free_addr()?;
     let config = context.config(
         "wal-disk-full",
         addr,
-        &format!(
-            "ack = \"durable\"\nwal_path = \"{}\"",
-            disk.dir.join("wal").display()
-        ),
+        &ack_keys(true, &disk.dir.join("wal")),
         &postgres_backend(&table.name, 5432, 100, ""),
     )?;
     let collector = context.start(&config, addr, "wal-disk-full")?;

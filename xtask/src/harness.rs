@@ -19,6 +19,16 @@ pub(crate) const PG_ADDR: &str = "127.0.0.1:5432";
 const PG_START: &str =
     "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql)\" main start";
 
+/// The `[collector]` keys of durable mode with its log in `wal` (each on
+/// its own line), or nothing for fast mode.
+pub(crate) fn ack_keys(durable: bool, wal: &Path) -> String {
+    if durable {
+        format!("ack = \"durable\"\nwal_path = \"{}\"\n", wal.display())
+    } else {
+        String::new()
+    }
+}
+
 /// A free port on loopback.
 pub(crate) fn free_addr() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")

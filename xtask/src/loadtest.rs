@@ -232,14 +232,7 @@ pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), S
     let addr = free_addr().map_err(|e| e.to_string())?;
     let config = work.join("loadtest.toml");
     let data = work.join("data");
-    let ack = if durable {
-        format!(
-            "ack = \"durable\"\nwal_path = \"{}\"\n",
-            work.join("wal").display()
-        )
-    } else {
-        String::new()
-    };
+    let ack = crate::harness::ack_keys(durable, &work.join("wal"));
     println!("ack mode: {}", if durable { "durable" } else { "fast" });
     std::fs::write(
         &config,

@@ -102,14 +102,7 @@ pub(crate) fn soak(root: &Path, args: &SoakArgs) -> Result<(), String> {
     proxy.cut();
     let addr = free_addr()?;
     let config = work.join("soak.toml");
-    let ack = if durable {
-        format!(
-            "ack = \"durable\"\nwal_path = \"{}\"\n",
-            work.join("wal").display()
-        )
-    } else {
-        String::new()
-    };
+    let ack = crate::harness::ack_keys(durable, &work.join("wal"));
     std::fs::write(
         &config,
         format!(
