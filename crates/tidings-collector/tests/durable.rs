@@ -42,12 +42,29 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The `[collector]` table of durable mode with its log in `dir`, and
+/// `extra` lines.
+fn durable_collector(dir: &Path, extra: &str) -> String {
+    format!(
+        "[collector]\nack = \"durable\"\nwal_path = {:?}\n{extra}\n",
+        dir.display().to_string()
+    )
+}
+
+/// An HTTP sink whose receiver is down: it never delivers.
+fn unreachable_sink() -> String {
+    format!(
+        "[backends.out]\ntype = \"http\"\nurl = \"http://{}/\"\nflush_interval_ms = 10\n",
+        free_addr()
+    )
+}
+
 /// A served durable collector over the memory sink `id`; `sink_options`
 /// are extra lines of the sink's table.
 fn durable(id: &str, dir: &Path, collector_options: &str, sink_options: &str) -> Served {
     let text = format!(
-        "[collector]\nack = \"durable\"\nwal_path = {:?}\n{collector_options}\n[backends.mem]\ntype = \"memory\"\nid = \"{id}\"\n{sink_options}\n",
-        dir.display().to_string()
+        "{}[backends.mem]\ntype = \"memory\"\nid = \"{id}\"\n{sink_options}\n",
+        durable_collector(dir, collector_options)
     );
     let config = load(&text, &registry()).unwrap();
     Served::start(Collector::from_config(&config).unwrap())
@@ -233,10 +250,7 @@ const PRINTING_SINK: &str = "[backends.out]\ntype = \"console\"\nflush_interval_
 #[test]
 fn kill_9_loses_nothing_answered_202_and_the_restart_delivers_it() {
     let dir = wal_dir("kill9");
-    let collector = format!(
-        "[collector]\nack = \"durable\"\nwal_path = {:?}\n",
-        dir.display().to_string()
-    );
+    let collector = durable_collector(&dir, "");
     let (child, addr) = serve_config("kill9-a", &format!("{collector}{HOLDING_SINK}"));
     assert_eq!(post(addr, &["k.one", "k.two"]).0, 202);
     assert_eq!(post(addr, &["k.three"]).0, 202);
@@ -267,17 +281,8 @@ fn a_drain_cut_short_keeps_the_undelivered_events_for_the_next_start() {
     let dir = wal_dir("cut-short");
     // The sink's receiver is down: nothing can be delivered before the
     // drain's deadline.
-    let closed = free_addr();
-    let collector = format!(
-        "[collector]\nack = \"durable\"\nwal_path = {:?}\nshutdown_timeout_ms = 300\n",
-        dir.display().to_string()
-    );
-    let (child, addr) = serve_config(
-        "cut-a",
-        &format!(
-            "{collector}[backends.out]\ntype = \"http\"\nurl = \"http://{closed}/\"\nflush_interval_ms = 10\n"
-        ),
-    );
+    let collector = durable_collector(&dir, "shutdown_timeout_ms = 300");
+    let (child, addr) = serve_config("cut-a", &format!("{collector}{}", unreachable_sink()));
     assert_eq!(post(addr, &["cut.one", "cut.two"]).0, 202);
     signal(&child, "-TERM");
     let (_, _, stderr) = finish(child);
@@ -298,11 +303,7 @@ fn a_drain_cut_short_keeps_the_undelivered_events_for_the_next_start() {
 #[test]
 fn a_collector_dropped_without_shutdown_keeps_the_log_for_the_next_start() {
     let dir = wal_dir("dropped");
-    let closed = free_addr();
-    let text = format!(
-        "[collector]\nack = \"durable\"\nwal_path = {:?}\n[backends.out]\ntype = \"http\"\nurl = \"http://{closed}/\"\nflush_interval_ms = 10\n",
-        dir.display().to_string()
-    );
+    let text = format!("{}{}", durable_collector(&dir, ""), unreachable_sink());
     let config = load(&text, &registry()).unwrap();
     let served = Served::start(Collector::from_config(&config).unwrap());
     assert_eq!(post(served.addr, &["dropped.one", "dropped.two"]).0, 202);

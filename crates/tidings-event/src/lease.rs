@@ -92,3 +92,26 @@ impl fmt::Debug for Lease {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_the_same_when_they_share_their_value() {
+        let one = Lease::new(Arc::new(1_u8));
+        assert!(one.same_as(&one.clone()));
+        assert!(
+            !one.same_as(&Lease::new(Arc::new(1_u8))),
+            "equal values, not the same"
+        );
+        assert!(!one.same_as(&Lease::default()));
+        assert!(Lease::default().same_as(&Lease::default()));
+        assert_eq!(one.downcast_ref::<u8>(), Some(&1));
+        assert_eq!(one.downcast_ref::<u16>(), None);
+        assert_eq!(
+            format!("{one:?} {:?}", Lease::default()),
+            "Lease(held) Lease(none)"
+        );
+    }
+}

@@ -42,6 +42,26 @@ fn replay_all(dir: &Path) -> (Wal, Vec<Event>) {
     (wal, events)
 }
 
+/// An earlier run on `dir` that appended one batch per `(tag, count)`,
+/// each as one record, and died before settling any: its events are
+/// forgotten, never dropped, as a killed process leaves them. Returns
+/// copies of the batches (holding no lease) to compare the replay with.
+async fn died_after_appending(dir: &Path, batches: &[(&str, usize)]) -> Vec<Vec<Event>> {
+    let (wal, replay) = Wal::open(WalOptions::new(dir)).unwrap();
+    assert_eq!(replay.count(), 0, "the directory starts empty");
+    let mut copies = Vec::new();
+    for (tag, count) in batches {
+        let mut batch = events(*count, tag);
+        wal.append(&mut batch).await.unwrap();
+        let mut copy = batch.clone();
+        copy.iter_mut().for_each(|e| drop(e.take_lease()));
+        copies.push(copy);
+        std::mem::forget(batch);
+    }
+    wal.close();
+    copies
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -53,18 +73,10 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test]
 async fn unsettled_events_are_replayed_after_a_restart_exactly_as_appended() {
     let dir = dir("replay");
-    let (wal, replay) = Wal::open(WalOptions::new(&dir)).unwrap();
-    assert_eq!(replay.count(), 0);
-    let mut first = events(3, "a");
-    let mut second = events(2, "b");
-    wal.append(&mut first).await.unwrap();
-    wal.append(&mut second).await.unwrap();
-    // A crash: the process dies holding the events. Here: close the log,
-    // keep the events alive, and open it again.
-    wal.close();
-    drop(wal);
+    let appended = died_after_appending(&dir, &[("a", 3), ("b", 2)])
+        .await
+        .concat();
     let (wal, replayed) = replay_all(&dir);
-    let appended: Vec<Event> = first.iter().chain(&second).cloned().collect();
     assert_eq!(replayed, appended);
     assert_eq!(
         replayed.iter().map(Event::id).collect::<Vec<_>>(),
@@ -130,12 +142,9 @@ async fn concurrent_appends_share_fsyncs_and_all_arrive() {
 #[tokio::test]
 async fn a_torn_tail_is_skipped_and_counted_and_the_records_before_it_replayed() {
     let dir = dir("torn");
-    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
-    let mut kept = events(2, "kept");
-    let mut torn = events(2, "torn");
-    wal.append(&mut kept).await.unwrap();
-    wal.append(&mut torn).await.unwrap();
-    wal.close();
+    let kept = died_after_appending(&dir, &[("kept", 2), ("torn", 2)])
+        .await
+        .remove(0);
     let segment = &segments(&dir)[0];
     let len = std::fs::metadata(segment).unwrap().len();
     let file = std::fs::OpenOptions::new()
@@ -153,14 +162,10 @@ async fn a_torn_tail_is_skipped_and_counted_and_the_records_before_it_replayed()
 #[tokio::test]
 async fn a_corrupt_record_inside_is_skipped_and_the_ones_after_it_replayed() {
     let dir = dir("corrupt");
-    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
-    let mut a = events(1, "a");
-    let mut b = events(1, "b");
-    let mut c = events(1, "c");
-    for batch in [&mut a, &mut b, &mut c] {
-        wal.append(batch).await.unwrap();
-    }
-    wal.close();
+    let [a, b, c]: [Vec<Event>; 3] = died_after_appending(&dir, &[("a", 1), ("b", 1), ("c", 1)])
+        .await
+        .try_into()
+        .unwrap();
     let segment = &segments(&dir)[0];
     let mut bytes = std::fs::read(segment).unwrap();
     let b_text = b.iter().map(|e| e.id().to_string()).next().unwrap();
@@ -196,14 +201,9 @@ async fn a_segment_of_garbage_is_counted_and_never_fatal() {
 #[tokio::test]
 async fn replayed_events_once_settled_retire_their_segment() {
     let dir = dir("replay-retire");
-    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
-    let mut batch = events(3, "r");
-    wal.append(&mut batch).await.unwrap();
-    wal.close();
-    drop(wal);
+    died_after_appending(&dir, &[("r", 3)]).await;
     let (wal, replayed) = replay_all(&dir);
     assert_eq!(replayed.len(), 3);
-    std::mem::forget(batch); // the first run died holding its copies
     assert_eq!(segments(&dir).len(), 1);
     drop(replayed); // delivered
     wait_for("the replayed segment to be deleted", || {
@@ -215,14 +215,7 @@ async fn replayed_events_once_settled_retire_their_segment() {
 #[tokio::test]
 async fn a_replay_dropped_midway_leaves_its_segment_for_the_next_start() {
     let dir = dir("replay-abort");
-    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
-    let mut first = events(2, "first");
-    let mut second = events(2, "second");
-    wal.append(&mut first).await.unwrap();
-    wal.append(&mut second).await.unwrap();
-    wal.close();
-    drop(wal);
-    std::mem::forget((first, second)); // the process died holding them
+    died_after_appending(&dir, &[("first", 2), ("second", 2)]).await;
     {
         let (_wal, mut replay) = Wal::open(WalOptions::new(&dir)).unwrap();
         let one = replay.next().unwrap();
