@@ -224,7 +224,7 @@ fn flume_logs_the_filtered_properties_and_routes_the_event() {
         .0,
         202
     );
-    let line = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    let line = log.text();
     let line: Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(
         line,

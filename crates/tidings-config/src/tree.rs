@@ -281,8 +281,10 @@ impl fmt::Display for Config {
         if c.ack == crate::AckMode::Durable {
             writeln!(
                 f,
-                "collector ack=durable wal_path={} wal_max_bytes={}",
-                c.wal_path, c.wal_max_bytes
+                "collector ack={} wal_path={} wal_max_bytes={}",
+                c.ack.as_str(),
+                c.wal_path,
+                c.wal_max_bytes
             )?;
         }
         write_router(f, "root router", &self.root, 0)

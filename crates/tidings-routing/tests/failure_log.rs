@@ -3,31 +3,16 @@
 //! filter), the rest at debug level, and its recovery once. Its own test
 //! binary: the worker threads log through the global subscriber.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tidings_event::{Event, EventName};
 use tidings_routing::{Backend, BatchConfig, RetryPolicy, SinkBackend};
-use tidings_test::{Answer, RecordingSink};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use tidings_test::{Answer, RecordingSink, SharedBuffer};
 
 #[test]
 fn a_failure_streak_warns_once_then_reports_the_recovery() {
-    let buffer = Buffer::default();
+    let buffer = SharedBuffer::default();
     let writer = buffer.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
@@ -58,7 +43,7 @@ fn a_failure_streak_warns_once_then_reports_the_recovery() {
     backend.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!(sink.events().len(), 1);
     assert_eq!(sink.calls().len(), 4, "delivered on the fourth attempt");
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 1, "{text}");
     assert!(

@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Admin, event, names, require_nats};
@@ -184,23 +183,9 @@ fn create_stream_sets_the_duplicate_window_and_reuses_an_existing_stream() {
     }
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `f` with a subscriber on this thread, returning what it logged.
 fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-    let buffer = Buffer::default();
+    let buffer = tidings_test::SharedBuffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
@@ -208,7 +193,7 @@ fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
         .with_writer(move || writer.clone())
         .finish();
     let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     (out, text)
 }
 

@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod buffer;
 mod compliance;
 #[cfg(feature = "config")]
 mod memory;
@@ -31,6 +32,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use buffer::SharedBuffer;
 pub use compliance::{Compliance, ComplianceReport, assert_sink_compliance};
 #[cfg(feature = "config")]
 pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};

@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use tidings_collector::Collector;
 use tidings_config::{Registry, load};
-use tidings_test::{MemorySinkType, RecordingSink, memory_sink};
+use tidings_test::{MemorySinkType, RecordingSink, SharedBuffer, memory_sink};
 
 pub(crate) fn registry() -> Registry {
     let mut registry = Registry::default();
@@ -95,28 +94,16 @@ impl Drop for Served {
 pub(crate) fn collector(
     id: &str,
     collector_options: &str,
-) -> (Served, RecordingSink, Arc<Mutex<Vec<u8>>>) {
+) -> (Served, RecordingSink, SharedBuffer) {
     let text = format!(
         "[collector]\n{collector_options}\n[backends.mem]\ntype = \"memory\"\nid = \"{id}\"\nflush_interval_ms = 10\n"
     );
     let config = load(&text, &registry()).unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = SharedBuffer::default();
     let collector = Collector::from_config(&config)
         .unwrap()
-        .with_flume_log(SharedLog(log.clone()));
+        .with_flume_log(log.clone());
     (Served::start(collector), memory_sink(id), log)
-}
-
-struct SharedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A POST request with a content type.

@@ -389,7 +389,10 @@ impl Worker {
                         );
                     }
                     Some(Ok(())) => {
-                        if self.failing.swap(false, Ordering::Relaxed) {
+                        // A load first: no write per delivered batch.
+                        if self.failing.load(Ordering::Relaxed)
+                            && self.failing.swap(false, Ordering::Relaxed)
+                        {
                             tracing::info!(target: "tidings::delivery", backend = %self.shared.name, attempt, "sink recovered: batch delivered");
                         }
                         return self.finish(&events, attempt, BatchOutcome::Delivered);
