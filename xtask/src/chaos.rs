@@ -308,15 +308,8 @@ fn kill9(context: &Context, durable: bool) -> Result<Row, String> {
     proxy.cut();
     std::thread::sleep(Duration::from_secs(1));
     let metrics = collector.metrics()?;
-    let pending_before = metrics.get("tidings_collector_queue_depth", &[])
-        + metrics.get(
-            "tidings_backend_queue_depth",
-            &[("backend", "backends.warehouse")],
-        )
-        + metrics.get(
-            "tidings_backend_buffered_events",
-            &[("backend", "backends.warehouse")],
-        );
+    let pending_before =
+        metrics.get("tidings_collector_queue_depth", &[]) + metrics.waiting("backends.warehouse");
     collector.kill9()?;
     println!("killed with -9 ({pending_before} events pending a moment before)");
     proxy.restore();
@@ -362,15 +355,13 @@ fn blackhole_fault(context: &Context, outage: Duration) -> Result<Row, String> {
         println!(
             "  {:>3.0} s: waiting {} events, {} delivery attempts retried",
             cut_at.elapsed().as_secs_f64(),
-            m.get("tidings_backend_queue_depth", &[("backend", stage)])
-                + m.get("tidings_backend_buffered_events", &[("backend", stage)]),
+            m.waiting(stage),
             m.get("tidings_backend_retried_total", &[("backend", stage)])
         );
     }
     let before = collector.metrics()?;
     let delivered_before = before.get("tidings_backend_delivered_total", &[("backend", stage)]);
-    let waiting = before.get("tidings_backend_queue_depth", &[("backend", stage)])
-        + before.get("tidings_backend_buffered_events", &[("backend", stage)]);
+    let waiting = before.waiting(stage);
     proxy.restore();
     let restored = Instant::now();
     let resumed = time_until_grows(
@@ -693,8 +684,7 @@ fn disk_full(context: &Context) -> Result<Row, String> {
     let load = Load::start(addr, context.run, &paced("chaos.disk_full", 200.0, 2));
     std::thread::sleep(Duration::from_secs(4));
     let full = collector.metrics()?;
-    let waiting = full.get("tidings_backend_queue_depth", &[("backend", stage)])
-        + full.get("tidings_backend_buffered_events", &[("backend", stage)]);
+    let waiting = full.waiting(stage);
     let log = std::fs::read_to_string(&collector.log).unwrap_or_default();
     let error_line = log
         .lines()
@@ -931,15 +921,7 @@ fn sigterm(context: &Context) -> Result<Row, String> {
     let load = Load::start(addr, context.run, &burst);
     std::thread::sleep(Duration::from_secs(2));
     let m = collector.metrics()?;
-    let pending = m.get("tidings_collector_queue_depth", &[])
-        + m.get(
-            "tidings_backend_queue_depth",
-            &[("backend", "backends.warehouse")],
-        )
-        + m.get(
-            "tidings_backend_buffered_events",
-            &[("backend", "backends.warehouse")],
-        );
+    let pending = m.get("tidings_collector_queue_depth", &[]) + m.waiting("backends.warehouse");
     collector.signal("-TERM")?;
     let signalled = Instant::now();
     // The burst goes on against the stopping collector.

@@ -466,6 +466,13 @@ impl Metrics {
         Self { samples }
     }
 
+    /// Events waiting in the delivery stage `backend`: queued, batched or
+    /// being retried.
+    pub(crate) fn waiting(&self, backend: &str) -> u64 {
+        self.get("tidings_backend_queue_depth", &[("backend", backend)])
+            + self.get("tidings_backend_buffered_events", &[("backend", backend)])
+    }
+
     /// The value of `name` with exactly these labels (in the order the
     /// collector writes them), 0 when absent.
     pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
@@ -561,16 +568,12 @@ impl Accounting {
                 ),
             );
         }
-        let pending_of = |backend: &str| {
-            metrics.get("tidings_backend_queue_depth", &[("backend", backend)])
-                + metrics.get("tidings_backend_buffered_events", &[("backend", backend)])
-        };
         Self {
             stage: stage.to_owned(),
             accepted,
             delivered: metrics.get("tidings_backend_delivered_total", &[("backend", stage)]),
             dropped,
-            pending: pending_of("intake") + pending_of(stage),
+            pending: metrics.waiting("intake") + metrics.waiting(stage),
         }
     }
 
