@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use tidings_routing::{AsyncRouter, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend};
+use tidings_routing::{
+    AsyncRouter, Backend, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend,
+};
 
 use crate::tree::{BackendNode, RouterNode};
-use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Delivery};
+use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Delivery, Feed};
 
 /// A running routing tree built from a [`Config`]: the root router, and a
 /// handle on every stage for metrics.
@@ -73,16 +75,35 @@ impl Pipeline {
 }
 
 impl Config {
-    /// Starts every sink and worker of the tree.
+    /// Starts every sink and worker of the tree, for a tree fed by a
+    /// worker (the collector's intake): a stage that does not set
+    /// `when_full` applies backpressure ([`Feed::Worker`]).
     ///
     /// # Errors
     ///
     /// [`ConfigErrors`] (of kind `Build`, with paths) for every sink that
     /// could not start; the stages already started are shut down again.
     pub fn build(&self) -> Result<Pipeline, ConfigErrors> {
+        self.build_fed_by(Feed::Worker)
+    }
+
+    /// [`Config::build`] for a tree fed as `feed` says: a tracker's tree,
+    /// fed by application threads, uses [`Feed::Callers`] so that no emit
+    /// ever waits for a full queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::build`].
+    pub fn build_fed_by(&self, feed: Feed) -> Result<Pipeline, ConfigErrors> {
         let mut stages = Vec::new();
         let mut errors = Vec::new();
-        let root = build_router(&self.root, &ConfigPath::root(), &mut stages, &mut errors);
+        let root = build_router(
+            &self.root,
+            &ConfigPath::root(),
+            feed,
+            &mut stages,
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(Pipeline { root, stages })
         } else {
@@ -96,6 +117,7 @@ impl Config {
 fn build_router(
     node: &RouterNode,
     at: &ConfigPath,
+    feed: Feed,
     stages: &mut Vec<Stage>,
     errors: &mut Vec<ConfigError>,
 ) -> RoutingBackend {
@@ -105,76 +127,110 @@ fn build_router(
     }
     for (name, backend) in &node.backends {
         let at = at.key("backends").key(name);
-        let path = at.to_string();
-        match backend {
-            BackendNode::Router(router) => {
-                let router = Arc::new(build_router(router, &at, stages, errors));
-                stages.push(Stage {
-                    path,
-                    kind: StageKind::Router(router.clone()),
-                });
-                builder = builder.backend_arc(name.clone(), router);
-            }
-            BackendNode::AsyncRouter { router, queue } => {
-                let inner = Arc::new(build_router(router, &at, stages, errors));
-                stages.push(Stage {
-                    path: format!("{path}.router"),
-                    kind: StageKind::Router(inner.clone()),
-                });
-                match AsyncRouter::builder(path.clone(), inner)
-                    .queue_capacity(queue.capacity())
-                    .when_full(queue.when_full())
-                    .build()
-                {
-                    Ok(router) => {
-                        let router = Arc::new(router);
-                        stages.push(Stage {
-                            path,
-                            kind: StageKind::AsyncRouter(router.clone()),
-                        });
-                        builder = builder.backend_arc(name.clone(), router);
-                    }
-                    Err(e) => {
-                        errors.push(ConfigError::new(&at, ConfigErrorKind::Build, e.to_string()))
-                    }
-                }
-            }
-            BackendNode::Sink { delivery, sink, .. } => {
-                let context = Delivery {
-                    batch: delivery.batch(),
-                    retry: delivery.retry(),
-                };
-                let built = sink
-                    .build(&context)
-                    .map_err(|e| e.to_string())
-                    .and_then(|sink| {
-                        let queue = delivery.queue();
-                        SinkBackend::builder_arc(path.clone(), sink)
-                            .queue_capacity(queue.capacity())
-                            .when_full(queue.when_full())
-                            .batch(context.batch)
-                            .retry(context.retry)
-                            .build()
-                            .map_err(|e| e.to_string())
-                    });
-                match built {
-                    Ok(backend) => {
-                        let backend = Arc::new(backend);
-                        stages.push(Stage {
-                            path,
-                            kind: StageKind::Sink(backend.clone()),
-                        });
-                        builder = builder.backend_arc(name.clone(), backend);
-                    }
-                    Err(message) => {
-                        errors.push(ConfigError::new(&at, ConfigErrorKind::Build, message))
-                    }
-                }
-            }
+        if let Some(backend) = build_backend(backend, &at, feed, stages, errors) {
+            builder = builder.backend_arc(name.clone(), backend);
         }
     }
     builder.build().unwrap_or_else(|e| {
         errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string()));
         RoutingBackend::default()
     })
+}
+
+/// Starts the backend `node` at `at`, recording it (and what it holds) in
+/// `stages`; `None` when it could not start (recorded in `errors`).
+fn build_backend(
+    node: &BackendNode,
+    at: &ConfigPath,
+    feed: Feed,
+    stages: &mut Vec<Stage>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<dyn Backend>> {
+    let path = at.to_string();
+    match node {
+        BackendNode::Router(router) => {
+            let router = Arc::new(build_router(router, at, feed, stages, errors));
+            stages.push(Stage {
+                path,
+                kind: StageKind::Router(router.clone()),
+            });
+            Some(router)
+        }
+        BackendNode::AsyncRouter { router, queue } => {
+            let inner = Arc::new(build_router(router, at, Feed::Worker, stages, errors));
+            stages.push(Stage {
+                path: format!("{path}.router"),
+                kind: StageKind::Router(inner.clone()),
+            });
+            match AsyncRouter::builder(path.clone(), inner)
+                .queue_capacity(queue.capacity())
+                .when_full(queue.when_full(feed))
+                .build()
+            {
+                Ok(router) => {
+                    let router = Arc::new(router);
+                    stages.push(Stage {
+                        path,
+                        kind: StageKind::AsyncRouter(router.clone()),
+                    });
+                    Some(router)
+                }
+                Err(e) => {
+                    errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string()));
+                    None
+                }
+            }
+        }
+        BackendNode::Sink {
+            delivery,
+            sink,
+            dead_letter,
+            ..
+        } => {
+            // Fed by this sink's worker.
+            let dead_letter = match dead_letter.resolve(delivery, feed) {
+                Some(node) => Some(build_backend(
+                    node,
+                    &at.key("dead_letter"),
+                    Feed::Worker,
+                    stages,
+                    errors,
+                )?),
+                None => None,
+            };
+            let context = Delivery {
+                batch: delivery.batch(),
+                retry: delivery.retry(),
+            };
+            let built = sink
+                .build(&context)
+                .map_err(|e| e.to_string())
+                .and_then(|sink| {
+                    let queue = delivery.queue();
+                    let mut builder = SinkBackend::builder_arc(path.clone(), sink)
+                        .queue_capacity(queue.capacity())
+                        .when_full(queue.when_full(feed))
+                        .batch(context.batch)
+                        .retry(context.retry);
+                    if let Some(dead_letter) = dead_letter {
+                        builder = builder.dead_letter(dead_letter);
+                    }
+                    builder.build().map_err(|e| e.to_string())
+                });
+            match built {
+                Ok(backend) => {
+                    let backend = Arc::new(backend);
+                    stages.push(Stage {
+                        path,
+                        kind: StageKind::Sink(backend.clone()),
+                    });
+                    Some(backend)
+                }
+                Err(message) => {
+                    errors.push(ConfigError::new(at, ConfigErrorKind::Build, message));
+                    None
+                }
+            }
+        }
+    }
 }

@@ -58,13 +58,13 @@ mod tree;
 
 pub use build::{Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
-pub use options::{AckMode, CollectorCatalog, CollectorOptions};
+pub use options::{AckMode, CollectorCatalog, CollectorOptions, Feed};
 pub use path::ConfigPath;
 pub use registry::{Delivery, ProcessorType, Registry, SinkType};
 pub use stock::{
     PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
 };
-pub use tree::Config;
+pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR};
 
 /// Parses and validates a config, without I/O.
 ///

@@ -126,6 +126,32 @@ impl fmt::Debug for CollectorOptions {
     }
 }
 
+/// Who sends to a stage, which decides its `when_full` default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Feed {
+    /// Another stage's worker: the collector's intake, an `async_router`,
+    /// a sink handing its dead letters on. Unset `when_full` means
+    /// `backpressure`: nothing is dropped for lack of room, the pressure
+    /// goes up to a queue that can refuse a whole request (the collector
+    /// answers 503).
+    Worker,
+    /// Application threads calling `emit` (a tracker built from a config):
+    /// unset `when_full` means `drop_newest`, so an emit never waits;
+    /// stages below an `async_router` are fed by its worker again.
+    Callers,
+}
+
+impl Feed {
+    /// The `when_full` of a stage fed this way that does not set one.
+    pub(crate) fn default_when_full(self) -> WhenFull {
+        match self {
+            Self::Worker => WhenFull::Backpressure,
+            Self::Callers => WhenFull::DropNewest,
+        }
+    }
+}
+
 /// The keys of a sink's table that configure its delivery, not the sink.
 pub(crate) const DELIVERY_KEYS: [&str; 7] = [
     "queue_capacity",
@@ -152,6 +178,7 @@ enum WhenFullName {
     DropNewest,
     DropOldest,
     Block,
+    Backpressure,
 }
 
 /// Default for `block_timeout_ms`.
@@ -163,21 +190,24 @@ impl QueueOptions {
             .unwrap_or(tidings_routing::DEFAULT_QUEUE_CAPACITY)
     }
 
-    pub(crate) fn when_full(&self) -> WhenFull {
+    pub(crate) fn when_full(&self, feed: Feed) -> WhenFull {
         match self.when_full {
-            None | Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
+            None => feed.default_when_full(),
+            Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
             Some(WhenFullName::DropOldest) => WhenFull::DropOldest,
+            Some(WhenFullName::Backpressure) => WhenFull::Backpressure,
             Some(WhenFullName::Block) => WhenFull::Block(Duration::from_millis(
                 self.block_timeout_ms.unwrap_or(DEFAULT_BLOCK_TIMEOUT_MS),
             )),
         }
     }
 
-    pub(crate) fn describe(&self) -> String {
-        let when_full = match self.when_full() {
+    pub(crate) fn describe(&self, feed: Feed) -> String {
+        let when_full = match self.when_full(feed) {
             WhenFull::DropNewest => "drop_newest".to_owned(),
             WhenFull::DropOldest => "drop_oldest".to_owned(),
             WhenFull::Block(t) => format!("block({}ms)", t.as_millis()),
+            WhenFull::Backpressure => "backpressure".to_owned(),
         };
         format!("queue_capacity={} when_full={when_full}", self.capacity())
     }
@@ -242,7 +272,23 @@ impl DeliveryOptions {
         }
     }
 
-    pub(crate) fn describe(&self) -> String {
+    /// Why this sink may drop an event it was given, if it may: its
+    /// `when_full` refuses events while full, or it is fire-and-forget.
+    pub(crate) fn may_drop(&self, feed: Feed) -> Option<String> {
+        let when_full = self.queue().when_full(feed);
+        if when_full.may_drop() {
+            let name = match when_full {
+                WhenFull::DropOldest => "drop_oldest",
+                WhenFull::Block(_) => "block",
+                _ => "drop_newest",
+            };
+            return Some(format!("when_full = {name:?} drops events while its queue is full"));
+        }
+        matches!(self.retry, Some(RetryOption::None))
+            .then(|| "retry = \"none\": fire-and-forget, a failed batch is dropped".to_owned())
+    }
+
+    pub(crate) fn describe(&self, feed: Feed) -> String {
         let batch = self.batch();
         let retry = self.retry();
         let retry = if retry.max_attempts() == 1 {
@@ -257,7 +303,7 @@ impl DeliveryOptions {
         };
         format!(
             "{} max_events={} max_bytes={} flush_interval_ms={} retry={retry}",
-            self.queue().describe(),
+            self.queue().describe(feed),
             batch.max_events(),
             batch.max_bytes(),
             batch.flush_interval().as_millis()

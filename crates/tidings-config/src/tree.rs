@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::options::{CollectorOptions, DELIVERY_KEYS, DeliveryOptions, QueueOptions};
+use crate::options::{CollectorOptions, DELIVERY_KEYS, DeliveryOptions, Feed, QueueOptions};
 use crate::registry::{BuiltProcessor, ROUTER_TYPES, ValidatedSink, deserialize_at};
 use crate::{ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Registry};
 
@@ -31,7 +31,36 @@ pub(crate) enum BackendNode {
         type_name: &'static str,
         delivery: DeliveryOptions,
         sink: Box<dyn ValidatedSink>,
+        dead_letter: DeadLetter,
     },
+}
+
+/// A sink's `dead_letter`: where the events it gives up on go.
+#[derive(Debug)]
+pub(crate) enum DeadLetter {
+    /// Unset: the default file (when the `file` type is registered), used
+    /// only when the sink keeps every event it is given.
+    Default(Option<Box<BackendNode>>),
+    /// `dead_letter = "none"`: given-up events are dropped and counted.
+    None,
+    /// `dead_letter = { type = ..., ... }`.
+    Backend(Box<BackendNode>),
+}
+
+/// The directory under which a sink's default dead letters are written,
+/// one subdirectory per sink, named by its path in the config.
+pub const DEFAULT_DEAD_LETTER_DIR: &str = "tidings-dead-letter";
+
+impl DeadLetter {
+    /// The backend the sink's given-up events go to, if any, for a sink
+    /// with `delivery` fed by `feed`.
+    pub(crate) fn resolve(&self, delivery: &DeliveryOptions, feed: Feed) -> Option<&BackendNode> {
+        match self {
+            Self::Default(node) if delivery.may_drop(feed).is_none() => node.as_deref(),
+            Self::Backend(node) => Some(node),
+            Self::Default(_) | Self::None => None,
+        }
+    }
 }
 
 impl fmt::Debug for BuiltProcessor {
@@ -244,15 +273,67 @@ fn backend(
         }
         _ => {
             debug_assert!(!ROUTER_TYPES.contains(&type_name.as_str()));
+            let dead_letter = dead_letter(table.remove("dead_letter"), at, registry, errors);
             let delivery_table = split_off(&mut table, &DELIVERY_KEYS);
             let delivery: Option<DeliveryOptions> = deserialize_at(delivery_table, at, errors);
             let sink = registry.validate_sink(&type_name, table, at, errors);
             let (type_name, sink) = sink?;
-            delivery.map(|delivery| BackendNode::Sink {
+            Some(BackendNode::Sink {
                 type_name,
-                delivery,
+                delivery: delivery?,
                 sink,
+                dead_letter: dead_letter?,
             })
+        }
+    }
+}
+
+/// Reads a sink's `dead_letter` key (`None`: a mistake, recorded).
+fn dead_letter(
+    value: Option<toml::Value>,
+    at: &ConfigPath,
+    registry: &Registry,
+    errors: &mut Vec<ConfigError>,
+) -> Option<DeadLetter> {
+    let at_key = at.key("dead_letter");
+    match value {
+        None => {
+            // The default: a file of its own (no gzip: easy to read).
+            let fallback = registry.sink_types().any(|t| t == "file").then(|| {
+                let mut table = toml::Table::new();
+                let path = format!("{DEFAULT_DEAD_LETTER_DIR}/{at}");
+                table.insert("path".to_owned(), toml::Value::String(path));
+                let (type_name, sink) = registry.validate_sink("file", table, &at_key, errors)?;
+                Some(Box::new(BackendNode::Sink {
+                    type_name,
+                    delivery: deserialize_at(toml::Table::new(), &at_key, errors)?,
+                    sink,
+                    dead_letter: DeadLetter::None,
+                }))
+            });
+            Some(DeadLetter::Default(fallback.flatten()))
+        }
+        Some(toml::Value::String(none)) if none == "none" => Some(DeadLetter::None),
+        Some(toml::Value::Table(table)) => {
+            let mut node = backend(table, &at_key, registry, errors)?;
+            // A dead-letter destination has no dead letters of its own.
+            if let BackendNode::Sink { dead_letter, .. } = &mut node
+                && matches!(dead_letter, DeadLetter::Default(_))
+            {
+                *dead_letter = DeadLetter::None;
+            }
+            Some(DeadLetter::Backend(Box::new(node)))
+        }
+        Some(other) => {
+            errors.push(ConfigError::new(
+                at_key,
+                ConfigErrorKind::Invalid,
+                format!(
+                    "expected \"none\" or a backend table such as {{ type = \"file\", path = \"dead\" }}, found {}",
+                    type_name(&other)
+                ),
+            ));
+            None
         }
     }
 }
@@ -287,7 +368,7 @@ impl fmt::Display for Config {
                 c.wal_max_bytes
             )?;
         }
-        write_router(f, "root router", &self.root, 0)
+        write_router(f, "root router", &self.root, 0, Feed::Worker)
     }
 }
 
@@ -296,6 +377,7 @@ fn write_router(
     head: &str,
     node: &RouterNode,
     depth: usize,
+    feed: Feed,
 ) -> fmt::Result {
     let pad = "  ".repeat(depth);
     writeln!(f, "{pad}{head}")?;
@@ -308,23 +390,42 @@ fn write_router(
     for (name, backend) in &node.backends {
         match backend {
             BackendNode::Router(router) => {
-                write_router(f, &format!("{name}: router"), router, depth + 1)?
+                write_router(f, &format!("{name}: router"), router, depth + 1, feed)?
             }
             BackendNode::AsyncRouter { router, queue } => {
-                write_router(
-                    f,
-                    &format!("{name}: async_router {}", queue.describe()),
-                    router,
-                    depth + 1,
-                )?;
+                let mut head = format!("{name}: async_router {}", queue.describe(feed));
+                if queue.when_full(feed).may_drop() {
+                    head.push_str(" (after 202: MAY DROP events while its queue is full)");
+                }
+                write_router(f, &head, router, depth + 1, Feed::Worker)?;
             }
             BackendNode::Sink {
                 type_name,
                 delivery,
                 sink,
+                dead_letter,
             } => {
                 writeln!(f, "{pad}  {name}: {type_name} {}", sink.describe())?;
-                writeln!(f, "{pad}    delivery: {}", delivery.describe())?;
+                writeln!(f, "{pad}    delivery: {}", delivery.describe(feed))?;
+                match delivery.may_drop(feed) {
+                    Some(why) => writeln!(f, "{pad}    after 202: MAY DROP events ({why})")?,
+                    None => writeln!(
+                        f,
+                        "{pad}    after 202: keeps every event (backpressure up to the door)"
+                    )?,
+                }
+                match dead_letter.resolve(delivery, feed) {
+                    Some(BackendNode::Sink { type_name, sink, .. }) => writeln!(
+                        f,
+                        "{pad}    dead letters: {type_name} {}",
+                        sink.describe()
+                    )?,
+                    Some(_) => writeln!(f, "{pad}    dead letters: a router")?,
+                    None => writeln!(
+                        f,
+                        "{pad}    dead letters: none (events the sink gives up on are dropped and counted)"
+                    )?,
+                }
             }
         }
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use tidings_config::{
-    AckMode, ConfigErrorKind, ConfigErrors, Delivery, Registry, SinkType, StageKind, load,
+    AckMode, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType, StageKind, load,
 };
 use tidings_event::{Event, EventName};
-use tidings_routing::{Backend, BoxError, Sink};
+use tidings_routing::{Backend, BoxError, Sink, WhenFull};
 use tidings_test::RecordingSink;
 
 /// A third-party sink type: records into a named, process-wide recorder.
@@ -23,10 +23,13 @@ struct MemoryOptions {
     id: String,
 }
 
-fn recorder(id: &str) -> RecordingSink {
+fn recorders() -> &'static Mutex<HashMap<String, RecordingSink>> {
     static RECORDERS: OnceLock<Mutex<HashMap<String, RecordingSink>>> = OnceLock::new();
-    RECORDERS
-        .get_or_init(Default::default)
+    RECORDERS.get_or_init(Default::default)
+}
+
+fn recorder(id: &str) -> RecordingSink {
+    recorders()
         .lock()
         .unwrap()
         .entry(id.to_owned())
@@ -122,7 +125,9 @@ fn the_design_example_loads_prints_builds_and_routes() {
     assert_eq!(
         paths,
         [
+            "backends.logs.dead_letter",
             "backends.logs",
+            "backends.spade.backends.ingest.dead_letter",
             "backends.spade.backends.ingest",
             "backends.spade.router",
             "backends.spade"
@@ -607,5 +612,140 @@ fn a_bad_catalog_is_reported_at_its_option() {
         missing[0].2.contains("/nonexistent.toml"),
         "{}",
         missing[0].2
+    );
+}
+
+#[test]
+fn sinks_keep_every_event_by_default_and_say_which_branches_may_drop() {
+    let text = r#"
+        [backends.keeps]
+        type = "memory"
+        id = "keeps"
+        [backends.mirror]
+        type = "memory"
+        id = "mirror"
+        retry = "none"
+        [backends.lossy]
+        type = "memory"
+        id = "lossy"
+        when_full = "drop_newest"
+        [backends.fan]
+        type = "async_router"
+        [backends.fan.backends.below]
+        type = "memory"
+        id = "below"
+        dead_letter = "none"
+    "#;
+    let config = load(text, &registry()).unwrap();
+    let tree = config.to_string();
+    for expected in [
+        "keeps: memory id=keeps\n    delivery: queue_capacity=10000 when_full=backpressure",
+        "after 202: keeps every event (backpressure up to the door)\n    dead letters: file path=tidings-dead-letter/backends.keeps",
+        "after 202: MAY DROP events (retry = \"none\": fire-and-forget, a failed batch is dropped)\n    dead letters: none",
+        "after 202: MAY DROP events (when_full = \"drop_newest\" drops events while its queue is full)",
+        "fan: async_router queue_capacity=10000 when_full=backpressure\n",
+        "below: memory id=below\n      delivery: queue_capacity=10000 when_full=backpressure",
+        "      dead letters: none (events the sink gives up on are dropped and counted)",
+    ] {
+        assert!(tree.contains(expected), "missing {expected:?} in:\n{tree}");
+    }
+    let (_root, stages) = config.build().unwrap().into_parts();
+    let paths: Vec<&str> = stages.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "backends.fan.backends.below",
+            "backends.fan.router",
+            "backends.fan",
+            "backends.keeps.dead_letter",
+            "backends.keeps",
+            "backends.lossy",
+            "backends.mirror",
+        ]
+    );
+    let policy = |path: &str| match &stages.iter().find(|s| s.path == path).unwrap().kind {
+        StageKind::Sink(sink) => sink.when_full(),
+        StageKind::AsyncRouter(router) => router.when_full(),
+        _ => unreachable!("{path} is a router"),
+    };
+    assert_eq!(policy("backends.keeps"), WhenFull::Backpressure);
+    assert_eq!(policy("backends.lossy"), WhenFull::DropNewest);
+
+    // Fed by application threads (a tracker), a stage never makes `emit`
+    // wait unless told to; below an async router, backpressure again.
+    let config = load(text, &registry()).unwrap();
+    let (_root, stages) = config.build_fed_by(Feed::Callers).unwrap().into_parts();
+    let policy = |path: &str| match &stages.iter().find(|s| s.path == path).unwrap().kind {
+        StageKind::Sink(sink) => sink.when_full(),
+        StageKind::AsyncRouter(router) => router.when_full(),
+        _ => unreachable!("{path} is a router"),
+    };
+    assert_eq!(policy("backends.keeps"), WhenFull::DropNewest);
+    assert_eq!(policy("backends.fan"), WhenFull::DropNewest);
+    assert_eq!(policy("backends.fan.backends.below"), WhenFull::Backpressure);
+    let paths: Vec<&str> = stages.iter().map(|s| s.path.as_str()).collect();
+    assert!(!paths.contains(&"backends.keeps.dead_letter"), "{paths:?}");
+}
+
+#[test]
+fn a_dead_letter_backend_of_its_own_receives_the_events_the_sink_refuses() {
+    recorders().lock().unwrap().insert(
+        "picky".to_owned(),
+        RecordingSink::new().refusing_events_named("poison"),
+    );
+    let config = load(
+        r#"
+        [backends.picky]
+        type = "memory"
+        id = "picky"
+        dead_letter = { type = "memory", id = "picky-dead", max_events = 7 }
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    assert!(
+        config.to_string().contains("dead letters: memory id=picky-dead"),
+        "{config}"
+    );
+    let (root, _stages) = config.build().unwrap().into_parts();
+    for name in ["a", "poison", "b"] {
+        root.send(event(name)).unwrap();
+    }
+    root.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(recorder("picky").events().len(), 2);
+    let dead = recorder("picky-dead").events();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].name().as_str(), "poison");
+    assert_eq!(dead[0].context()["dead_letter"]["reason"], "invalid");
+    assert_eq!(dead[0].context()["dead_letter"]["backend"], "backends.picky");
+}
+
+#[test]
+fn a_bad_dead_letter_is_reported_at_its_path() {
+    assert_eq!(
+        errors(
+            r#"
+            [backends.a]
+            type = "memory"
+            id = "a"
+            dead_letter = 5
+            [backends.b]
+            type = "memory"
+            id = "b"
+            dead_letter = { type = "memory" }
+            "#
+        ),
+        [
+            (
+                "backends.a.dead_letter".to_owned(),
+                ConfigErrorKind::Invalid,
+                "expected \"none\" or a backend table such as { type = \"file\", path = \"dead\" }, found an integer".to_owned()
+            ),
+            (
+                "backends.b.dead_letter".to_owned(),
+                ConfigErrorKind::Missing,
+                "missing field `id`".to_owned()
+            ),
+        ]
     );
 }

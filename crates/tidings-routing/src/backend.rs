@@ -96,12 +96,13 @@ impl SendError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DrainError {
-    /// The timeout passed with events still pending.
-    #[error("timed out after {timeout:?} with {pending} events pending")]
+    /// The deadline passed with events not delivered: they are counted as
+    /// dropped (`shutdown`) or still pending.
+    #[error("{pending} events not delivered when the deadline passed ({timeout:?} after this stage began to drain)")]
     TimedOut {
-        /// The timeout that passed.
+        /// The time the stage was given.
         timeout: Duration,
-        /// Events not yet delivered.
+        /// Events not delivered.
         pending: u64,
     },
     /// The backend failed.

@@ -267,26 +267,49 @@ impl RoutingBackend {
 
     /// Calls `op` on every backend with what is left of `timeout`, and
     /// gathers the failures.
+    /// Runs `op` on every branch with what is left of `timeout`, all
+    /// branches at once (on scoped threads), so a branch that needs the
+    /// whole time never takes it from its siblings.
     fn drain_all(
         &self,
         timeout: Duration,
-        op: impl Fn(&dyn Backend, Duration) -> Result<(), DrainError>,
+        op: impl Fn(&dyn Backend, Duration) -> Result<(), DrainError> + Sync,
     ) -> Result<(), DrainError> {
         let deadline = Instant::now() + timeout;
-        let failures: Vec<(String, DrainError)> = self
-            .branches
-            .iter()
-            .filter_map(|branch| {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let result = catch_unwind(AssertUnwindSafe(|| op(&*branch.backend, left)))
-                    .unwrap_or_else(|payload| {
-                        Err(DrainError::Failed(
-                            panic_message(&*payload).to_owned().into(),
-                        ))
-                    });
-                result.err().map(|err| (branch.name.to_string(), err))
-            })
-            .collect();
+        let drain = |branch: &Branch| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            catch_unwind(AssertUnwindSafe(|| op(&*branch.backend, left)))
+                .unwrap_or_else(|payload| {
+                    Err(DrainError::Failed(
+                        panic_message(&*payload).to_owned().into(),
+                    ))
+                })
+                .err()
+                .map(|err| (branch.name.to_string(), err))
+        };
+        let failures: Vec<(String, DrainError)> = match &self.branches[..] {
+            [] => Vec::new(),
+            [branch] => drain(branch).into_iter().collect(),
+            branches => std::thread::scope(|scope| {
+                let drain = &drain;
+                // A thread that cannot be started drains its branch here.
+                let running: Vec<_> = branches
+                    .iter()
+                    .map(|branch| {
+                        std::thread::Builder::new()
+                            .spawn_scoped(scope, move || drain(branch))
+                            .map_err(|_| drain(branch))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .filter_map(|handle| match handle {
+                        Ok(handle) => handle.join().ok().flatten(),
+                        Err(done) => done,
+                    })
+                    .collect()
+            }),
+        };
         if failures.is_empty() {
             Ok(())
         } else {

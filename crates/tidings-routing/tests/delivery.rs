@@ -10,8 +10,8 @@ use serde_json::json;
 use tidings_event::{Event, EventId, EventName};
 use tidings_processors::{Verdict, processor_fn};
 use tidings_routing::{
-    AsyncRouter, Backend, BatchConfig, BatchOutcome, DropReason, MetricsSnapshot, RetryPolicy,
-    RoutingBackend, SendError, SinkBackend, WhenFull,
+    AsyncRouter, Backend, BatchConfig, BatchOutcome, DrainError, DropReason, MetricsSnapshot,
+    RetryPolicy, RoutingBackend, SendError, SinkBackend, WhenFull,
 };
 use tidings_test::{Answer, RecordingBackend, RecordingSink};
 
@@ -38,7 +38,7 @@ fn ids(events: &[Event]) -> Vec<EventId> {
 fn assert_accounted(m: &MetricsSnapshot) {
     assert_eq!(
         m.received,
-        m.delivered + m.dropped_total() + m.pending(),
+        m.delivered + m.dropped_total() + m.dead_lettered_total() + m.pending(),
         "{m:?}"
     );
 }
@@ -138,7 +138,7 @@ fn retry_after_pauses_the_sink_for_at_least_that_long() {
 
 #[test]
 fn non_retryable_failures_drop_the_batch_with_the_reason_counted() {
-    let sink = RecordingSink::scripted([Answer::Status(400, None)]);
+    let sink = RecordingSink::scripted([Answer::Status(401, None)]);
     let backend = backend(&sink).build().unwrap();
     for n in 0..3 {
         backend.send(event(n)).unwrap();
@@ -235,7 +235,11 @@ fn shutdown_against_a_hung_sink_returns_at_its_deadline_and_counts_what_was_lost
     let err = backend.shutdown(Duration::from_secs(1)).unwrap_err();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1100), "shutdown took {took:?}");
-    assert!(err.to_string().contains("20 events pending"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("20 events not delivered when the deadline passed"),
+        "{err}"
+    );
     let m = backend.metrics();
     assert_eq!((m.dropped(DropReason::Shutdown), m.pending()), (20, 0));
     assert_accounted(&m);
@@ -311,7 +315,7 @@ fn block_waits_then_refuses_when_no_room_appears() {
 #[test]
 fn the_batch_hook_hears_of_every_batch() {
     let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = RecordingSink::scripted([Answer::Status(400, None)]);
+    let sink = RecordingSink::scripted([Answer::Status(403, None)]);
     let backend = {
         let reports = reports.clone();
         backend(&sink)
@@ -584,15 +588,267 @@ fn an_async_router_whose_drain_runs_out_of_time_says_so() {
     assert_eq!(recorder.len() as u64 + cut, 20, "{m:?}");
     // Reported: exactly what was cut off once the worker finished in time,
     // at least that while it was still going.
-    let text = error.to_string();
-    let reported: u64 = text
-        .split(" events pending")
-        .next()
-        .and_then(|head| head.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    let DrainError::TimedOut {
+        pending: reported, ..
+    } = error
+    else {
+        panic!("{error:?}");
+    };
     assert!(
         reported >= cut,
-        "the events dropped at the deadline are reported: {text}"
+        "the events dropped at the deadline are reported: {reported} < {cut}"
     );
+}
+
+fn poison(n: usize) -> Event {
+    Event::new(EventName::new("delivery.poison").unwrap(), json!({"n": n}))
+}
+
+#[test]
+fn one_event_refused_for_its_content_never_costs_its_batch() {
+    let sink = RecordingSink::new().refusing_events_named("delivery.poison");
+    let dead = RecordingBackend::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_max_events(100))
+        .dead_letter(Arc::new(dead.clone()))
+        .build()
+        .unwrap();
+    let mut sent = Vec::new();
+    for n in 0..100 {
+        let e = if n == 17 || n == 60 { poison(n) } else { event(n) };
+        sent.push(e.clone());
+        backend.send(e).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    let innocent: Vec<EventId> = sent
+        .iter()
+        .filter(|e| e.name().as_str() != "delivery.poison")
+        .map(Event::id)
+        .collect();
+    let mut delivered = ids(&sink.events());
+    delivered.sort();
+    assert_eq!(delivered, innocent, "every innocent event delivered once");
+    let culprits = dead.events();
+    assert_eq!(ids(&culprits), [sent[17].id(), sent[60].id()]);
+    let mark = &culprits[0].context()["dead_letter"];
+    assert_eq!(mark["backend"], "test");
+    assert_eq!(mark["reason"], "invalid");
+    assert_eq!(mark["attempts"], 1);
+    assert!(
+        mark["error"].as_str().unwrap().contains("HTTP 400"),
+        "{mark}"
+    );
+    assert_eq!(culprits[0].data(), sent[17].data(), "kept as it was");
+    let m = backend.metrics();
+    assert_eq!(
+        (m.delivered, m.dead_lettered(DropReason::Invalid), m.dropped_total()),
+        (98, 2, 0)
+    );
+    // Bisection is bounded: at most two calls per culprit per level.
+    assert!(sink.calls().len() <= 1 + 2 * 2 * 7, "{}", sink.calls().len());
+    assert_accounted(&m);
+}
+
+#[test]
+fn without_a_dead_letter_destination_the_culprits_are_dropped_as_invalid() {
+    let sink = RecordingSink::new().refusing_events_named("delivery.poison");
+    let backend = backend(&sink).build().unwrap();
+    backend.send(event(0)).unwrap();
+    backend.send(poison(1)).unwrap();
+    backend.send(event(2)).unwrap();
+    backend.flush(LONG).unwrap();
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.dropped(DropReason::Invalid)), (2, 1));
+    assert_eq!(m.dead_lettered_total(), 0);
+    assert_accounted(&m);
+}
+
+#[test]
+fn given_up_batches_go_to_the_dead_letter_destination_with_their_reason() {
+    let sink = RecordingSink::scripted([Answer::Status(401, None)]);
+    let dead = RecordingBackend::new();
+    let stage = backend(&sink)
+        .dead_letter(Arc::new(dead.clone()))
+        .build()
+        .unwrap();
+    stage.send(event(0)).unwrap();
+    stage.send(event(1)).unwrap();
+    stage.flush(LONG).unwrap();
+    assert_eq!(sink.calls().len(), 1, "a fatal answer is not retried");
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead.events()[1].context()["dead_letter"]["reason"], "non_retryable");
+    let m = stage.metrics();
+    assert_eq!(m.dead_lettered(DropReason::NonRetryable), 2);
+    assert_accounted(&m);
+
+    // A destination that refuses: counted as dropped, never lost silently.
+    let sink = RecordingSink::scripted([Answer::Status(401, None)]);
+    let refusing = SinkBackend::builder("refusing", RecordingSink::new())
+        .build()
+        .unwrap();
+    refusing.shutdown(Duration::ZERO).unwrap();
+    let stage = backend(&sink)
+        .dead_letter(Arc::new(refusing))
+        .build()
+        .unwrap();
+    stage.send(event(0)).unwrap();
+    stage.flush(LONG).unwrap();
+    let m = stage.metrics();
+    assert_eq!(
+        (m.dead_lettered_total(), m.dropped(DropReason::NonRetryable)),
+        (0, 1)
+    );
+    assert_accounted(&m);
+}
+
+#[test]
+fn the_dead_letter_destination_is_drained_with_its_sink() {
+    let sink = RecordingSink::new().refusing_events_named("delivery.poison");
+    let dead_sink = RecordingSink::new();
+    let dead = SinkBackend::builder("dead", dead_sink.clone())
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let backend = backend(&sink).dead_letter(Arc::new(dead)).build().unwrap();
+    backend.send(poison(0)).unwrap();
+    backend.shutdown(LONG).unwrap();
+    assert_eq!(dead_sink.events().len(), 1);
+    assert_eq!(dead_sink.flushes_and_shutdowns().1, 1);
+}
+
+#[test]
+fn a_drain_keeps_retrying_until_its_deadline() {
+    // Down for the first 5 tries, then back: the drain delivers instead
+    // of giving up after one last try.
+    let sink = RecordingSink::scripted((0..5).map(|_| Answer::Status(503, None)));
+    let backend = SinkBackend::builder("test", sink.clone())
+        .retry(
+            RetryPolicy::default()
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_secs(60)),
+        )
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    backend.shutdown(LONG).unwrap();
+    assert_eq!(sink.events().len(), 1);
+    assert_eq!(sink.calls().len(), 6);
+
+    // Down for good: tried until the deadline, never past it.
+    let sink = RecordingSink::scripted((0..1000).map(|_| Answer::Status(503, None)));
+    let backend = SinkBackend::builder("test", sink.clone())
+        .retry(
+            RetryPolicy::default()
+                .with_max_attempts(10_000)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff(Duration::from_millis(100)),
+        )
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    let started = Instant::now();
+    let error = backend.shutdown(Duration::from_millis(600)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(800), "{took:?}");
+    assert!(sink.calls().len() > 2, "{} tries", sink.calls().len());
+    assert!(matches!(error, DrainError::TimedOut { pending: 1, .. }), "{error:?}");
+    assert_eq!(backend.metrics().dropped(DropReason::Shutdown), 1);
+}
+
+#[test]
+fn backpressure_slows_the_feeding_worker_instead_of_dropping() {
+    // A sink that takes one event at a time behind a queue of 2, fed by an
+    // async router: nothing is dropped anywhere, however fast events come.
+    let sink = RecordingSink::scripted((0..20).map(|_| Answer::Status(503, None)));
+    let stage = SinkBackend::builder("slow", sink.clone())
+        .retry(fast_retry().with_max_attempts(1000))
+        .queue_capacity(2)
+        .when_full(WhenFull::Backpressure)
+        .batch(BatchConfig::default().with_max_events(1))
+        .build()
+        .unwrap();
+    let router = AsyncRouter::builder("intake", stage)
+        .queue_capacity(1000)
+        .build()
+        .unwrap();
+    for n in 0..200 {
+        router.send(event(n)).unwrap();
+    }
+    router.shutdown(LONG).unwrap();
+    assert_eq!(sink.events().len(), 200);
+    let m = router.metrics();
+    assert_eq!((m.delivered, m.dropped_total()), (200, 0));
+}
+
+#[test]
+fn a_drain_cut_by_its_deadline_releases_a_worker_waiting_on_a_full_queue_and_counts_all() {
+    let sink = RecordingSink::scripted([Answer::Hang]);
+    let stage = Arc::new(
+        SinkBackend::builder("stuck", sink.clone())
+            .queue_capacity(5)
+            .when_full(WhenFull::Backpressure)
+            .batch(BatchConfig::default().with_max_events(5))
+            .build()
+            .unwrap(),
+    );
+    // As in a config's tree: the router isolates the stage's refusals.
+    let root = RoutingBackend::builder()
+        .backend_arc("stuck", stage.clone())
+        .build()
+        .unwrap();
+    let router = AsyncRouter::builder("intake", root)
+        .queue_capacity(100)
+        .build()
+        .unwrap();
+    for n in 0..50 {
+        router.send(event(n)).unwrap();
+    }
+    // The worker fills the stage (5 in flight, 5 queued) and waits.
+    let started = Instant::now();
+    while stage.metrics().waiting == 0 && started.elapsed() < LONG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(stage.metrics().waiting, 1, "{:?}", stage.metrics());
+    let started = Instant::now();
+    let error = router.shutdown(Duration::from_millis(300)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(800), "{:?}", started.elapsed());
+    assert!(matches!(error, DrainError::TimedOut { .. }), "{error:?}");
+    let (r, s) = (router.metrics(), stage.metrics());
+    assert_accounted(&r);
+    assert_accounted(&s);
+    assert_eq!((r.pending(), s.pending()), (0, 0), "{r:?} {s:?}");
+    // Every one of the 50 is counted lost at exactly one stage.
+    assert_eq!(
+        r.dropped(DropReason::Shutdown) + s.dropped(DropReason::Shutdown),
+        50,
+        "{r:?} {s:?}"
+    );
+    assert_eq!(sink.events().len(), 0);
+}
+
+#[test]
+fn a_router_drains_its_branches_side_by_side() {
+    let hung = |name: &'static str| {
+        SinkBackend::builder(name, RecordingSink::scripted([Answer::Hang]))
+            .build()
+            .unwrap()
+    };
+    let router = RoutingBackend::builder()
+        .backend("a", hung("a"))
+        .backend("b", hung("b"))
+        .backend("c", hung("c"))
+        .build()
+        .unwrap();
+    router.send(event(0)).unwrap();
+    let started = Instant::now();
+    let error = router.shutdown(Duration::from_millis(400)).unwrap_err();
+    let took = started.elapsed();
+    // One after the other, the second and third would get no time at all;
+    // side by side each gets the whole deadline and they end together.
+    assert!(took < Duration::from_millis(700), "{took:?}");
+    let DrainError::Backends(failures) = error else {
+        panic!("{error:?}")
+    };
+    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
 }

@@ -28,6 +28,7 @@ struct State {
     /// When each call started, accepted or not.
     calls: Vec<(Instant, usize)>,
     refuse_over: Option<usize>,
+    poison: Option<String>,
     flushes: usize,
     shutdowns: usize,
 }
@@ -62,6 +63,15 @@ impl RecordingSink {
     #[must_use]
     pub fn refusing_batches_over(self, max: usize) -> Self {
         self.lock().refuse_over = Some(max);
+        self
+    }
+
+    /// Refuses (as HTTP 400, invalid content) every batch holding an
+    /// event named `name`, as a database refuses a batch with one value it
+    /// cannot store.
+    #[must_use]
+    pub fn refusing_events_named(self, name: &str) -> Self {
+        self.lock().poison = Some(name.to_owned());
         self
     }
 
@@ -101,8 +111,14 @@ impl Sink for RecordingSink {
         let answer = {
             let mut state = self.lock();
             state.calls.push((Instant::now(), batch.len()));
+            let poisoned = state
+                .poison
+                .as_deref()
+                .is_some_and(|name| batch.iter().any(|e| e.name().as_str() == name));
             if state.refuse_over.is_some_and(|max| batch.len() > max) {
                 Answer::Status(413, None)
+            } else if poisoned {
+                Answer::Status(400, None)
             } else {
                 state.script.pop_front().unwrap_or(Answer::Ok)
             }

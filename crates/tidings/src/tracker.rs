@@ -103,6 +103,11 @@ impl Tracker {
     /// table, if any, is validated and otherwise ignored), with the stock
     /// sink types of this crate's features.
     ///
+    /// `emit` never waits: a stage your threads send to that does not set
+    /// `when_full` drops the newest event while its queue is full (counted
+    /// as `queue_full`). Stages below an `async_router` apply backpressure
+    /// to its queue instead ([`Feed::Callers`](tidings_config::Feed)).
+    ///
     /// # Errors
     ///
     /// [`ConfigErrors`](tidings_config::ConfigErrors): every mistake with its
@@ -123,7 +128,9 @@ impl Tracker {
         text: &str,
         registry: &tidings_config::Registry,
     ) -> Result<Self, tidings_config::ConfigErrors> {
-        let (root, _stages) = tidings_config::load(text, registry)?.build()?.into_parts();
+        let (root, _stages) = tidings_config::load(text, registry)?
+            .build_fed_by(tidings_config::Feed::Callers)?
+            .into_parts();
         Ok(Self::from_root(root))
     }
 
@@ -138,7 +145,7 @@ impl Tracker {
     ) -> Result<Self, tidings_config::ConfigErrors> {
         let (root, _stages) =
             tidings_config::load_file(path, &tidings_config::Registry::default())?
-                .build()?
+                .build_fed_by(tidings_config::Feed::Callers)?
                 .into_parts();
         Ok(Self::from_root(root))
     }

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +30,9 @@ const CHUNK: usize = 256;
 #[derive(Debug)]
 pub struct AsyncRouter {
     shared: Arc<Shared>,
+    /// The worker's backend, kept to close it from here when the worker
+    /// does not finish by the shutdown deadline.
+    inner: Arc<dyn Backend>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -39,9 +41,6 @@ struct Shared {
     stage: Stage,
     /// What the inner backend's last flush or shutdown reported.
     inner_error: Mutex<Option<DrainError>>,
-    /// Events the worker dropped because the shutdown deadline passed
-    /// before it could hand them on.
-    cut_short: AtomicU64,
 }
 
 /// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
@@ -61,7 +60,11 @@ impl AsyncRouterBuilder {
         self
     }
 
-    /// What `send` does when the queue is full. Defaults to [`WhenFull::DropNewest`].
+    /// What `send` does when the queue is full. Defaults to
+    /// [`WhenFull::DropNewest`]: an application thread that emits never
+    /// waits, and what a full queue refuses is counted as dropped
+    /// (`queue_full`). [`WhenFull::Backpressure`] is for a router fed by
+    /// another worker.
     pub fn when_full(mut self, policy: WhenFull) -> Self {
         self.when_full = policy;
         self
@@ -76,12 +79,12 @@ impl AsyncRouterBuilder {
         let shared = Arc::new(Shared {
             stage: Stage::new(self.name.to_string(), self.queue_capacity, self.when_full),
             inner_error: Mutex::new(None),
-            cut_short: AtomicU64::new(0),
         });
-        let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner))
+        let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner.clone()))
             .map_err(|e| SpawnError::new(&shared.stage.name, e))?;
         Ok(AsyncRouter {
             shared,
+            inner: self.inner,
             worker: Mutex::new(Some(handle)),
         })
     }
@@ -146,6 +149,20 @@ impl AsyncRouter {
             Err(Pushed::Closed) => Err(SendError::Closed),
             Err(_) => Err(SendError::QueueFull),
         }
+    }
+
+    /// Whether `n` more events would fit in the queue now (a hint: another
+    /// sender may take the room first). Lets a producer refuse work early,
+    /// as the collector answers 503 before reading a body.
+    #[must_use]
+    pub fn has_room(&self, n: usize) -> bool {
+        self.shared.stage.queue.has_room(n)
+    }
+
+    /// What `send` does when the queue is full.
+    #[must_use]
+    pub fn when_full(&self) -> WhenFull {
+        self.shared.stage.queue.policy()
     }
 
     /// A snapshot of the counters; `delivered` counts events handed to the
@@ -224,14 +241,36 @@ impl Backend for AsyncRouter {
         self.shared.take_inner_error().map_or(Ok(()), Err)
     }
 
+    /// Stops accepting, hands what is queued on to the inner backend, then
+    /// shuts that down with the time left. When the deadline passes first
+    /// (the worker waits for room in a full queue below, say), the inner
+    /// backend is shut down from here with no time left, which releases
+    /// the worker: every event not handed on is counted as dropped
+    /// (`shutdown`), and every stage below reports its own.
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
-        let finished = self.shared.stage.shut_down(timeout, 2 * SHUTDOWN_SLACK);
-        join_if_done(&self.shared.stage.control, &self.worker);
-        let pending = self.metrics().pending() + self.shared.cut_short.load(Ordering::Relaxed);
-        if !finished || pending > 0 {
-            return Err(DrainError::TimedOut { timeout, pending });
+        let stage = &self.shared.stage;
+        let before = stage.snapshot().dropped(DropReason::Shutdown);
+        let mut forced = None;
+        if !stage.shut_down(timeout, 2 * SHUTDOWN_SLACK) {
+            forced = Some(self.inner.shutdown(Duration::ZERO));
+            stage
+                .control
+                .wait_done(Instant::now() + 2 * SHUTDOWN_SLACK);
         }
-        self.shared.take_inner_error().map_or(Ok(()), Err)
+        join_if_done(&stage.control, &self.worker);
+        let metrics = self.metrics();
+        let lost = metrics.dropped(DropReason::Shutdown) - before + metrics.pending();
+        if lost > 0 {
+            return Err(DrainError::TimedOut {
+                timeout,
+                pending: lost,
+            });
+        }
+        let inner = match forced {
+            Some(result) => result.err(),
+            None => self.shared.take_inner_error(),
+        };
+        inner.map_or(Ok(()), Err)
     }
 }
 
@@ -283,7 +322,6 @@ async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
                         .stage
                         .metrics
                         .dropped(&shared.stage.name, DropReason::Shutdown, 1);
-                    shared.cut_short.fetch_add(1, Ordering::Relaxed);
                 } else {
                     hand_on(&shared, &*inner, event);
                 }

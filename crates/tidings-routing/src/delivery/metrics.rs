@@ -22,17 +22,22 @@ pub enum DropReason {
     /// Shutdown's deadline passed before the event was delivered, or the
     /// event arrived after shutdown.
     Shutdown,
+    /// The receiver refused the event for what it contains (a PostgreSQL
+    /// data error, an HTTP 400 or 422): the batch was split until the
+    /// events at fault were found, and this is one of them.
+    Invalid,
 }
 
 impl DropReason {
     /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         Self::QueueFull,
         Self::TooLarge,
         Self::RetriesExhausted,
         Self::NonRetryable,
         Self::Expired,
         Self::Shutdown,
+        Self::Invalid,
     ];
 
     /// The reason's name in metrics and logs, such as `queue_full`.
@@ -45,6 +50,7 @@ impl DropReason {
             Self::NonRetryable => "non_retryable",
             Self::Expired => "expired",
             Self::Shutdown => "shutdown",
+            Self::Invalid => "invalid",
         }
     }
 
@@ -67,6 +73,7 @@ pub(crate) struct Metrics {
     pub(crate) retried: AtomicU64,
     pub(crate) batches: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    dead_lettered: [AtomicU64; DropReason::ALL.len()],
     /// Events taken off the queue and not yet delivered or dropped.
     pub(crate) buffered: AtomicU64,
     pub(crate) buffered_bytes: AtomicU64,
@@ -99,7 +106,12 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn snapshot(&self, name: &str, queued: usize) -> MetricsSnapshot {
+    /// Counts `n` events handed to the dead-letter destination.
+    pub(crate) fn dead_lettered(&self, reason: DropReason, n: usize) {
+        self.dead_lettered[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, name: &str, queued: usize, waiting: usize) -> MetricsSnapshot {
         MetricsSnapshot {
             name: name.to_owned(),
             received: self.received.load(Ordering::Relaxed),
@@ -107,7 +119,10 @@ impl Metrics {
             retried: self.retried.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             dropped: DropReason::ALL.map(|r| (r, self.dropped[r.index()].load(Ordering::Relaxed))),
+            dead_lettered: DropReason::ALL
+                .map(|r| (r, self.dead_lettered[r.index()].load(Ordering::Relaxed))),
             queued: queued as u64,
+            waiting: waiting as u64,
             buffered: self.buffered.load(Ordering::Relaxed),
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
         }
@@ -116,7 +131,8 @@ impl Metrics {
 
 /// A point-in-time copy of a delivery stage's counters.
 ///
-/// At every quiet point `received == delivered + dropped_total() + pending()`.
+/// At every quiet point
+/// `received == delivered + dropped_total() + dead_lettered_total() + pending()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
@@ -132,8 +148,15 @@ pub struct MetricsSnapshot {
     pub batches: u64,
     /// Events dropped, by reason.
     pub dropped: [(DropReason, u64); DropReason::ALL.len()],
+    /// Events the sink gave up on and handed to its dead-letter
+    /// destination, by reason (never counted as dropped as well).
+    pub dead_lettered: [(DropReason, u64); DropReason::ALL.len()],
     /// Events waiting in the queue.
     pub queued: u64,
+    /// Events whose senders wait for room in the full queue
+    /// ([`WhenFull::Block`](crate::WhenFull::Block),
+    /// [`WhenFull::Backpressure`](crate::WhenFull::Backpressure)).
+    pub waiting: u64,
     /// Events taken off the queue and not yet delivered or dropped
     /// (batching, in flight, waiting to retry).
     pub buffered: u64,
@@ -145,10 +168,7 @@ impl MetricsSnapshot {
     /// Events dropped for `reason`.
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+        count(&self.dropped, reason)
     }
 
     /// Events dropped for any reason.
@@ -157,9 +177,30 @@ impl MetricsSnapshot {
         self.dropped.iter().map(|(_, n)| n).sum()
     }
 
-    /// Events accepted and neither delivered nor dropped yet.
+    /// Events dead-lettered for `reason`.
+    #[must_use]
+    pub fn dead_lettered(&self, reason: DropReason) -> u64 {
+        count(&self.dead_lettered, reason)
+    }
+
+    /// Events dead-lettered for any reason.
+    #[must_use]
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Events received and neither delivered, dropped nor dead-lettered
+    /// yet: queued, waiting for room, or taken by the worker (batching, in
+    /// flight, waiting to retry).
     #[must_use]
     pub fn pending(&self) -> u64 {
-        self.queued + self.buffered
+        self.queued + self.waiting + self.buffered
     }
+}
+
+fn count(counts: &[(DropReason, u64)], reason: DropReason) -> u64 {
+    counts
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(0, |(_, n)| *n)
 }

@@ -21,6 +21,27 @@ pub enum WhenFull {
     /// Wait up to the duration for room, then refuse the event. The emitting
     /// thread blocks for at most that long.
     Block(Duration),
+    /// Wait for room as long as it takes: nothing is dropped for lack of
+    /// room, and the sender slows down to the stage's pace instead. Only the
+    /// stage's shutdown releases a waiting sender (its event is then counted
+    /// as dropped `shutdown`).
+    ///
+    /// Meant for a stage fed by another stage's worker, such as the sinks
+    /// below an [`AsyncRouter`](crate::AsyncRouter) or below the collector's
+    /// intake, where waiting passes the pressure up to a queue that can
+    /// refuse a whole request (the collector answers 503). Never the
+    /// default of a stage an application thread sends to directly: it would
+    /// block that thread while a sink is down.
+    Backpressure,
+}
+
+impl WhenFull {
+    /// Whether a full queue under this policy drops an event it was given
+    /// (every policy but [`WhenFull::Backpressure`]).
+    #[must_use]
+    pub fn may_drop(self) -> bool {
+        self != Self::Backpressure
+    }
 }
 
 /// What became of a pushed event.
@@ -79,6 +100,21 @@ impl Queue {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Whether `n` more events would fit now (queued and reserved events
+    /// count as occupied); a hint, taken without the lock.
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        self.len() + self.reserved.load(Ordering::Relaxed) + n <= self.capacity
+    }
+
+    pub(crate) fn policy(&self) -> WhenFull {
+        self.policy
+    }
+
+    /// Producers waiting for room right now (`Block` and `Backpressure`).
+    pub(crate) fn waiting(&self) -> usize {
+        self.blocked.load(Ordering::SeqCst)
+    }
+
     /// Queued and reserved events: what counts against the capacity.
     fn occupied(&self, items: &VecDeque<Event>) -> usize {
         items.len() + self.reserved.load(Ordering::Relaxed)
@@ -129,6 +165,10 @@ impl Queue {
 
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Taking the lock orders the notification after a waiting
+        // producer's check of `closed` (a `Backpressure` wait has no timeout
+        // to recover a lost wake-up).
+        drop(self.lock());
         self.space.notify_all();
         self.wake.notify_one();
     }
@@ -161,7 +201,13 @@ impl Queue {
                 // Full of reservations only: nothing to displace.
                 WhenFull::DropOldest => Pushed::Full,
                 WhenFull::Block(timeout) => {
-                    let (guard, outcome) = self.wait_for_room(items, event, timeout);
+                    let (guard, outcome) =
+                        self.wait_for_room(items, event, Some(Instant::now() + timeout));
+                    items = guard;
+                    outcome
+                }
+                WhenFull::Backpressure => {
+                    let (guard, outcome) = self.wait_for_room(items, event, None);
                     items = guard;
                     outcome
                 }
@@ -206,9 +252,8 @@ impl Queue {
         &'a self,
         mut items: MutexGuard<'a, VecDeque<Event>>,
         event: Event,
-        timeout: Duration,
+        deadline: Option<Instant>,
     ) -> (MutexGuard<'a, VecDeque<Event>>, Pushed) {
-        let deadline = Instant::now() + timeout;
         self.blocked.fetch_add(1, Ordering::SeqCst);
         let outcome = loop {
             if self.is_closed() {
@@ -218,15 +263,22 @@ impl Queue {
                 items.push_back(event);
                 break Pushed::Accepted;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Pushed::Full;
-            }
-            items = self
-                .space
-                .wait_timeout(items, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            items = match deadline {
+                None => self
+                    .space
+                    .wait(items)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break Pushed::Full;
+                    }
+                    self.space
+                        .wait_timeout(items, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         };
         self.blocked.fetch_sub(1, Ordering::SeqCst);
         (items, outcome)
@@ -344,6 +396,44 @@ mod tests {
             "room made while waiting"
         );
         assert_eq!(data(&consumer.join().unwrap()), [1]);
+        assert_eq!(data(&q.drain_all()), [3]);
+    }
+
+    #[test]
+    fn backpressure_waits_for_room_as_long_as_it_takes() {
+        let q = std::sync::Arc::new(Queue::new(1, WhenFull::Backpressure));
+        assert!(!WhenFull::Backpressure.may_drop());
+        assert!(WhenFull::DropNewest.may_drop() && WhenFull::Block(Duration::ZERO).may_drop());
+        q.push(event(1));
+        assert!(!q.has_room(1) && q.has_room(0));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push(event(2)), Pushed::Accepted))
+        };
+        // Longer than any `Block` default: the producer is still waiting.
+        while q.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!producer.is_finished());
+        let mut out = Vec::new();
+        q.pop_up_to(1, &mut out);
+        assert!(producer.join().unwrap(), "queued once room was made");
+        assert_eq!(data(&out), [1]);
+        assert_eq!(data(&q.drain_all()), [2]);
+        assert_eq!(q.waiting(), 0);
+
+        // Only closing releases a waiting producer without room.
+        q.push(event(3));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push(event(4)), Pushed::Closed))
+        };
+        while q.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        q.close();
+        assert!(producer.join().unwrap());
         assert_eq!(data(&q.drain_all()), [3]);
     }
 

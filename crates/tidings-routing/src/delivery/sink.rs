@@ -83,6 +83,13 @@ pub enum SinkErrorKind {
     /// The batch is too large (413): it is split in halves, and a single
     /// event that is still refused is dropped as too large.
     TooLarge,
+    /// The receiver refused the batch because of what some of its events
+    /// contain (a PostgreSQL data error of class 22, an HTTP 400 or 422, a
+    /// message the broker refuses): the batch is split in halves until the
+    /// events at fault are found alone; those go to the dead-letter
+    /// destination (reason `invalid`), every other event is delivered. One
+    /// event never costs its batch.
+    Invalid,
 }
 
 /// A sink failed to deliver a batch.
@@ -104,6 +111,12 @@ impl SinkError {
         Self::new(SinkErrorKind::Fatal, source)
     }
 
+    /// Some events of the batch are refused for what they contain; the
+    /// batch is split to find them.
+    pub fn invalid(source: impl Into<BoxError>) -> Self {
+        Self::new(SinkErrorKind::Invalid, source)
+    }
+
     /// The batch is too large; it is split.
     pub fn too_large(source: impl Into<BoxError>) -> Self {
         Self::new(SinkErrorKind::TooLarge, source)
@@ -119,12 +132,15 @@ impl SinkError {
     }
 
     /// Classifies an HTTP status answered to a batch: 408, 429, 500, 502,
-    /// 503 and 504 are retryable, 413 is too large, anything else fatal.
+    /// 503 and 504 are retryable, 413 is too large, 400 and 422 refuse
+    /// what some events contain (the batch is split to find them),
+    /// anything else is fatal.
     /// `retry_after` is the parsed `Retry-After` header, if any.
     pub fn from_http_status(status: u16, retry_after: Option<Duration>) -> Self {
         let kind = match status {
             408 | 429 | 500 | 502 | 503 | 504 => SinkErrorKind::Retryable,
             413 => SinkErrorKind::TooLarge,
+            400 | 422 => SinkErrorKind::Invalid,
             _ => SinkErrorKind::Fatal,
         };
         let mut error = Self::new(kind, format!("server answered HTTP {status}"));
@@ -165,6 +181,7 @@ impl fmt::Display for SinkError {
             SinkErrorKind::Retryable => "retryable",
             SinkErrorKind::Fatal => "fatal",
             SinkErrorKind::TooLarge => "batch too large",
+            SinkErrorKind::Invalid => "invalid events",
         };
         write!(f, "{kind} sink error: {}", self.source)?;
         if let Some(delay) = self.retry_after {
@@ -192,7 +209,14 @@ mod tests {
                 "{status}"
             );
         }
-        for status in [400, 401, 403, 404, 409, 422, 501] {
+        for status in [400, 422] {
+            assert_eq!(
+                SinkError::from_http_status(status, None).kind(),
+                SinkErrorKind::Invalid,
+                "{status}"
+            );
+        }
+        for status in [401, 403, 404, 409, 501] {
             assert_eq!(
                 SinkError::from_http_status(status, None).kind(),
                 SinkErrorKind::Fatal,

@@ -31,6 +31,9 @@ pub enum BatchOutcome {
     Delivered,
     /// The batch was dropped.
     Dropped(DropReason),
+    /// The sink gave up on the batch, which went to the dead-letter
+    /// destination ([`SinkBackendBuilder::dead_letter`]).
+    DeadLettered(DropReason),
 }
 
 /// A dispatched batch, as told to a [`SinkBackendBuilder::on_batch`] hook
@@ -67,6 +70,8 @@ type BatchHook = Arc<dyn Fn(&BatchReport<'_>) + Send + Sync>;
 #[derive(Debug)]
 pub struct SinkBackend {
     shared: Arc<Stage>,
+    /// Flushed and shut down after this backend, whose worker feeds it.
+    dead_letter: Option<Arc<dyn Backend>>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -80,6 +85,7 @@ pub struct SinkBackendBuilder {
     batch: BatchConfig,
     retry: RetryPolicy,
     on_batch: Option<BatchHook>,
+    dead_letter: Option<Arc<dyn Backend>>,
 }
 
 impl std::fmt::Debug for SinkBackendBuilder {
@@ -91,6 +97,7 @@ impl std::fmt::Debug for SinkBackendBuilder {
             .field("when_full", &self.when_full)
             .field("batch", &self.batch)
             .field("retry", &self.retry)
+            .field("dead_letter", &self.dead_letter)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +146,20 @@ impl SinkBackendBuilder {
         self
     }
 
+    /// Where events the sink gave up on go: the events at fault in a batch
+    /// the receiver refused for its content ([`SinkErrorKind::Invalid`]),
+    /// events too large alone, and batches refused for good, out of
+    /// retries or too old. Each event keeps its id and gets a
+    /// `dead_letter` object in its context (`backend`, `reason`, `error`,
+    /// `attempts`), so any backend can keep them: a file, a table. Counted
+    /// in [`MetricsSnapshot::dead_lettered`]; an event the destination
+    /// refuses is counted as dropped. Without one, those events are
+    /// dropped and counted.
+    pub fn dead_letter(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.dead_letter = Some(backend);
+        self
+    }
+
     /// Calls `hook` on the worker thread after every batch is delivered or
     /// dropped. A panicking hook is caught and logged.
     pub fn on_batch(mut self, hook: impl Fn(&BatchReport<'_>) + Send + Sync + 'static) -> Self {
@@ -163,12 +184,14 @@ impl SinkBackendBuilder {
             batch: self.batch,
             retry: self.retry,
             on_batch: self.on_batch,
+            dead_letter: self.dead_letter.clone(),
             failing: AtomicBool::new(false),
         };
         let handle = spawn_worker(&shared.name, worker.run())
             .map_err(|e| SpawnError::new(&shared.name, e))?;
         Ok(SinkBackend {
             shared,
+            dead_letter: self.dead_letter,
             worker: Mutex::new(Some(handle)),
         })
     }
@@ -193,6 +216,7 @@ impl SinkBackend {
             batch: BatchConfig::default(),
             retry: RetryPolicy::default(),
             on_batch: None,
+            dead_letter: None,
         }
     }
 
@@ -200,6 +224,12 @@ impl SinkBackend {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// What `send` does when the queue is full.
+    #[must_use]
+    pub fn when_full(&self) -> WhenFull {
+        self.shared.queue.policy()
     }
 
     /// A snapshot of the counters.
@@ -215,10 +245,41 @@ impl Backend for SinkBackend {
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.shared.flush(timeout)
+        let deadline = Instant::now() + timeout;
+        self.shared.flush(timeout)?;
+        self.with_dead_letter(deadline, |dead_letter, left| dead_letter.flush(left))
     }
 
+    /// Stops accepting and delivers what was accepted, retrying failed
+    /// batches (backoff capped to the time left) until the deadline; then
+    /// the dead-letter destination, with the time left. What is not
+    /// delivered by then is counted as dropped (`shutdown`).
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        let deadline = Instant::now() + timeout;
+        let own = self.shut_down_self(timeout);
+        let dead_letter =
+            self.with_dead_letter(deadline, |dead_letter, left| dead_letter.shutdown(left));
+        own.and(dead_letter)
+    }
+}
+
+impl SinkBackend {
+    fn with_dead_letter(
+        &self,
+        deadline: Instant,
+        op: impl FnOnce(&dyn Backend, Duration) -> Result<(), DrainError>,
+    ) -> Result<(), DrainError> {
+        match &self.dead_letter {
+            Some(dead_letter) => op(
+                &**dead_letter,
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .map_err(|e| DrainError::Backends(vec![("dead_letter".to_owned(), e)])),
+            None => Ok(()),
+        }
+    }
+
+    fn shut_down_self(&self, timeout: Duration) -> Result<(), DrainError> {
         let before = self.metrics().dropped(DropReason::Shutdown);
         let finished = self.shared.shut_down(timeout, SHUTDOWN_SLACK);
         join_if_done(&self.shared.control, &self.worker);
@@ -230,6 +291,7 @@ impl Backend for SinkBackend {
             delivered = metrics.delivered,
             retried = metrics.retried,
             dropped = metrics.dropped_total(),
+            dead_lettered = metrics.dead_lettered_total(),
             pending = metrics.pending(),
             "backend shut down"
         );
@@ -258,6 +320,7 @@ struct Worker {
     batch: BatchConfig,
     retry: RetryPolicy,
     on_batch: Option<BatchHook>,
+    dead_letter: Option<Arc<dyn Backend>>,
     /// Whether the last attempt failed: the first failure of a streak is a
     /// warning, the rest are at debug level until an attempt succeeds.
     failing: AtomicBool,
@@ -336,7 +399,11 @@ impl Worker {
             for event in incoming.drain(..) {
                 let size = self.sink.size_hint(&event);
                 if size > self.batch.max_bytes() {
-                    self.finish(&[event], 0, BatchOutcome::Dropped(DropReason::TooLarge));
+                    let error = format!(
+                        "the event alone is {size} bytes, over the batch's max_bytes {}",
+                        self.batch.max_bytes()
+                    );
+                    self.give_up(vec![event], 0, DropReason::TooLarge, &error);
                     continue;
                 }
                 if !batch.is_empty() && batch.bytes + size > self.batch.max_bytes() {
@@ -357,7 +424,8 @@ impl Worker {
         self.deliver(events, Instant::now()).await;
     }
 
-    /// Sends one batch until it is delivered or dropped; 413 splits it.
+    /// Sends one batch until it is delivered, dropped or dead-lettered;
+    /// a batch too large or refused for its content is split in halves.
     fn deliver(
         &self,
         events: Vec<Event>,
@@ -369,25 +437,11 @@ impl Worker {
                 attempt += 1;
                 let deadline = self.shared.control.shutdown_deadline();
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return self.finish(
-                        &events,
-                        attempt - 1,
-                        BatchOutcome::Dropped(DropReason::Shutdown),
-                    );
+                    return self.drop_batch(events, attempt - 1, DropReason::Shutdown);
                 }
-                let sent = self.sink.send_batch(&events);
-                let result = match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline.into(), sent).await.ok(),
-                    None => Some(sent.await),
-                };
+                let result = self.until_deadline(self.sink.send_batch(&events)).await;
                 let error = match result {
-                    None => {
-                        return self.finish(
-                            &events,
-                            attempt,
-                            BatchOutcome::Dropped(DropReason::Shutdown),
-                        );
-                    }
+                    None => return self.drop_batch(events, attempt, DropReason::Shutdown),
                     Some(Ok(())) => {
                         // A load first: no write per delivered batch.
                         if self.failing.load(Ordering::Relaxed)
@@ -404,67 +458,113 @@ impl Worker {
                 } else {
                     tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed; further failures are logged at debug level until the sink recovers");
                 }
-                match error.kind() {
-                    SinkErrorKind::TooLarge if events.len() > 1 => {
+                let give_up = match error.kind() {
+                    SinkErrorKind::TooLarge | SinkErrorKind::Invalid if events.len() > 1 => {
                         let mut left = events;
                         let right = left.split_off(left.len() / 2);
                         self.deliver(left, formed).await;
                         return self.deliver(right, formed).await;
                     }
-                    SinkErrorKind::TooLarge => {
-                        return self.finish(
-                            &events,
-                            attempt,
-                            BatchOutcome::Dropped(DropReason::TooLarge),
-                        );
+                    SinkErrorKind::TooLarge => DropReason::TooLarge,
+                    SinkErrorKind::Invalid => DropReason::Invalid,
+                    SinkErrorKind::Retryable if attempt >= self.retry.max_attempts() => {
+                        DropReason::RetriesExhausted
                     }
-                    SinkErrorKind::Retryable => {}
-                    _ => {
-                        return self.finish(
-                            &events,
-                            attempt,
-                            BatchOutcome::Dropped(DropReason::NonRetryable),
-                        );
+                    SinkErrorKind::Retryable => {
+                        let wait = self.retry.backoff(attempt, error.retry_after());
+                        // While draining, the deadline bounds the wait instead.
+                        if deadline.is_none() && formed.elapsed() + wait > self.retry.max_batch_age()
+                        {
+                            DropReason::Expired
+                        } else {
+                            Metrics::add(&self.shared.metrics.retried, events.len());
+                            self.pause(Instant::now() + wait).await;
+                            continue;
+                        }
                     }
-                }
-                if deadline.is_some() {
-                    // Shutting down: no more waiting, this was the last try.
-                    return self.finish(
-                        &events,
-                        attempt,
-                        BatchOutcome::Dropped(DropReason::Shutdown),
-                    );
-                }
-                if attempt >= self.retry.max_attempts() {
-                    return self.finish(
-                        &events,
-                        attempt,
-                        BatchOutcome::Dropped(DropReason::RetriesExhausted),
-                    );
-                }
-                let wait = self.retry.backoff(attempt, error.retry_after());
-                if formed.elapsed() + wait > self.retry.max_batch_age() {
-                    return self.finish(
-                        &events,
-                        attempt,
-                        BatchOutcome::Dropped(DropReason::Expired),
-                    );
-                }
-                Metrics::add(&self.shared.metrics.retried, events.len());
-                self.pause(Instant::now() + wait).await;
+                    _ => DropReason::NonRetryable,
+                };
+                return self.give_up(events, attempt, give_up, &error);
             }
         })
     }
 
-    /// Sleeps until `until`, or until shutdown starts (retry sleeps are
-    /// cancelled then, and the batch gets one last try).
+    /// Runs `call` to its end, or until the shutdown deadline (`None`),
+    /// even when the shutdown starts while it runs.
+    async fn until_deadline<F: Future>(&self, call: F) -> Option<F::Output> {
+        tokio::pin!(call);
+        loop {
+            match self.shared.control.shutdown_deadline() {
+                Some(deadline) => return tokio::time::timeout_at(deadline.into(), call).await.ok(),
+                None => tokio::select! {
+                    out = &mut call => return Some(out),
+                    // Woken by events arriving and by a shutdown starting.
+                    () = self.shared.queue.wake.notified() => {}
+                },
+            }
+        }
+    }
+
+    /// Sleeps until `until`. When a shutdown starts meanwhile the sleep
+    /// ends at once (the batch is tried again straight away); during a
+    /// shutdown it ends at the deadline at the latest, so retries go on
+    /// until the deadline, never past it.
     async fn pause(&self, until: Instant) {
-        while Instant::now() < until && self.shared.control.shutdown_deadline().is_none() {
+        let draining = self.shared.control.shutdown_deadline().is_some();
+        loop {
+            let deadline = self.shared.control.shutdown_deadline();
+            if deadline.is_some() && !draining {
+                return;
+            }
+            let until = deadline.map_or(until, |d| until.min(d));
+            if Instant::now() >= until {
+                return;
+            }
             tokio::select! {
                 () = tokio::time::sleep_until(until.into()) => {}
                 () = self.shared.queue.wake.notified() => {}
             }
         }
+    }
+
+    fn drop_batch(&self, events: Vec<Event>, attempts: u32, reason: DropReason) {
+        self.finish(&events, attempts, BatchOutcome::Dropped(reason));
+    }
+
+    /// The sink will not take `events`: they go to the dead-letter
+    /// destination, marked with why, or are dropped without one.
+    fn give_up(
+        &self,
+        mut events: Vec<Event>,
+        attempts: u32,
+        reason: DropReason,
+        error: &dyn std::fmt::Display,
+    ) {
+        let Some(dead_letter) = &self.dead_letter else {
+            return self.drop_batch(events, attempts, reason);
+        };
+        let mark = serde_json::json!({
+            "backend": self.shared.name,
+            "reason": reason.as_str(),
+            "error": error.to_string(),
+            "attempts": attempts,
+        });
+        for event in &mut events {
+            event
+                .context_mut()
+                .insert("dead_letter".to_owned(), mark.clone());
+        }
+        let refused = events
+            .iter()
+            .filter(|event| {
+                let sent = catch_unwind(AssertUnwindSafe(|| dead_letter.send((*event).clone())));
+                !matches!(sent, Ok(Ok(())))
+            })
+            .count();
+        let metrics = &self.shared.metrics;
+        metrics.dead_lettered(reason, events.len() - refused);
+        metrics.dropped(&self.shared.name, reason, refused);
+        self.report(&events, attempts, BatchOutcome::DeadLettered(reason));
     }
 
     fn finish(&self, events: &[Event], attempts: u32, outcome: BatchOutcome) {
@@ -477,8 +577,14 @@ impl Worker {
             BatchOutcome::Dropped(reason) => {
                 metrics.dropped(&self.shared.name, reason, events.len())
             }
+            BatchOutcome::DeadLettered(reason) => metrics.dead_lettered(reason, events.len()),
         }
-        Metrics::sub(&metrics.buffered, events.len());
+        self.report(events, attempts, outcome);
+    }
+
+    /// Settles the batch in the gauges and tells the `on_batch` hook.
+    fn report(&self, events: &[Event], attempts: u32, outcome: BatchOutcome) {
+        Metrics::sub(&self.shared.metrics.buffered, events.len());
         if let Some(hook) = &self.on_batch {
             let report = BatchReport {
                 backend: &self.shared.name,

@@ -53,7 +53,8 @@ impl Stage {
     }
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        self.metrics.snapshot(&self.name, self.queue.len())
+        self.metrics
+            .snapshot(&self.name, self.queue.len(), self.queue.waiting())
     }
 
     /// Asks the worker to flush and waits for it, at most `timeout`.
