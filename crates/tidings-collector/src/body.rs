@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 
 use crate::reject::Reject;
@@ -47,7 +47,9 @@ where
         Some(encoding) if encoding == "identity" => Ok(bytes),
         Some(encoding) if encoding == "gzip" => {
             let mut out = Vec::with_capacity(bytes.len() * 4);
-            flate2::read::GzDecoder::new(&bytes[..])
+            // Every member of a concatenated body; bytes after the last member
+            // that are not one are an error, as they would be without gzip.
+            flate2::read::MultiGzDecoder::new(&bytes[..])
                 .take(max as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| Reject::BadRequest(format!("body is not valid gzip: {e}")))?;
@@ -62,6 +64,32 @@ where
             "content encoding {other:?} is not supported, use gzip or none"
         ))),
     }
+}
+
+/// The body bytes a request may make the collector hold, taken from the
+/// budget before it is read: its declared length (or `max` when it does
+/// not declare one), and `max` more for a gzip body's decompressed copy.
+///
+/// # Errors
+///
+/// 413 when the declared length is over `max`: refused before reading.
+pub(crate) fn budget(headers: &HeaderMap, max: usize) -> Result<usize, Reject> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let raw = match declared {
+        Some(n) if n > max as u64 => {
+            return Err(Reject::TooLarge(format!("body is over {max} bytes")));
+        }
+        Some(n) => n as usize,
+        None => max,
+    };
+    let gzip = headers.get(CONTENT_ENCODING).is_some_and(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+    });
+    Ok(if gzip { raw + max } else { raw })
 }
 
 /// The media type of the request, lowercased, without parameters.

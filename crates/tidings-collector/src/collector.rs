@@ -19,10 +19,11 @@ use tidings_config::{
 };
 use tidings_event::{Limits, Timestamp};
 use tidings_processors::PropertyAllowlist;
-use tidings_routing::{AsyncRouter, Backend, DrainError, RoutingBackend, WhenFull};
+use tidings_routing::{AsyncRouter, Backend, DrainError, DropReason, RoutingBackend, WhenFull};
 use tokio::net::TcpListener;
 
 use crate::access::{add_cors, allowed_origin, authorized, preflight};
+use crate::budget::{self, Budget};
 use crate::durable::Durable;
 use crate::metrics::{Counters, render};
 use crate::reject::{Reject, json_response};
@@ -57,6 +58,7 @@ struct Inner {
     durable: Option<Arc<Durable>>,
     root: Arc<RoutingBackend>,
     stages: Vec<Stage>,
+    budgets: budget::Limits,
     counters: Counters,
     flume_log: Mutex<Box<dyn Write + Send>>,
 }
@@ -195,6 +197,10 @@ impl Collector {
         let limits = Limits::default()
             .with_max_bytes(options.max_body_bytes)
             .with_max_events(options.max_batch_events);
+        let budgets = budget::Limits {
+            bodies: Budget::new(options.max_inflight_body_bytes),
+            connections: Budget::new(options.max_connections),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
@@ -205,6 +211,7 @@ impl Collector {
                 durable,
                 root,
                 stages,
+                budgets,
                 counters: Counters::default(),
                 flume_log: Mutex::new(Box::new(std::io::stdout())),
             }),
@@ -241,6 +248,7 @@ impl Collector {
             &inner.counters,
             &inner.intake.metrics(),
             inner.options.queue_capacity,
+            &inner.budgets,
             &inner.root.stats(),
             &inner.stages,
             inner.durable.as_ref().map(|d| d.stats()).as_ref(),
@@ -344,6 +352,16 @@ impl Collector {
         if !authorized(&inner.options.write_keys, &parts.headers, query) {
             return Err(Reject::Unauthorized);
         }
+        // Full: refused before the body is read (the client's retry sends
+        // it again), so a stalled pipeline costs no memory for bodies.
+        if !inner.intake.has_room(1) {
+            return Err(Reject::QueueFull);
+        }
+        let _body_permit = inner
+            .budgets
+            .bodies
+            .try_take(body::budget(&parts.headers, inner.options.max_body_bytes)?)
+            .ok_or(Reject::Busy)?;
         let bytes = body::read(&parts.headers, request_body, inner.options.max_body_bytes).await?;
         let mut flume_line = None;
         let mut events = match route {
@@ -442,6 +460,11 @@ impl Collector {
                             continue;
                         }
                     };
+                    let Some(permit) = self.inner.budgets.connections.try_take(1) else {
+                        self.inner.counters.rejected("too_many_connections");
+                        tokio::spawn(refuse_connection(stream));
+                        continue;
+                    };
                     let collector = self.clone();
                     let service = service_fn(move |request| {
                         let collector = collector.clone();
@@ -455,6 +478,7 @@ impl Collector {
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         let _ = connection.await;
+                        drop(permit);
                     });
                 }
                 () = &mut shutdown => break,
@@ -487,6 +511,29 @@ impl Collector {
             .unwrap_or_else(|join| Err(DrainError::Failed(join.to_string().into())))
     }
 
+    /// What each stage lost to shutdown: `(path, events)` for every stage
+    /// (the intake first, then the config's stages) that dropped events as
+    /// `shutdown` or still holds some (queued, batched or
+    /// in flight). Call it after [`Collector::shutdown`] for the exact
+    /// account of what a drain cut short; an event lost in two branches
+    /// counts in both.
+    #[must_use]
+    pub fn losses(&self) -> Vec<(String, u64)> {
+        let inner = &self.inner;
+        let delivery = inner
+            .stages
+            .iter()
+            .filter_map(|stage| match stage.metrics() {
+                tidings_config::StageMetrics::Delivery(m) => Some((stage.path.clone(), m)),
+                _ => None,
+            });
+        std::iter::once(("intake".to_owned(), inner.intake.metrics()))
+            .chain(delivery)
+            .map(|(path, m)| (path, m.dropped(DropReason::Shutdown) + m.pending()))
+            .filter(|(_, lost)| *lost > 0)
+            .collect()
+    }
+
     /// Stops accepting events and drains the pipeline to the sinks, waiting
     /// at most `timeout`. Blocks the calling thread.
     ///
@@ -501,6 +548,22 @@ impl Collector {
             None => inner.intake.shutdown(timeout),
         }
     }
+}
+
+/// Answers a connection over `max_connections` with a JSON 503 and closes
+/// it, without reading its request.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":"the collector has as many connections open as it may, retry later","status":503}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let written = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    });
+    let _ = written.await;
 }
 
 /// Checks every event of a request against the catalog: the first

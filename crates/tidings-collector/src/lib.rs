@@ -61,6 +61,7 @@
 
 mod access;
 mod body;
+mod budget;
 mod collector;
 mod durable;
 mod ingest;

@@ -128,7 +128,8 @@ fn main() -> ExitCode {
                 )
                 .init();
             match serve(config.as_ref(), listen) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_lost) => ExitCode::from(EXIT_EVENTS_LOST),
                 Err(message) => {
                     eprintln!("tidings: {message}");
                     ExitCode::FAILURE
@@ -182,7 +183,13 @@ fn catalog(command: CatalogCommand) -> ExitCode {
     }
 }
 
-fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<(), String> {
+/// The exit code of `tidings serve` when its drain ended with events not
+/// delivered (each stage's count is logged at ERROR level).
+const EXIT_EVENTS_LOST: u8 = 3;
+
+/// Runs the collector until SIGTERM or Ctrl-C, then drains it; returns
+/// how many events the drain could not deliver.
+fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<u64, String> {
     let config = load_config(config_path).map_err(|e| e.to_string())?;
     let collector = Collector::from_config(&config).map_err(|e| e.to_string())?;
     let addr = listen.unwrap_or(collector.options().listen);
@@ -203,11 +210,27 @@ fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<()
         })
         .await
         .map_err(|e| e.to_string())?;
-        match drained {
-            Ok(()) => tracing::info!(target: "tidings::collector", "drained; bye"),
-            Err(error) => tracing::warn!(target: "tidings::collector", %error, "shut down with undelivered events"),
+        let losses = collector.losses();
+        let lost: u64 = losses.iter().map(|(_, n)| n).sum();
+        if lost > 0 {
+            let by_stage = losses
+                .iter()
+                .map(|(path, n)| format!("{path}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::error!(
+                target: "tidings::collector",
+                lost,
+                by_stage = %by_stage,
+                "shut down with {lost} events not delivered: the drain's deadline (shutdown_timeout_ms = {}) passed first",
+                drain.as_millis()
+            );
+        } else if let Err(error) = drained {
+            tracing::warn!(target: "tidings::collector", %error, "drained every accepted event, but a sink failed to close");
+        } else {
+            tracing::info!(target: "tidings::collector", "drained: every accepted event delivered; bye");
         }
-        Ok(())
+        Ok(lost)
     })
 }
 

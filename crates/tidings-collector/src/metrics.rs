@@ -94,6 +94,7 @@ pub(crate) fn render(
     counters: &Counters,
     intake: &MetricsSnapshot,
     capacity: usize,
+    limits: &crate::budget::Limits,
     root: &RouterStats,
     stages: &[Stage],
     wal: Option<&WalStats>,
@@ -164,6 +165,26 @@ pub(crate) fn render(
         "Room of the collector's queue, in events.",
     );
     f.sample("tidings_collector_queue_capacity", &[], capacity as u64);
+    f.head(
+        "tidings_collector_inflight_body_bytes",
+        "gauge",
+        "Request-body bytes held right now, against max_inflight_body_bytes.",
+    );
+    f.sample(
+        "tidings_collector_inflight_body_bytes",
+        &[],
+        limits.bodies.in_use() as u64,
+    );
+    f.head(
+        "tidings_collector_connections",
+        "gauge",
+        "Connections open right now, against max_connections.",
+    );
+    f.sample(
+        "tidings_collector_connections",
+        &[],
+        limits.connections.in_use() as u64,
+    );
 
     let mut routers: Vec<(&str, &RouterStats)> = vec![("root", root)];
     let mut deliveries: Vec<&MetricsSnapshot> = vec![intake];
@@ -236,7 +257,7 @@ pub(crate) fn render(
         &'static str,
         fn(&MetricsSnapshot) -> u64,
     );
-    let families: [DeliveryFamily; 6] = [
+    let families: [DeliveryFamily; 7] = [
         (
             "tidings_backend_received_total",
             "counter",
@@ -273,6 +294,12 @@ pub(crate) fn render(
             "Events being batched, in flight or waiting to retry.",
             |m| m.buffered,
         ),
+        (
+            "tidings_backend_waiting_events",
+            "gauge",
+            "Events whose sender waits for room in a stage's full queue (backpressure).",
+            |m| m.waiting,
+        ),
     ];
     for (name, kind, help, value) in families {
         f.head(name, kind, help);
@@ -291,6 +318,20 @@ pub(crate) fn render(
                 "tidings_backend_dropped_total",
                 &[("backend", &m.name), ("reason", reason.as_str())],
                 m.dropped(reason),
+            );
+        }
+    }
+    f.head(
+        "tidings_backend_dead_lettered_total",
+        "counter",
+        "Events a sink gave up on and handed to its dead-letter destination, by reason.",
+    );
+    for m in &deliveries {
+        for reason in DropReason::ALL {
+            f.sample(
+                "tidings_backend_dead_lettered_total",
+                &[("backend", &m.name), ("reason", reason.as_str())],
+                m.dead_lettered(reason),
             );
         }
     }

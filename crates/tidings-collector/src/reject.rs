@@ -31,6 +31,9 @@ pub(crate) enum Reject {
     Timeout,
     /// 503: the pipeline's queue has no room for the whole batch.
     QueueFull,
+    /// 503: the collector holds as many request bodies as
+    /// `max_inflight_body_bytes` allows; refused before reading this one.
+    Busy,
     /// 503: durable mode could not make the batch durable (the
     /// write-ahead log is full or cannot be written).
     LogUnavailable {
@@ -51,7 +54,9 @@ impl Reject {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::QueueFull | Self::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull | Self::Busy | Self::LogUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -67,6 +72,7 @@ impl Reject {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout => "timeout",
             Self::QueueFull => "queue_full",
+            Self::Busy => "body_budget",
             Self::LogUnavailable { reason, .. } => reason,
         }
     }
@@ -87,6 +93,7 @@ impl Reject {
             Self::QueueFull => {
                 "the pipeline is full, retry later; nothing of this request was accepted".to_owned()
             }
+            Self::Busy => "the collector is reading as many request bodies as it may hold at once, retry later; nothing of this request was accepted".to_owned(),
         }
     }
 
@@ -102,7 +109,7 @@ impl Reject {
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
         match self {
-            Self::QueueFull | Self::LogUnavailable { .. } => {
+            Self::QueueFull | Self::Busy | Self::LogUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::MethodNotAllowed(allow) => {

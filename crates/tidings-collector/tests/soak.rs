@@ -116,13 +116,14 @@ fn get(m: &BTreeMap<String, u64>, key: &str) -> u64 {
     m.get(key).copied().unwrap_or(0)
 }
 
-const REASONS: [&str; 6] = [
+const REASONS: [&str; 7] = [
     "queue_full",
     "too_large",
     "retries_exhausted",
     "non_retryable",
     "expired",
     "shutdown",
+    "invalid",
 ];
 
 fn dropped(m: &BTreeMap<String, u64>, backend: &str) -> u64 {
@@ -171,9 +172,13 @@ fn accounting(m: &BTreeMap<String, u64>, stage: &str) -> (u64, u64) {
     )
 }
 
+/// The black-holed sink declared fire-and-forget: it drops what it cannot
+/// hold, counted.
+const LOSSY: &str = "when_full = \"drop_newest\"\n";
+
 #[test]
 fn a_black_holed_sink_keeps_the_accounting_exact_and_memory_bounded() {
-    soak("fast", "");
+    soak("fast", "", LOSSY);
 }
 
 #[test]
@@ -186,12 +191,19 @@ fn a_black_holed_sink_keeps_the_accounting_exact_and_memory_bounded_in_durable_m
             "ack = \"durable\"\nwal_path = {:?}\n",
             wal.display().to_string()
         ),
+        LOSSY,
     );
     let _ = std::fs::remove_dir_all(&wal);
 }
 
-/// The soak with `collector_keys` in `[collector]`; `mode` names its files.
-fn soak(mode: &str, collector_keys: &str) {
+#[test]
+fn by_default_a_black_holed_sink_pushes_back_to_the_door_and_drops_nothing() {
+    soak("backpressure", "", "");
+}
+
+/// The soak with `collector_keys` in `[collector]` and `blackhole_keys` in
+/// the black-holed sink's table; `mode` names its files.
+fn soak(mode: &str, collector_keys: &str, blackhole_keys: &str) {
     let proxy = CuttableProxy::start("127.0.0.1:9");
     proxy.cut();
     let addr = TcpListener::bind("127.0.0.1:0")
@@ -209,7 +221,7 @@ fn soak(mode: &str, collector_keys: &str) {
              [backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\n\
              queue_capacity = {CAPACITY}\nmax_events = {MAX_EVENTS}\nflush_interval_ms = 50\n\n\
              [backends.blackhole]\ntype = \"http\"\nurl = \"http://127.0.0.1:{}/ingest\"\n\
-             queue_capacity = {CAPACITY}\nmax_events = {MAX_EVENTS}\n",
+             queue_capacity = {CAPACITY}\nmax_events = {MAX_EVENTS}\n{blackhole_keys}",
             dir.join("data").display(),
             proxy.port()
         ),
@@ -236,6 +248,7 @@ fn soak(mode: &str, collector_keys: &str) {
     let padding = "x".repeat(PADDING);
     let mut connection = connect(addr);
     let mut accepted = 0;
+    let mut refused = 0;
     let mut max_rss = 0;
     for round in 0..ROUNDS {
         for request in 0..REQUESTS {
@@ -255,6 +268,8 @@ fn soak(mode: &str, collector_keys: &str) {
             assert!(status == 202 || status == 503, "status {status}");
             if status == 202 {
                 accepted += 10;
+            } else {
+                refused += 10;
             }
         }
         let m = quiet_metrics(addr);
@@ -277,10 +292,20 @@ fn soak(mode: &str, collector_keys: &str) {
         0,
         "the black-holed sink delivered nothing"
     );
-    assert!(
-        dropped(&m, "backends.blackhole") >= accepted - held,
-        "what the black-holed sink could not hold was dropped and counted"
-    );
+    if blackhole_keys.is_empty() {
+        // Backpressure: the door refused what the pipeline could not hold.
+        assert_eq!(dropped(&m, "backends.blackhole"), 0, "{m:#?}");
+        assert!(
+            accepted <= held,
+            "{accepted} accepted, more than the queues hold"
+        );
+        assert!(refused > 0, "the door never answered 503");
+    } else {
+        assert!(
+            dropped(&m, "backends.blackhole") + held >= accepted,
+            "what the black-holed sink could not hold was dropped and counted"
+        );
+    }
     assert!(
         max_rss <= budget,
         "{mode}: RSS {max_rss} KiB over the budget of {budget} KiB ({baseline} KiB before load + {held} events × {EVENT_BUDGET_KIB} KiB + {SLACK_KIB} KiB) after {accepted} events"

@@ -20,6 +20,14 @@ pub struct CollectorOptions {
     pub max_body_bytes: usize,
     /// The most events in one request. Defaults to 1000.
     pub max_batch_events: usize,
+    /// The most request-body bytes the collector holds at once, across all
+    /// connections (a gzip body counts its compressed and decompressed
+    /// size). A request that would go over gets 503 with `Retry-After`
+    /// before its body is read. Defaults to 64 MiB.
+    pub max_inflight_body_bytes: usize,
+    /// The most connections open at once; one more is answered 503 and
+    /// closed. Defaults to 1024.
+    pub max_connections: usize,
     /// Write keys a client must present; empty means open. Never printed.
     pub write_keys: Vec<String>,
     /// Origins allowed by CORS, matched exactly.
@@ -91,6 +99,8 @@ impl Default for CollectorOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             max_batch_events: 1000,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
+            max_connections: 1024,
             write_keys: Vec::new(),
             allowed_origins: Vec::new(),
             flume_allowed_properties: None,
@@ -110,6 +120,8 @@ impl fmt::Debug for CollectorOptions {
             .field("listen", &self.listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch_events", &self.max_batch_events)
+            .field("max_inflight_body_bytes", &self.max_inflight_body_bytes)
+            .field("max_connections", &self.max_connections)
             .field(
                 "write_keys",
                 &format_args!("[{} redacted]", self.write_keys.len()),
@@ -282,7 +294,9 @@ impl DeliveryOptions {
                 WhenFull::Block(_) => "block",
                 _ => "drop_newest",
             };
-            return Some(format!("when_full = {name:?} drops events while its queue is full"));
+            return Some(format!(
+                "when_full = {name:?} drops events while its queue is full"
+            ));
         }
         matches!(self.retry, Some(RetryOption::None))
             .then(|| "retry = \"none\": fire-and-forget, a failed batch is dropped".to_owned())
@@ -291,15 +305,19 @@ impl DeliveryOptions {
     pub(crate) fn describe(&self, feed: Feed) -> String {
         let batch = self.batch();
         let retry = self.retry();
-        let retry = if retry.max_attempts() == 1 {
-            "none".to_owned()
-        } else {
-            format!(
-                "{}x {}..{}ms",
-                retry.max_attempts(),
+        let retry = match retry.max_attempts() {
+            1 => "none".to_owned(),
+            u32::MAX => format!(
+                "until {}s old, {}..{}ms",
+                retry.max_batch_age().as_secs(),
                 retry.initial_backoff().as_millis(),
                 retry.max_backoff().as_millis()
-            )
+            ),
+            n => format!(
+                "{n}x {}..{}ms",
+                retry.initial_backoff().as_millis(),
+                retry.max_backoff().as_millis()
+            ),
         };
         format!(
             "{} max_events={} max_bytes={} flush_interval_ms={} retry={retry}",

@@ -343,10 +343,12 @@ impl fmt::Display for Config {
         let c = &self.collector;
         writeln!(
             f,
-            "collector listen={} max_body_bytes={} max_batch_events={} write_keys={} allowed_origins={:?} queue_capacity={}",
+            "collector listen={} max_body_bytes={} max_batch_events={} max_inflight_body_bytes={} max_connections={} write_keys={} allowed_origins={:?} queue_capacity={}",
             c.listen,
             c.max_body_bytes,
             c.max_batch_events,
+            c.max_inflight_body_bytes,
+            c.max_connections,
             if c.write_keys.is_empty() {
                 "none (open)".to_owned()
             } else {
@@ -415,11 +417,9 @@ fn write_router(
                     )?,
                 }
                 match dead_letter.resolve(delivery, feed) {
-                    Some(BackendNode::Sink { type_name, sink, .. }) => writeln!(
-                        f,
-                        "{pad}    dead letters: {type_name} {}",
-                        sink.describe()
-                    )?,
+                    Some(BackendNode::Sink {
+                        type_name, sink, ..
+                    }) => writeln!(f, "{pad}    dead letters: {type_name} {}", sink.describe())?,
                     Some(_) => writeln!(f, "{pad}    dead letters: a router")?,
                     None => writeln!(
                         f,

@@ -682,7 +682,10 @@ fn sinks_keep_every_event_by_default_and_say_which_branches_may_drop() {
     };
     assert_eq!(policy("backends.keeps"), WhenFull::DropNewest);
     assert_eq!(policy("backends.fan"), WhenFull::DropNewest);
-    assert_eq!(policy("backends.fan.backends.below"), WhenFull::Backpressure);
+    assert_eq!(
+        policy("backends.fan.backends.below"),
+        WhenFull::Backpressure
+    );
     let paths: Vec<&str> = stages.iter().map(|s| s.path.as_str()).collect();
     assert!(!paths.contains(&"backends.keeps.dead_letter"), "{paths:?}");
 }
@@ -704,7 +707,9 @@ fn a_dead_letter_backend_of_its_own_receives_the_events_the_sink_refuses() {
     )
     .unwrap();
     assert!(
-        config.to_string().contains("dead letters: memory id=picky-dead"),
+        config
+            .to_string()
+            .contains("dead letters: memory id=picky-dead"),
         "{config}"
     );
     let (root, _stages) = config.build().unwrap().into_parts();
@@ -717,7 +722,10 @@ fn a_dead_letter_backend_of_its_own_receives_the_events_the_sink_refuses() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].name().as_str(), "poison");
     assert_eq!(dead[0].context()["dead_letter"]["reason"], "invalid");
-    assert_eq!(dead[0].context()["dead_letter"]["backend"], "backends.picky");
+    assert_eq!(
+        dead[0].context()["dead_letter"]["backend"],
+        "backends.picky"
+    );
 }
 
 #[test]

@@ -98,7 +98,9 @@ impl SendError {
 pub enum DrainError {
     /// The deadline passed with events not delivered: they are counted as
     /// dropped (`shutdown`) or still pending.
-    #[error("{pending} events not delivered when the deadline passed ({timeout:?} after this stage began to drain)")]
+    #[error(
+        "{pending} events not delivered when the deadline passed ({timeout:?} after this stage began to drain)"
+    )]
     TimedOut {
         /// The time the stage was given.
         timeout: Duration,

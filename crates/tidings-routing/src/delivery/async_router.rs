@@ -253,9 +253,7 @@ impl Backend for AsyncRouter {
         let mut forced = None;
         if !stage.shut_down(timeout, 2 * SHUTDOWN_SLACK) {
             forced = Some(self.inner.shutdown(Duration::ZERO));
-            stage
-                .control
-                .wait_done(Instant::now() + 2 * SHUTDOWN_SLACK);
+            stage.control.wait_done(Instant::now() + 2 * SHUTDOWN_SLACK);
         }
         join_if_done(&stage.control, &self.worker);
         let metrics = self.metrics();

@@ -153,9 +153,11 @@ pub struct MetricsSnapshot {
     pub dead_lettered: [(DropReason, u64); DropReason::ALL.len()],
     /// Events waiting in the queue.
     pub queued: u64,
-    /// Events whose senders wait for room in the full queue
+    /// Senders waiting for room in the full queue
     /// ([`WhenFull::Block`](crate::WhenFull::Block),
-    /// [`WhenFull::Backpressure`](crate::WhenFull::Backpressure)).
+    /// [`WhenFull::Backpressure`](crate::WhenFull::Backpressure)), each
+    /// holding one event. Not yet counted as received here: a sender that
+    /// is another stage's worker still counts its event as its own.
     pub waiting: u64,
     /// Events taken off the queue and not yet delivered or dropped
     /// (batching, in flight, waiting to retry).
@@ -190,11 +192,11 @@ impl MetricsSnapshot {
     }
 
     /// Events received and neither delivered, dropped nor dead-lettered
-    /// yet: queued, waiting for room, or taken by the worker (batching, in
-    /// flight, waiting to retry).
+    /// yet: queued, or taken by the worker (batching, in flight, waiting to
+    /// retry).
     #[must_use]
     pub fn pending(&self) -> u64 {
-        self.queued + self.waiting + self.buffered
+        self.queued + self.buffered
     }
 }
 

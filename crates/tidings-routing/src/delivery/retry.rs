@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-/// Default for [`RetryPolicy::max_attempts`].
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Default for [`RetryPolicy::max_attempts`]: no limit, so a batch is
+/// retried until it is older than [`DEFAULT_MAX_BATCH_AGE`] (an outage of
+/// minutes delays events, it does not cost them).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = u32::MAX;
 /// Default for [`RetryPolicy::initial_backoff`]: 500 ms.
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// Default for [`RetryPolicy::max_backoff`]: 30 s.
@@ -47,7 +49,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Attempts per batch, the first included; at least 1. Defaults to 10.
+    /// Attempts per batch, the first included; at least 1. Defaults to no
+    /// limit ([`DEFAULT_MAX_ATTEMPTS`]): `max_batch_age` ends the retries.
     #[must_use]
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -106,10 +109,16 @@ impl RetryPolicy {
     /// duplicate window, say) must remember an id at least this long.
     #[must_use]
     pub fn horizon(&self) -> Duration {
-        (1..self.max_attempts)
+        // Ceilings stop changing after 32 doublings: the retries past that
+        // each add the same ceiling.
+        const STEADY: u32 = 33;
+        let growing = (1..self.max_attempts.min(STEADY))
             .map(|attempt| self.backoff_ceiling(attempt))
-            .fold(Duration::ZERO, Duration::saturating_add)
-            .min(self.max_batch_age)
+            .fold(Duration::ZERO, Duration::saturating_add);
+        let steady = self
+            .backoff_ceiling(STEADY)
+            .saturating_mul(self.max_attempts.saturating_sub(STEADY));
+        growing.saturating_add(steady).min(self.max_batch_age)
     }
 
     /// The upper bound of the wait after failed attempt `attempt` (1-based).
@@ -170,8 +179,20 @@ mod tests {
         assert_eq!(policy.horizon(), Duration::from_millis(3500));
         assert_eq!(RetryPolicy::none().horizon(), Duration::ZERO);
         // Ten attempts would wait 0.5+1+2+4+8+16+30+30+30 s, over a 1-minute age cap.
-        let capped = RetryPolicy::default().with_max_batch_age(Duration::from_secs(60));
+        let capped = RetryPolicy::default()
+            .with_max_attempts(10)
+            .with_max_batch_age(Duration::from_secs(60));
         assert_eq!(capped.horizon(), Duration::from_secs(60));
+        // No attempt limit: the batch age is the horizon.
+        assert_eq!(RetryPolicy::default().horizon(), DEFAULT_MAX_BATCH_AGE);
+        let steady = RetryPolicy::default()
+            .with_max_attempts(40)
+            .with_max_batch_age(Duration::MAX);
+        // 0.5+1+2+4+8+16 s, then 33 retries at the 30 s cap.
+        assert_eq!(
+            steady.horizon(),
+            Duration::from_millis(31_500 + 33 * 30_000)
+        );
     }
 
     #[test]

@@ -473,7 +473,8 @@ impl Worker {
                     SinkErrorKind::Retryable => {
                         let wait = self.retry.backoff(attempt, error.retry_after());
                         // While draining, the deadline bounds the wait instead.
-                        if deadline.is_none() && formed.elapsed() + wait > self.retry.max_batch_age()
+                        if deadline.is_none()
+                            && formed.elapsed() + wait > self.retry.max_batch_age()
                         {
                             DropReason::Expired
                         } else {

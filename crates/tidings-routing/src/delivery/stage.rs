@@ -33,9 +33,12 @@ impl Stage {
     }
 
     /// Queues `event`, counting it and anything the queue's policy drops.
+    /// The event counts as received once the queue has decided (a sender
+    /// waiting for room still holds it, and its own stage counts it).
     pub(crate) fn send(&self, event: Event) -> Result<(), SendError> {
+        let pushed = self.queue.push(event);
         Metrics::add(&self.metrics.received, 1);
-        match self.queue.push(event) {
+        match pushed {
             Pushed::Accepted => Ok(()),
             Pushed::Displaced => {
                 self.metrics.dropped(&self.name, DropReason::QueueFull, 1);
