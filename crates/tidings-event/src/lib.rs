@@ -36,6 +36,7 @@
 
 mod data;
 mod event;
+mod faithful;
 mod id;
 mod lease;
 mod name;

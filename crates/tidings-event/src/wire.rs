@@ -150,6 +150,17 @@ pub enum EventError {
     /// The id is not a UUID.
     #[error("field `id`: {0}")]
     Id(#[source] crate::IdError),
+    /// A value no sink can store as it was sent: a string holding a lone
+    /// UTF-16 surrogate (`"\ud800"`), or a number outside what an IEEE 754
+    /// double holds (`1e400`; `1e-400`, which would read as 0). Refused
+    /// rather than stored changed.
+    #[error("`{path}`: {what}; no sink could store it as sent")]
+    Unstorable {
+        /// Where the value is in the event, as sent (`data.user.ids[3]`).
+        path: String,
+        /// What is wrong with it.
+        what: String,
+    },
     /// A timestamp field is not RFC 3339.
     #[error("field `{field}`: {source}")]
     Timestamp {
@@ -203,6 +214,13 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<Event>, WireError> {
         valid_up_to: e.valid_up_to(),
     })?;
     check_depth(text.as_bytes(), limits.max_depth)?;
+    crate::faithful::check(text.as_bytes()).map_err(|u| WireError::Event {
+        index: u.index,
+        source: EventError::Unstorable {
+            path: u.path,
+            what: u.what,
+        },
+    })?;
     // Fields are parsed one by one from the raw text, so that `data` stays
     // JSON text: sinks copy it verbatim and no value tree is built for it.
     match text.trim_start().as_bytes().first() {
@@ -739,6 +757,27 @@ mod tests {
             "{".repeat(100)
         );
         assert!(decode(body.as_bytes(), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn refuses_values_no_sink_can_store_naming_the_event_and_path() {
+        let body =
+            r#"[{"name": "ok", "data": {"n": 1}}, {"name": "evil", "data": {"x": "\ud800"}}]"#;
+        let err = decode(body.as_bytes(), &Limits::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("event 1: `data.x`: the string holds a lone surrogate \\ud800"),
+            "{err}"
+        );
+        let err = decode(br#"{"name": "a.b", "x": 1e400}"#, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Event { index: 0, source: EventError::Unstorable { path, .. } } if path == "x"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().ends_with("no sink could store it as sent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -125,9 +125,13 @@ pub(crate) enum Class {
     /// The connection or the server failed for now: drop the connection,
     /// retry the batch.
     Retryable,
-    /// The server refused the statement for good (bad data, missing table,
+    /// The server refused the statement for good (missing table,
     /// permissions): drop the batch, keep the connection.
     Fatal,
+    /// The server refused a value of some row (a data exception, a
+    /// constraint, a program limit): the engine splits the batch to find
+    /// the events at fault; keep the connection.
+    Invalid,
 }
 
 impl Class {
@@ -135,6 +139,7 @@ impl Class {
         match self {
             Self::Retryable => SinkError::retryable(error),
             Self::Fatal => SinkError::fatal(error),
+            Self::Invalid => SinkError::invalid(error),
         }
     }
 }
@@ -148,12 +153,16 @@ impl Class {
 /// insufficient resources (disk full, too many connections), `55` object
 /// not in prerequisite state (lock not available), `57` operator
 /// intervention (statement timeout, server shutting down or starting up)
-/// and `58` system error. Every other answer of the server is fatal.
+/// and `58` system error. The classes of a refused row are invalid: `22`
+/// data exception (a value jsonb or a column cannot hold), `23` integrity
+/// constraint violation (a `CHECK`, `NOT NULL`), `54` program limit
+/// exceeded (a value too large). Every other answer of the server is fatal.
 pub(crate) fn classify(error: &tokio_postgres::Error) -> Class {
     match error.code() {
         None => Class::Retryable,
         Some(code) => match code.code().get(..2) {
             Some("08" | "40" | "53" | "55" | "57" | "58") => Class::Retryable,
+            Some("22" | "23" | "54") => Class::Invalid,
             _ => Class::Fatal,
         },
     }

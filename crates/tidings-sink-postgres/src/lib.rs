@@ -62,10 +62,13 @@
 //!   retryable; the next attempt connects again, so delivery resumes as
 //!   soon as the server is back and the engine's backoff allows.
 //! - **Errors.** Connection failures, timeouts and transient SQLSTATE
-//!   classes (`08`, `40`, `53`, `55`, `57`, `58`) are retryable; other
-//!   answers of the server (failed authentication, a missing database or
-//!   table, missing permissions, a row the table refuses) are fatal and the
-//!   batch is dropped as `non_retryable`. With `create_table`, a table
+//!   classes (`08`, `40`, `53`, `55`, `57`, `58`) are retryable. A row the
+//!   table refuses (classes `22` data exception, `23` constraint violation,
+//!   `54` program limit) is invalid: the engine splits the batch until the
+//!   events at fault are alone, delivers the others and dead-letters those.
+//!   Other answers of the server (failed authentication, a missing database
+//!   or table, missing permissions) are fatal and the batch is given up as
+//!   `non_retryable`. With `create_table`, a table
 //!   dropped while the sink runs is created again. An event whose context
 //!   or data exceeds PostgreSQL's 1 GiB per field is `too_large`: the
 //!   engine splits the batch and drops that event alone.

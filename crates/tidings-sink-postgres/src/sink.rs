@@ -512,7 +512,7 @@ impl Sink for PostgresSink {
             Class::Retryable => connection.abandon(),
             // The server refused the statement; the connection is fine
             // once the transaction is rolled back.
-            Class::Fatal => self.roll_back(connection, state).await,
+            Class::Fatal | Class::Invalid => self.roll_back(connection, state).await,
         }
         Err(class.into_sink_error(failure))
     }

@@ -367,7 +367,7 @@ fn a_missing_table_is_fatal_and_a_refused_batch_is_rolled_back_whole() {
     let mut batch = plain_events(10);
     batch.push(Event::new(name("refused"), json!({})));
     let error = db.block_on(sink.send_batch(&batch)).unwrap_err();
-    assert_eq!(error.kind(), SinkErrorKind::Fatal, "{error}");
+    assert_eq!(error.kind(), SinkErrorKind::Invalid, "{error}");
     assert!(error.to_string().contains("23514"), "{error}");
     assert_eq!(db.count(&table.name), 0, "all or nothing");
 
@@ -377,6 +377,56 @@ fn a_missing_table_is_fatal_and_a_refused_batch_is_rolled_back_whole() {
     assert_eq!(db.count(&table.name), 10);
     let extra: i32 = db.query(&format!("SELECT extra FROM {} LIMIT 1", table.name), &[])[0].get(0);
     assert_eq!(extra, 7, "columns of its own keep their defaults");
+}
+
+#[test]
+fn one_row_the_table_refuses_never_costs_its_batch() {
+    require_postgres();
+    let db = Db::connect();
+    let table = db.table("poison");
+    db.execute(&format!(
+        r#"CREATE TABLE {} (id uuid PRIMARY KEY, name text NOT NULL CHECK (name <> 'refused'),
+           "timestamp" timestamptz NOT NULL, received_at timestamptz,
+           context jsonb NOT NULL, data jsonb NOT NULL)"#,
+        table.name
+    ));
+    let dead = tidings_test::RecordingBackend::new();
+    let backend = tidings_routing::SinkBackend::builder(
+        "pg",
+        PostgresSink::builder(URL)
+            .table(&table.name)
+            .build()
+            .unwrap(),
+    )
+    .batch(tidings_routing::BatchConfig::default().with_max_events(100))
+    .dead_letter(std::sync::Arc::new(dead.clone()))
+    .build()
+    .unwrap();
+    let mut sent = plain_events(100);
+    sent[41] = Event::new(name("refused"), json!({"n": 41}));
+    sent[77] = Event::new(name("refused"), json!({"n": 77}));
+    for event in &sent {
+        tidings_routing::Backend::send(&backend, event.clone()).unwrap();
+    }
+    tidings_routing::Backend::shutdown(&backend, Duration::from_secs(20)).unwrap();
+    assert_eq!(db.count(&table.name), 98, "every innocent event stored");
+    let culprits: Vec<EventId> = dead.events().iter().map(Event::id).collect();
+    assert_eq!(culprits, [sent[41].id(), sent[77].id()]);
+    assert_eq!(
+        dead.events()[0].context()["dead_letter"]["reason"],
+        "invalid"
+    );
+    let error = dead.events()[0].context()["dead_letter"]["error"].to_string();
+    assert!(error.contains("23514"), "{error}");
+    let m = backend.metrics();
+    assert_eq!(
+        (
+            m.delivered,
+            m.dead_lettered(tidings_routing::DropReason::Invalid),
+            m.dropped_total()
+        ),
+        (98, 2, 0)
+    );
 }
 
 #[test]
