@@ -92,7 +92,15 @@ pub(crate) fn preflight(origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
             );
             headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         }
-        None => *response.status_mut() = StatusCode::FORBIDDEN,
+        None => {
+            return crate::reject::json_response(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({
+                    "error": "this origin is not in the collector's allowed_origins",
+                    "status": 403
+                }),
+            );
+        }
     }
     response
 }

@@ -17,7 +17,7 @@ use tidings_catalog::Catalog;
 use tidings_config::{
     AckMode, CollectorOptions, Config, ConfigError, ConfigErrorKind, ConfigErrors, Pipeline, Stage,
 };
-use tidings_event::{Limits, Timestamp};
+use tidings_event::{FailureStreak, Limits, StreakLog, Timestamp};
 use tidings_processors::PropertyAllowlist;
 use tidings_routing::{AsyncRouter, Backend, DrainError, DropReason, RoutingBackend, WhenFull};
 use tokio::net::TcpListener;
@@ -448,6 +448,7 @@ impl Collector {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let accept_failures = FailureStreak::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -455,11 +456,18 @@ impl Collector {
                     let stream = match accepted {
                         Ok((stream, _peer)) => stream,
                         Err(error) => {
-                            tracing::warn!(target: "tidings::collector", %error, "accept failed");
+                            match accept_failures.failed() {
+                                StreakLog::First => tracing::warn!(target: "tidings::collector", %error, "accept failed (out of file descriptors?); retrying, with a summary every 30 s while it lasts"),
+                                StreakLog::Reminder { failures, .. } => tracing::warn!(target: "tidings::collector", %error, failures, "accept still fails: {failures} failures so far"),
+                                _ => {}
+                            }
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
+                    if let Some(failures) = accept_failures.succeeded() {
+                        tracing::info!(target: "tidings::collector", failures, "accepting connections again after {failures} failures");
+                    }
                     let Some(permit) = self.inner.budgets.connections.try_take(1) else {
                         self.inner.counters.rejected("too_many_connections");
                         tokio::spawn(refuse_connection(stream));

@@ -341,9 +341,12 @@ fn cors_allows_exactly_the_configured_origins() {
             .unwrap()
             .contains("POST")
     );
-    let (status, headers, _) = send(&c, preflight("https://evil.example"));
+    let (status, headers, body) = send(&c, preflight("https://evil.example"));
     assert_eq!(status, 403);
     assert!(headers.get("access-control-allow-origin").is_none());
+    assert_eq!(headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], 403, "{body}");
 
     let mut request = post("/events", "text/plain", r#"{"name": "a"}"#);
     request

@@ -40,6 +40,7 @@ mod faithful;
 mod id;
 mod lease;
 mod name;
+mod streak;
 mod timestamp;
 mod wire;
 
@@ -48,6 +49,7 @@ pub use event::{Event, write_json_array};
 pub use id::{EventId, IdError};
 pub use lease::Lease;
 pub use name::{EventName, MAX_NAME_LEN, NameError};
+pub use streak::{DEFAULT_REMINDER_INTERVAL, FailureStreak, StreakLog};
 pub use timestamp::{Timestamp, TimestampError};
 pub use wire::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EVENTS, EventError, Limits, WireError,

@@ -415,8 +415,8 @@ fn async_router_shuts_down_its_sinks_within_the_deadline() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Whatever the sink answers, every event ends up delivered or dropped
-    /// under a reason, and nothing stays pending after shutdown.
+    /// Whatever the sink answers, every event ends up delivered, dropped or
+    /// dead-lettered under a reason, and nothing stays pending after shutdown.
     #[test]
     fn every_event_is_accounted_for(
         answers in prop::collection::vec(
@@ -424,6 +424,7 @@ proptest! {
                 Just(Answer::Ok),
                 Just(Answer::Status(500, None)),
                 Just(Answer::Status(400, None)),
+                Just(Answer::Status(401, None)),
                 Just(Answer::Status(413, None)),
                 Just(Answer::Status(429, None)),
             ],
@@ -432,14 +433,18 @@ proptest! {
         events in 0usize..60,
         capacity in 1usize..40,
         max_events in 1usize..10,
+        with_dead_letter in any::<bool>(),
     ) {
         let sink = RecordingSink::scripted(answers);
-        let backend = backend(&sink)
+        let dead = RecordingBackend::new();
+        let mut builder = backend(&sink)
             .queue_capacity(capacity)
             .batch(BatchConfig::default().with_max_events(max_events))
-            .retry(fast_retry().with_max_attempts(3))
-            .build()
-            .unwrap();
+            .retry(fast_retry().with_max_attempts(3));
+        if with_dead_letter {
+            builder = builder.dead_letter(Arc::new(dead.clone()));
+        }
+        let backend = builder.build().unwrap();
         for n in 0..events {
             let _ = backend.send(event(n));
         }
@@ -447,8 +452,15 @@ proptest! {
         let flushed = backend.metrics();
         prop_assert_eq!(flushed.received, events as u64);
         prop_assert_eq!(flushed.pending(), 0);
-        prop_assert_eq!(flushed.received, flushed.delivered + flushed.dropped_total());
+        prop_assert_eq!(
+            flushed.received,
+            flushed.delivered + flushed.dropped_total() + flushed.dead_lettered_total()
+        );
         prop_assert_eq!(flushed.delivered as usize, sink.events().len());
+        prop_assert_eq!(flushed.dead_lettered_total() as usize, dead.len());
+        if !with_dead_letter {
+            prop_assert_eq!(flushed.dead_lettered_total(), 0);
+        }
         backend.shutdown(LONG).unwrap();
         prop_assert_eq!(backend.metrics(), flushed);
     }

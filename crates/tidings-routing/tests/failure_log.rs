@@ -58,4 +58,8 @@ fn a_failure_streak_warns_once_then_reports_the_recovery() {
         1,
         "{text}"
     );
+    assert!(
+        text.contains("batch delivered after 3 failed attempts"),
+        "the recovery counts the streak: {text}"
+    );
 }

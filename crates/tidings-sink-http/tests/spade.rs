@@ -203,14 +203,63 @@ fn retry_after_pauses_the_sink_for_that_long() {
 }
 
 #[test]
-fn a_400_drops_the_batch_as_non_retryable() {
+fn a_400_isolates_the_events_at_fault_and_the_others_are_delivered() {
     let server = TestServer::start();
-    server.script([Reply::body(400, "bad event")]);
+    // Spade refuses any batch holding the poison event, as an ingest
+    // service refuses a value it cannot parse.
+    server.rule(|request| {
+        support::spade_events(&request.body)
+            .iter()
+            .any(|e| e["event"] == "spade.poison")
+            .then(|| Reply::body(400, "bad event"))
+    });
+    let dead = tidings_test::RecordingBackend::new();
+    let backend = SinkBackend::builder("spade", sink(&server))
+        .batch(BatchConfig::default().with_max_events(8))
+        .retry(support::fast_retry())
+        .dead_letter(std::sync::Arc::new(dead.clone()))
+        .build()
+        .unwrap();
+    let mut events = support::events(8);
+    events[5] = support::event("spade.poison", 5, json!({}));
+    send_all(&backend, events);
+    backend.flush(support::PATIENCE).unwrap();
+
+    let delivered: Vec<u64> = server
+        .accepted()
+        .iter()
+        .flat_map(|r| support::spade_events(&r.body))
+        .map(|e| e["properties"]["seq"].as_u64().unwrap())
+        .collect();
+    let mut sorted = delivered.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 1, 2, 3, 4, 6, 7], "every innocent event, once");
+    assert_eq!(dead.names(), ["spade.poison"]);
+    assert_eq!(
+        dead.events()[0].context()["dead_letter"]["reason"],
+        "invalid"
+    );
+    let metrics = backend.metrics();
+    assert_eq!(
+        (
+            metrics.delivered,
+            metrics.dead_lettered(DropReason::Invalid),
+            metrics.retried
+        ),
+        (7, 1, 0)
+    );
+    backend.shutdown(support::PATIENCE).unwrap();
+}
+
+#[test]
+fn a_401_gives_the_batch_up_as_non_retryable() {
+    let server = TestServer::start();
+    server.script([Reply::body(401, "who are you")]);
     let backend = backend(sink(&server), BatchConfig::default().with_max_events(4));
     send_all(&backend, support::events(4));
     backend.flush(support::PATIENCE).unwrap();
 
-    assert_eq!(server.requests().len(), 1, "never retried");
+    assert_eq!(server.requests().len(), 1, "never retried nor split");
     let metrics = backend.metrics();
     assert_eq!(metrics.dropped(DropReason::NonRetryable), 4);
     assert_eq!(

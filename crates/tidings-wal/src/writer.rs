@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
+use tidings_event::{FailureStreak, StreakLog};
 use tokio::sync::oneshot;
 
 use crate::error::AppendError;
@@ -48,6 +49,8 @@ pub(crate) struct Writer {
     active: Option<Active>,
     retirer: Arc<Retirer>,
     jobs: Receiver<Job>,
+    /// The current streak of failed group commits, for the log.
+    failing: FailureStreak,
 }
 
 impl Writer {
@@ -63,6 +66,7 @@ impl Writer {
             active: None,
             retirer,
             jobs,
+            failing: FailureStreak::default(),
         }
     }
 
@@ -157,6 +161,9 @@ impl Writer {
         });
         match result {
             Ok(()) => {
+                if let Some(failures) = self.failing.succeeded() {
+                    tracing::info!(target: "tidings::wal", failures, "write-ahead log writes succeed again after {failures} failed group commits");
+                }
                 let active = self.active.as_mut().expect("opened above");
                 active
                     .lease
@@ -170,7 +177,20 @@ impl Writer {
                 }
             }
             Err((path, error)) => {
-                tracing::warn!(target: "tidings::wal", path = %path.display(), %error, "write-ahead log write failed; the appends of this group are refused");
+                match self.failing.failed() {
+                    StreakLog::First => {
+                        tracing::warn!(target: "tidings::wal", path = %path.display(), %error, "write-ahead log write failed; the appends of this group are refused (while writes keep failing, a summary is logged every 30 s)")
+                    }
+                    StreakLog::Reminder {
+                        failures,
+                        suppressed,
+                    } => {
+                        tracing::warn!(target: "tidings::wal", path = %path.display(), %error, failures, suppressed, "write-ahead log writes still fail: {failures} failed group commits so far, {suppressed} not logged since the last line")
+                    }
+                    _ => {
+                        tracing::debug!(target: "tidings::wal", path = %path.display(), %error, "write-ahead log write failed")
+                    }
+                }
                 counters.failed(accepted.len() as u64);
                 // Part of the group may be on disk: account for it, and
                 // start a new segment rather than trust this one.

@@ -2,7 +2,9 @@
 //! the gauges of what is still pending.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tidings_event::{FailureStreak, StreakLog};
 
 /// Why events were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,7 +79,8 @@ pub(crate) struct Metrics {
     /// Events taken off the queue and not yet delivered or dropped.
     pub(crate) buffered: AtomicU64,
     pub(crate) buffered_bytes: AtomicU64,
-    warned: AtomicBool,
+    /// Drops, for the log.
+    drops: FailureStreak,
 }
 
 impl Metrics {
@@ -89,20 +92,29 @@ impl Metrics {
         counter.fetch_sub(n as u64, Ordering::Relaxed);
     }
 
-    /// Counts `n` dropped events; the first drop of a stage warns once.
+    /// Counts `n` dropped events; the first drop of a stage warns, then a
+    /// summary every 30 s while drops go on.
     pub(crate) fn dropped(&self, name: &str, reason: DropReason, n: usize) {
         if n == 0 {
             return;
         }
         self.dropped[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
+        match self.drops.failed() {
+            StreakLog::First => tracing::warn!(
                 target: "tidings::delivery",
                 backend = name,
                 %reason,
                 events = n,
-                "dropping events; further drops are counted in the metrics without logging"
-            );
+                "dropping events; the metrics count every drop, and a summary is logged every 30 s while drops go on"
+            ),
+            StreakLog::Reminder { failures, .. } => tracing::warn!(
+                target: "tidings::delivery",
+                backend = name,
+                %reason,
+                drops = failures,
+                "still dropping events: {failures} drops so far (by reason in tidings_backend_dropped_total)"
+            ),
+            _ => {}
         }
     }
 

@@ -5,12 +5,11 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tidings_event::Event;
+use tidings_event::{Event, FailureStreak, StreakLog};
 
 use super::batch::Batch;
 use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
@@ -185,7 +184,7 @@ impl SinkBackendBuilder {
             retry: self.retry,
             on_batch: self.on_batch,
             dead_letter: self.dead_letter.clone(),
-            failing: AtomicBool::new(false),
+            failing: FailureStreak::default(),
         };
         let handle = spawn_worker(&shared.name, worker.run())
             .map_err(|e| SpawnError::new(&shared.name, e))?;
@@ -321,9 +320,8 @@ struct Worker {
     retry: RetryPolicy,
     on_batch: Option<BatchHook>,
     dead_letter: Option<Arc<dyn Backend>>,
-    /// Whether the last attempt failed: the first failure of a streak is a
-    /// warning, the rest are at debug level until an attempt succeeds.
-    failing: AtomicBool,
+    /// The current streak of failed attempts, for the log.
+    failing: FailureStreak,
 }
 
 impl Worker {
@@ -443,20 +441,26 @@ impl Worker {
                 let error = match result {
                     None => return self.drop_batch(events, attempt, DropReason::Shutdown),
                     Some(Ok(())) => {
-                        // A load first: no write per delivered batch.
-                        if self.failing.load(Ordering::Relaxed)
-                            && self.failing.swap(false, Ordering::Relaxed)
-                        {
-                            tracing::info!(target: "tidings::delivery", backend = %self.shared.name, attempt, "sink recovered: batch delivered");
+                        if let Some(failures) = self.failing.succeeded() {
+                            tracing::info!(target: "tidings::delivery", backend = %self.shared.name, failures, "sink recovered: batch delivered after {failures} failed attempts");
                         }
                         return self.finish(&events, attempt, BatchOutcome::Delivered);
                     }
                     Some(Err(error)) => error,
                 };
-                if self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed");
-                } else {
-                    tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed; further failures are logged at debug level until the sink recovers");
+                match self.failing.failed() {
+                    StreakLog::First => {
+                        tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed; while the sink keeps failing, a summary is logged every 30 s")
+                    }
+                    StreakLog::Reminder {
+                        failures,
+                        suppressed,
+                    } => {
+                        tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, failures, suppressed, "the sink is still failing: {failures} failed attempts so far, {suppressed} not logged since the last line")
+                    }
+                    _ => {
+                        tracing::debug!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed")
+                    }
                 }
                 let give_up = match error.kind() {
                     SinkErrorKind::TooLarge | SinkErrorKind::Invalid if events.len() > 1 => {
