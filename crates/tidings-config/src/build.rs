@@ -41,6 +41,10 @@ pub enum StageKind {
 /// The counters of one stage.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "read once per stage per scrape; boxing would only add an allocation"
+)]
 pub enum StageMetrics {
     /// A router's counters.
     Router(RouterStats),
