@@ -223,9 +223,52 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child) -> Result<(), String> {
 }
 
 /// Runs the load test; `seconds` per phase; `durable`: with `ack =
-/// "durable"` (every 202 waits for the write-ahead log's fsync).
-pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), String> {
+/// "durable"` (every 202 waits for the write-ahead log's fsync); once per
+/// `when_full` policy of the file sink (`""`: the config's default,
+/// backpressure), each against a fresh collector, then compares their
+/// single-event rates.
+pub(crate) fn loadtest(
+    root: &Path,
+    seconds: u64,
+    durable: bool,
+    policies: &[String],
+) -> Result<(), String> {
     let binary = crate::harness::release_binary(root)?;
+    println!("ack mode: {}", if durable { "durable" } else { "fast" });
+    let mut rates = Vec::new();
+    for policy in policies {
+        let name = if policy.is_empty() {
+            "default (backpressure)"
+        } else {
+            policy
+        };
+        println!(
+            "
+== when_full: {name}"
+        );
+        let single = run_once(&binary, seconds, durable, policy)?;
+        rates.push((name.to_owned(), single));
+    }
+    if let [(first, base), rest @ ..] = &rates[..]
+        && !rest.is_empty()
+    {
+        println!(
+            "
+| when_full of the sink | single-event requests/s | vs {first} |
+|---|---:|---:|"
+        );
+        for (name, rate) in &rates {
+            println!(
+                "| {name} | {rate:.0} | {:+.1}% |",
+                (rate / base - 1.0) * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One collector under the three phases; its single-event rate.
+fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Result<f64, String> {
     let work = std::env::temp_dir().join(format!("tidings-loadtest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -233,16 +276,20 @@ pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), S
     let config = work.join("loadtest.toml");
     let data = work.join("data");
     let ack = crate::harness::ack_keys(durable, &work.join("wal"));
-    println!("ack mode: {}", if durable { "durable" } else { "fast" });
+    let when_full = if when_full.is_empty() {
+        String::new()
+    } else {
+        format!("when_full = \"{when_full}\"\n")
+    };
     std::fs::write(
         &config,
         format!(
-            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\n{ack}\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 10000\nwhen_full = \"block\"\nblock_timeout_ms = 5000\n",
+            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\n{ack}\n[backends.files]\ntype = \"file\"\npath = \"{}\"\nroll_events = 100000\nroll_seconds = 60\ngzip = true\nmax_events = 1000\nqueue_capacity = 10000\n{when_full}dead_letter = \"none\"\n",
             data.display()
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut child = Command::new(&binary)
+    let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
@@ -250,7 +297,6 @@ pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), S
         .spawn()
         .map_err(|e| format!("cannot start the collector: {e}"))?;
     wait_for_port(addr, &mut child)?;
-
     let phase_time = Duration::from_secs(seconds);
     // Warm up connections, allocator and file.
     run_phase("warm-up", addr, 4, 1, Duration::from_millis(500), None);
@@ -318,12 +364,20 @@ pub(crate) fn loadtest(root: &Path, seconds: u64, durable: bool) -> Result<(), S
     if failed > 0 {
         return Err(format!("{failed} requests failed (other than 503)"));
     }
-    if written < accepted {
+    // Dropped by the file sink's `when_full`, if it drops: not in the files.
+    let dropped = if written < accepted && !when_full.is_empty() {
+        accepted - written
+    } else {
+        0
+    };
+    if dropped > 0 {
+        println!("{dropped} accepted events dropped by the sink's {when_full}");
+    } else if written < accepted {
         return Err(format!(
             "{} accepted events are missing from the files",
             accepted - written
         ));
     }
     let _ = std::fs::remove_dir_all(&work);
-    Ok(())
+    Ok(single.requests_per_second())
 }

@@ -4,8 +4,9 @@
 //!   test, and the docs with warnings denied.
 //! - `bench [ARGS]`: the criterion benchmarks (extra arguments go to criterion).
 //! - `docs`: builds the API documentation of the workspace.
-//! - `loadtest [SECONDS] [--durable]`: the collector under load, in fast or
-//!   durable ack mode (see `loadtest.rs`).
+//! - `loadtest [SECONDS] [--durable] [--when-full default,drop_newest]`: the
+//!   collector under load, in fast or durable ack mode, once per `when_full`
+//!   policy of its sink (see `loadtest.rs`).
 //! - `chaos [FAULT...]`: faults against the release collector and the real
 //!   services, with a table of what was lost (see `chaos.rs`).
 //! - `soak [--minutes N] [--rate R] [--durable]`: memory and accounting of the release
@@ -40,12 +41,42 @@ fn main() -> ExitCode {
         Some("docs") => docs(),
         Some("loadtest") => {
             let durable = args[1..].iter().any(|a| a == "--durable");
-            let rest: Vec<&String> = args[1..].iter().filter(|a| *a != "--durable").collect();
+            // `--when-full a,b`: one run per policy of the file sink, compared.
+            let mut policies = vec![String::new()];
+            let mut rest = Vec::new();
+            let mut words = args[1..].iter();
+            while let Some(word) = words.next() {
+                match word.as_str() {
+                    "--durable" => {}
+                    "--when-full" => {
+                        policies = words
+                            .next()
+                            .map(|list| {
+                                list.split(',')
+                                    .map(|p| {
+                                        if p == "default" {
+                                            String::new()
+                                        } else {
+                                            p.to_owned()
+                                        }
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                    }
+                    _ => rest.push(word),
+                }
+            }
             match rest.first().map(|s| s.parse::<u64>()) {
-                None => loadtest::loadtest(&project_root(), 10, durable),
-                Some(Ok(seconds)) => loadtest::loadtest(&project_root(), seconds, durable),
+                _ if policies.is_empty() => {
+                    Err("--when-full takes a list such as default,drop_newest".to_owned())
+                }
+                None => loadtest::loadtest(&project_root(), 10, durable, &policies),
+                Some(Ok(seconds)) => {
+                    loadtest::loadtest(&project_root(), seconds, durable, &policies)
+                }
                 Some(Err(_)) => Err(format!(
-                    "loadtest takes a number of seconds per phase and --durable, not {:?}",
+                    "loadtest takes a number of seconds per phase, --durable and --when-full LIST, not {:?}",
                     rest[0]
                 )),
             }
@@ -56,7 +87,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::parse(&args[1..]).and_then(|args| soak::soak(&project_root(), &args)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] [--when-full default,drop_newest] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...]>"
             );
             return ExitCode::from(2);
         }

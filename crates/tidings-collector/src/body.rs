@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use crate::reject::Reject;
 
@@ -20,25 +20,9 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let too_large = || Reject::TooLarge(format!("body is over {max} bytes"));
-    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect())
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, collect(headers, body, max))
         .await
-        .map_err(|_| Reject::Timeout)?;
-    let bytes = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large());
-        }
-        Err(err) => {
-            return Err(Reject::BadRequest(format!(
-                "could not read the body: {err}"
-            )));
-        }
-    };
+        .map_err(|_| Reject::Timeout)??;
     match headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
@@ -46,7 +30,7 @@ where
         None => Ok(bytes),
         Some(encoding) if encoding == "identity" => Ok(bytes),
         Some(encoding) if encoding == "gzip" => {
-            let mut out = Vec::with_capacity(bytes.len() * 4);
+            let mut out = Vec::with_capacity((bytes.len() * 4).min(max + 1));
             // Every member of a concatenated body; bytes after the last member
             // that are not one are an error, as they would be without gzip.
             flate2::read::MultiGzDecoder::new(&bytes[..])
@@ -66,6 +50,51 @@ where
     }
 }
 
+/// Reads the body's frames, refusing more than `max` bytes. A body of one
+/// frame is kept as it came (no copy); the frames of a longer one are
+/// copied into one buffer as they arrive, sized by the declared length, so
+/// that what is held is the body itself, not the connection's read
+/// buffers the frames were cut from (which would double it).
+async fn collect<B>(headers: &HeaderMap, body: B, max: usize) -> Result<Bytes, Reject>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = declared_length(headers).unwrap_or(0).min(max as u64) as usize;
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| Reject::BadRequest(format!("could not read the body: {}", e.into())))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.remaining();
+        if total > max {
+            return Err(Reject::TooLarge(format!("body is over {max} bytes")));
+        }
+        if first.is_none() && joined.is_empty() {
+            first = Some(data.copy_to_bytes(data.remaining()));
+            continue;
+        }
+        if let Some(first) = first.take() {
+            joined.reserve(declared.max(total));
+            joined.extend_from_slice(&first);
+        }
+        joined.put(data);
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// The body bytes a request may make the collector hold, taken from the
 /// budget before it is read: its declared length (or `max` when it does
 /// not declare one), and `max` more for a gzip body's decompressed copy.
@@ -74,11 +103,7 @@ where
 ///
 /// 413 when the declared length is over `max`: refused before reading.
 pub(crate) fn budget(headers: &HeaderMap, max: usize) -> Result<usize, Reject> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let raw = match declared {
+    let raw = match declared_length(headers) {
         Some(n) if n > max as u64 => {
             return Err(Reject::TooLarge(format!("body is over {max} bytes")));
         }

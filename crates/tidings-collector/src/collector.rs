@@ -31,6 +31,10 @@ use crate::{body, ingest, script};
 
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 64;
+/// The most a connection's read buffer grows to (hyper's default is about
+/// 400 KiB): request heads must fit in it, and it bounds what each
+/// connection holds besides its body.
+const READ_BUFFER: usize = 64 * 1024;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -482,6 +486,7 @@ impl Collector {
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)
                         .max_headers(MAX_HEADERS)
+                        .max_buf_size(READ_BUFFER)
                         .serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {

@@ -353,3 +353,107 @@ fn a_drain_cut_short_logs_the_exact_loss_and_exits_3() {
     // It kept trying for the whole deadline instead of giving up at once.
     assert!(took >= Duration::from_millis(1400), "{took:?}");
 }
+
+/// The collector's resident set (`field` = `VmRSS`, or `VmHWM` for its
+/// peak), in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn four_hundred_stalled_uploads_hold_no_more_than_the_body_budget() {
+    const UPLOADS: usize = 400;
+    const DECLARED: usize = 1024 * 1024;
+    // The defaults: 1 MiB bodies, 64 MiB of bodies held at once.
+    let (child, addr) = serve_config(
+        "promise-stalled",
+        "[backends.out]\ntype = \"console\"\nretry = \"none\"\n",
+    );
+    let pid = child.id();
+    let idle = memory_kib(pid, "VmRSS");
+    // Each upload sends all of its body but the last byte, then stalls.
+    let part = vec![b' '; DECLARED - 1];
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let part = part.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                let mut refused = 0;
+                for _ in 0..UPLOADS / 8 {
+                    let mut stream = TcpStream::connect(addr).unwrap();
+                    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                    write!(
+                        stream,
+                        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {DECLARED}\r\n\r\n"
+                    )
+                    .unwrap();
+                    // A refused upload is answered (503) and closed: its
+                    // write fails or its answer is there to read.
+                    let sent = stream.write_all(&part).is_ok();
+                    let mut answer = [0u8; 12];
+                    match stream.read(&mut answer) {
+                        Ok(n) if n > 0 => {
+                            assert!(
+                                answer.starts_with(b"HTTP/1.1 503"),
+                                "{}",
+                                String::from_utf8_lossy(&answer)
+                            );
+                            refused += 1;
+                        }
+                        _ if !sent => refused += 1,
+                        _ => held.push(stream),
+                    }
+                }
+                (held, refused)
+            })
+        })
+        .collect();
+    let results: Vec<(Vec<TcpStream>, usize)> =
+        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let held: usize = results.iter().map(|(h, _)| h.len()).sum();
+    let refused: usize = results.iter().map(|(_, r)| r).sum();
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = memory_kib(pid, "VmHWM");
+    let budget_kib = 64 * 1024;
+    // What the budget admits is held (about 64 uploads of 1 MiB); the rest
+    // was refused before its body was read.
+    assert_eq!(held + refused, UPLOADS);
+    assert!(
+        (50..=64).contains(&held),
+        "{held} uploads held, {refused} refused"
+    );
+    // Allowed on top: allocator caches and buffers of the 400 connections.
+    let slack_kib = 48 * 1024;
+    assert!(
+        peak <= idle + budget_kib + slack_kib,
+        "peak RSS {peak} KiB > {idle} KiB idle + {budget_kib} KiB of bodies + {slack_kib} KiB"
+    );
+    drop(results);
+    // Once they are gone, the collector serves as before.
+    let started = Instant::now();
+    loop {
+        let (status, _) = http(
+            addr,
+            "POST",
+            "/events",
+            &[("content-type", "application/json")],
+            br#"{"name": "promise.after"}"#,
+        );
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(started.elapsed() < LONG, "the budget was never given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-TERM");
+    let (status, stdout, stderr) = finish(child);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("promise.after"), "{stdout}");
+    eprintln!(
+        "400 stalled uploads: {held} held, {refused} refused; RSS idle {idle} KiB, peak {peak} KiB"
+    );
+}
