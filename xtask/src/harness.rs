@@ -71,9 +71,12 @@ impl Collector {
             .append(true)
             .open(log)
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        // Relative paths of the config (the default dead-letter files)
+        // land next to it.
         let mut child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(config)
+            .current_dir(config.parent().unwrap_or(Path::new(".")))
             .env("RUST_LOG", log_filter)
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -128,23 +131,31 @@ impl Collector {
         Ok(())
     }
 
-    /// SIGTERM, then waits for the drain to finish (at most `limit`).
-    pub(crate) fn terminate(self, limit: Duration) -> Result<(), String> {
+    /// SIGTERM, then waits for the drain to finish (at most `limit`);
+    /// the peak RSS (KiB) it reached before the signal.
+    pub(crate) fn terminate(self, limit: Duration) -> Result<Option<u64>, String> {
+        let peak = self.peak_rss_kib();
         self.signal("-TERM")?;
-        self.wait_exit(limit)
+        self.wait_exit(limit)?;
+        Ok(peak)
     }
 
     /// Waits for the process to exit (at most `limit`, then kills it);
     /// fails unless it exited successfully.
-    pub(crate) fn wait_exit(mut self, limit: Duration) -> Result<(), String> {
+    pub(crate) fn wait_exit(self, limit: Duration) -> Result<(), String> {
+        match self.wait_status(limit)? {
+            Some(0) => Ok(()),
+            code => Err(format!("the collector exited with code {code:?}")),
+        }
+    }
+
+    /// Waits for the process to exit (at most `limit`, then kills it); its
+    /// exit code (`None`: killed by a signal).
+    pub(crate) fn wait_status(mut self, limit: Duration) -> Result<Option<i32>, String> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("the collector exited with {status}"))
-                };
+                return Ok(status.code());
             }
             if started.elapsed() > limit {
                 let _ = self.child.kill();
@@ -152,6 +163,13 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Its peak resident set so far, in KiB (`VmHWM`).
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Its current resident set, in KiB (`VmRSS` of `/proc/PID/status`).
@@ -275,6 +293,15 @@ pub(crate) struct LoadSpec {
     pub(crate) requests_per_second: Option<f64>,
     /// Bytes of padding in each event's data, to set the event size.
     pub(crate) padding: usize,
+    /// Every this many events (by sequence number), one is named
+    /// `NAME.poison` instead: an event some sinks are set up to refuse.
+    pub(crate) poison_every: Option<u64>,
+}
+
+/// Whether the event `seq` of a load with `spec` is a poison one.
+pub(crate) fn is_poison(spec: &LoadSpec, seq: u64) -> bool {
+    spec.poison_every
+        .is_some_and(|every| seq % every == every - 1)
 }
 
 /// What the load generator saw.
@@ -352,8 +379,9 @@ impl Load {
                         let body = seqs
                             .clone()
                             .map(|seq| {
+                                let poison = if is_poison(&spec, seq) { ".poison" } else { "" };
                                 format!(
-                                    r#"{{"id":"{}","name":"{}","data":{{"seq":{seq},"pad":"{padding}"}}}}"#,
+                                    r#"{{"id":"{}","name":"{}{poison}","data":{{"seq":{seq},"pad":"{padding}"}}}}"#,
                                     event_id(run, seq),
                                     spec.name
                                 )

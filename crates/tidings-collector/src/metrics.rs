@@ -307,32 +307,33 @@ pub(crate) fn render(
             f.sample(name, &[("backend", &m.name)], value(m));
         }
     }
-    f.head(
-        "tidings_backend_dropped_total",
-        "counter",
-        "Events a delivery stage dropped, by reason.",
+    type ReasonFamily = (
+        &'static str,
+        &'static str,
+        fn(&MetricsSnapshot, DropReason) -> u64,
     );
-    for m in &deliveries {
-        for reason in DropReason::ALL {
-            f.sample(
-                "tidings_backend_dropped_total",
-                &[("backend", &m.name), ("reason", reason.as_str())],
-                m.dropped(reason),
-            );
-        }
-    }
-    f.head(
-        "tidings_backend_dead_lettered_total",
-        "counter",
-        "Events a sink gave up on and handed to its dead-letter destination, by reason.",
-    );
-    for m in &deliveries {
-        for reason in DropReason::ALL {
-            f.sample(
-                "tidings_backend_dead_lettered_total",
-                &[("backend", &m.name), ("reason", reason.as_str())],
-                m.dead_lettered(reason),
-            );
+    let by_reason: [ReasonFamily; 2] = [
+        (
+            "tidings_backend_dropped_total",
+            "Events a delivery stage dropped, by reason.",
+            MetricsSnapshot::dropped,
+        ),
+        (
+            "tidings_backend_dead_lettered_total",
+            "Events a sink gave up on and handed to its dead-letter destination, by reason.",
+            MetricsSnapshot::dead_lettered,
+        ),
+    ];
+    for (name, help, value) in by_reason {
+        f.head(name, "counter", help);
+        for m in &deliveries {
+            for reason in DropReason::ALL {
+                f.sample(
+                    name,
+                    &[("backend", &m.name), ("reason", reason.as_str())],
+                    value(m, reason),
+                );
+            }
         }
     }
     if let Some(wal) = wal {
