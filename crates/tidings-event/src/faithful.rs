@@ -261,6 +261,14 @@ mod tests {
         assert_eq!(e.path, "data.x");
         // A pair is fine; an escaped backslash before `u` is no escape.
         assert!(check(br#"{"s": "\uD83D\uDE00", "t": "\\ud800"}"#).is_ok());
+        // What follows a pair or another escape in the same string is read.
+        for text in [
+            r#"{"s": "\uD83D\uDE00\ud800"}"#,
+            r#"{"s": "\u0041\udc00"}"#,
+            r#"{"s": "\u0041\u0042\u0043\ud800"}"#,
+        ] {
+            assert_eq!(refused(text).path, "s", "{text}");
+        }
         // In a key too.
         let e = refused(r#"{"name": "e", "data": {"\ud800": 1}}"#);
         assert_eq!(e.path, "data");
@@ -278,6 +286,12 @@ mod tests {
         let long = format!(r#"{{"data": {{"n": {}}}}}"#, "9".repeat(400));
         let e = refused(&long);
         assert!(e.what.contains("(400 characters)"), "{}", e.what);
+        // Up to 40 characters a number is shown whole.
+        let forty = format!("1{}e400", "0".repeat(35));
+        let e = refused(&format!(r#"{{"n": {forty}}}"#));
+        assert!(e.what.contains(&format!("the number {forty} is")), "{}", e.what);
+        let e = refused(&format!(r#"{{"n": 1{forty}}}"#));
+        assert!(e.what.contains("(41 characters)"), "{}", e.what);
         // Within range, zero, and numbers inside strings pass.
         for ok in [
             r#"{"a": 1.7976931348623157e308, "b": 0e999, "c": 0.0e-500, "d": 2.2250738585072014e-308}"#,

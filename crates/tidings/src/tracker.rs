@@ -94,6 +94,11 @@ impl Tracker {
     /// A tracker over a routing tree shared with something else, such as an
     /// embedded collector (`collector.root()`), so that one config and one
     /// set of sinks serve both.
+    ///
+    /// The collector's tree applies backpressure by default: while a sink's
+    /// queue is full, an emit through this tracker waits for room. Declare
+    /// `when_full = "drop_newest"` on branches your threads must never wait
+    /// for, or emit through an `async_router` branch of its own.
     #[must_use]
     pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
         Self { root }
