@@ -289,7 +289,11 @@ mod tests {
         // Up to 40 characters a number is shown whole.
         let forty = format!("1{}e400", "0".repeat(35));
         let e = refused(&format!(r#"{{"n": {forty}}}"#));
-        assert!(e.what.contains(&format!("the number {forty} is")), "{}", e.what);
+        assert!(
+            e.what.contains(&format!("the number {forty} is")),
+            "{}",
+            e.what
+        );
         let e = refused(&format!(r#"{{"n": 1{forty}}}"#));
         assert!(e.what.contains("(41 characters)"), "{}", e.what);
         // Within range, zero, and numbers inside strings pass.
