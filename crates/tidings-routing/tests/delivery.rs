@@ -1015,9 +1015,13 @@ fn has_room_counts_queued_events_against_the_capacity() {
 #[test]
 fn a_flush_reaches_the_dead_letter_destination() {
     let sink = RecordingSink::new().refusing_events_named("delivery.poison");
-    let dead_sink = RecordingSink::new();
+    // The destination takes a while (a 503 asking for 300 ms): the flush
+    // gives it the time left of its own timeout.
+    let dead_sink =
+        RecordingSink::scripted([Answer::Status(503, Some(Duration::from_millis(300)))]);
     let dead = SinkBackend::builder("dead", dead_sink.clone())
         .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(3600)))
+        .retry(fast_retry())
         .build()
         .unwrap();
     let backend = backend(&sink).dead_letter(Arc::new(dead)).build().unwrap();

@@ -337,6 +337,7 @@ mod tests {
         for policy in [WhenFull::DropNewest, WhenFull::Block(Duration::ZERO)] {
             let q = Queue::new(3, policy);
             q.reserve(2).unwrap();
+            assert!(q.has_room(1) && !q.has_room(2), "reserved room is taken");
             assert!(matches!(q.push(event(1)), Pushed::Accepted));
             assert!(matches!(q.push(event(2)), Pushed::Full), "{policy:?}");
             assert!(matches!(q.reserve(1), Err(Pushed::Full)));
