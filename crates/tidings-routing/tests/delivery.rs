@@ -1045,3 +1045,25 @@ fn an_event_exactly_as_large_as_a_batch_may_be_is_sent() {
     assert_eq!(sink.events().len(), 1);
     assert_eq!(backend.metrics().dropped(DropReason::TooLarge), 0);
 }
+
+#[test]
+fn a_router_gives_each_branch_the_time_left_to_drain() {
+    // Each branch needs about 300 ms (a 503 asking for that long).
+    let slow = |name: &'static str| {
+        let sink = RecordingSink::scripted([Answer::Status(503, Some(Duration::from_millis(300)))]);
+        let stage = SinkBackend::builder(name, sink.clone())
+            .retry(fast_retry())
+            .build()
+            .unwrap();
+        (stage, sink)
+    };
+    let ((a, a_sink), (b, b_sink)) = (slow("a"), slow("b"));
+    let router = RoutingBackend::builder()
+        .backend("a", a)
+        .backend("b", b)
+        .build()
+        .unwrap();
+    router.send(event(0)).unwrap();
+    router.shutdown(LONG).unwrap();
+    assert_eq!((a_sink.events().len(), b_sink.events().len()), (1, 1));
+}

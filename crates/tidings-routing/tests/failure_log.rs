@@ -62,4 +62,33 @@ fn a_failure_streak_warns_once_then_reports_the_recovery() {
         text.contains("batch delivered after 3 failed attempts"),
         "the recovery counts the streak: {text}"
     );
+
+    // Drops: the first one warns, the next ones are counted silently (a
+    // summary comes every 30 s while they go on).
+    let full = SinkBackend::builder("full", RecordingSink::scripted([Answer::Hang]))
+        .queue_capacity(1)
+        .batch(BatchConfig::default().with_max_events(1))
+        .build()
+        .unwrap();
+    let refused = (0..5)
+        .filter(|n| {
+            full.send(Event::new(
+                EventName::new("full.one").unwrap(),
+                json!({"n": n}),
+            ))
+            .is_err()
+        })
+        .count();
+    assert!(refused >= 2, "{refused}");
+    let text = buffer.text();
+    let drops: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("dropping events") && l.contains("backend=\"full\""))
+        .collect();
+    assert_eq!(drops.len(), 1, "{text}");
+    assert!(
+        drops[0].contains("WARN") && drops[0].contains("queue_full"),
+        "{text}"
+    );
+    drop(full);
 }
