@@ -543,14 +543,16 @@ pub(crate) struct Accounting {
     pub(crate) pending: u64,
 }
 
-/// The reasons of `tidings_backend_dropped_total`.
-const REASONS: [&str; 6] = [
+/// The reasons of `tidings_backend_dropped_total` and
+/// `tidings_backend_dead_lettered_total`.
+const REASONS: [&str; 7] = [
     "queue_full",
     "too_large",
     "retries_exhausted",
     "non_retryable",
     "expired",
     "shutdown",
+    "invalid",
 ];
 
 impl Accounting {
@@ -592,6 +594,14 @@ impl Accounting {
                 format!("sink: {reason}"),
                 metrics.get(
                     "tidings_backend_dropped_total",
+                    &[("backend", stage), ("reason", reason)],
+                ),
+            );
+            // Given up on, but kept: in the sink's dead-letter file.
+            dropped.insert(
+                format!("sink: dead-lettered {reason}"),
+                metrics.get(
+                    "tidings_backend_dead_lettered_total",
                     &[("backend", stage), ("reason", reason)],
                 ),
             );

@@ -2,7 +2,11 @@
 //! request rate against the release `tidings` binary for N minutes
 //! (default 10) with one sink black-holed the whole time (PostgreSQL behind
 //! a [`CuttableProxy`] that refuses every connection) next to a healthy
-//! gzip file sink.
+//! gzip file sink. The black-holed sink is declared fire-and-forget
+//! (`when_full = "drop_newest"`), so the soak measures memory and the
+//! accounting while one branch drops for ever; with the default
+//! backpressure the door would refuse everything once its queue is full
+//! (the chaos faults `blackhole` and `stall` cover that).
 //!
 //! Every [`SAMPLE_EVERY`] it samples the collector's RSS (`VmRSS`) and
 //! `/metrics` at a quiet point (the load paused until the counters stand
@@ -110,7 +114,8 @@ pub(crate) fn soak(root: &Path, args: &SoakArgs) -> Result<(), String> {
              [backends.files]\ntype = \"file\"\npath = \"{}\"\ngzip = true\nroll_events = 100000\nroll_seconds = 60\n\
              queue_capacity = {QUEUE_CAPACITY}\nmax_events = {MAX_EVENTS}\n\n\
              [backends.warehouse]\ntype = \"postgres\"\nurl = \"host=127.0.0.1 port={} user=postgres dbname=test\"\n\
-             table = \"tidings_soak\"\nconnect_timeout_ms = 1000\nqueue_capacity = {QUEUE_CAPACITY}\nmax_events = {MAX_EVENTS}\n",
+             table = \"tidings_soak\"\nconnect_timeout_ms = 1000\nqueue_capacity = {QUEUE_CAPACITY}\nmax_events = {MAX_EVENTS}\n\
+             when_full = \"drop_newest\"\n",
             work.join("data").display(),
             proxy.port()
         ),
