@@ -26,6 +26,7 @@ use crate::access::{add_cors, allowed_origin, authorized, preflight};
 use crate::budget::{self, Budget};
 use crate::durable::Durable;
 use crate::metrics::{Counters, render};
+use crate::protocol::JsonErrors;
 use crate::reject::{Reject, json_response};
 use crate::{body, ingest, script};
 
@@ -487,7 +488,7 @@ impl Collector {
                         .header_read_timeout(HEADER_TIMEOUT)
                         .max_headers(MAX_HEADERS)
                         .max_buf_size(READ_BUFFER)
-                        .serve_connection(TokioIo::new(stream), service);
+                        .serve_connection(JsonErrors::new(TokioIo::new(stream)), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         let _ = connection.await;

@@ -66,6 +66,7 @@ mod collector;
 mod durable;
 mod ingest;
 mod metrics;
+mod protocol;
 mod reject;
 mod script;
 mod service;

@@ -62,11 +62,16 @@ fn a_request_with_too_many_headers_is_refused_before_it_reaches_a_route() {
         .map(|i| (format!("X-Flood-{i}"), "x".to_owned()))
         .collect();
     let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (status, _, _) = exchange(c.addr, "POST", "/events", &headers, br#"{"name": "a.b"}"#);
+    let (status, answer_headers, body) =
+        exchange(c.addr, "POST", "/events", &headers, br#"{"name": "a.b"}"#);
     assert_eq!(
         status, 431,
         "the header limit answers 431 Request Header Fields Too Large"
     );
+    // Answered by hyper, but in JSON like every other refusal.
+    assert_eq!(answer_headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], 431, "{body}");
     // Within the limit the same request is accepted.
     let (status, _, _) = exchange(
         c.addr,
@@ -77,6 +82,35 @@ fn a_request_with_too_many_headers_is_refused_before_it_reaches_a_route() {
     );
     assert_eq!(status, 202);
     support::wait_for(&sink, 1);
+    c.shutdown(LONG).unwrap();
+}
+
+/// The refusals hyper makes by itself (a URI too long, a malformed
+/// `Content-Length`) come with a JSON body too.
+#[test]
+fn protocol_level_refusals_are_json() {
+    let (c, _sink, _) = collector("security-protocol", "");
+    for (request, status) in [
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            414,
+        ),
+        (
+            "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_owned(),
+            400,
+        ),
+    ] {
+        let mut stream = TcpStream::connect(c.addr).unwrap();
+        stream.set_read_timeout(Some(LONG)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["status"], status, "{body}");
+    }
     c.shutdown(LONG).unwrap();
 }
 
