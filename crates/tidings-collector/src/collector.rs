@@ -488,7 +488,7 @@ impl Collector {
                         .header_read_timeout(HEADER_TIMEOUT)
                         .max_headers(MAX_HEADERS)
                         .max_buf_size(READ_BUFFER)
-                        .serve_connection(JsonErrors::new(TokioIo::new(stream)), service);
+                        .serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         let _ = connection.await;

@@ -2,32 +2,40 @@
 //! responses hyper writes by itself (431 for too many or too large
 //! headers, 414 for a long URI, 400 for a malformed request line, header or
 //! `Content-Length`) into JSON ones like every other refusal of the
-//! collector.
+//! collector, and answering a JSON 408 when hyper drops a connection that
+//! sent part of a request and got no answer (its header timeout).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// Wraps a connection's I/O; see the module docs. Every response of the
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Wraps a connection's socket; see the module docs. Every response of the
 /// collector's own has a body, so a 4xx or 5xx head with `content-length:
 /// 0` can only be one of hyper's.
 #[derive(Debug)]
-pub(crate) struct JsonErrors<T> {
-    inner: T,
+pub(crate) struct JsonErrors {
+    inner: TcpStream,
     /// A rewritten response still to be written, and how much of it was.
     pending: Option<(Vec<u8>, usize)>,
+    /// Bytes were read since the last response was written: a request
+    /// (or part of one) is waiting for its answer.
+    unanswered: bool,
 }
 
-impl<T> JsonErrors<T> {
-    pub(crate) fn new(inner: T) -> Self {
+impl JsonErrors {
+    pub(crate) fn new(inner: TcpStream) -> Self {
         Self {
             inner,
             pending: None,
+            unanswered: false,
         }
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> JsonErrors<T> {
+impl JsonErrors {
     /// Writes what is left of a rewritten response.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.pending {
@@ -45,17 +53,22 @@ impl<T: hyper::rt::Write + Unpin> JsonErrors<T> {
     }
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for JsonErrors<T> {
+impl AsyncRead for JsonErrors {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.unanswered = true;
+        }
+        read
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrors<T> {
+impl AsyncWrite for JsonErrors {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -63,6 +76,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrors<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
+        this.unanswered = false;
         match rewrite(buf) {
             Some(response) => {
                 this.pending = Some((response, 0));
@@ -86,6 +100,31 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrors<T> {
         ready!(this.poll_pending(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
+}
+
+/// A connection dropped while its request had no answer (hyper's header
+/// timeout drops it without a word) answers it 408 first, if the socket
+/// takes the few bytes at once; a client already gone gets nothing.
+impl Drop for JsonErrors {
+    fn drop(&mut self) {
+        if self.unanswered && self.pending.is_none() {
+            let _ = self.inner.try_write(&timeout_response());
+        }
+    }
+}
+
+/// The 408 for a request whose head did not arrive in time.
+fn timeout_response() -> Vec<u8> {
+    let body = serde_json::json!({
+        "error": "the request's headers did not arrive in time",
+        "status": 408
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The JSON version of `head`, if it is a bodiless error response.

@@ -905,9 +905,20 @@ struct Gate {
     released: Mutex<bool>,
     changed: std::sync::Condvar,
     obeys_shutdown: bool,
+    /// Set once a send waits at the gate.
+    entered: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
+    /// Waits until the worker is held at the gate.
+    fn wait_entered(&self) {
+        let started = Instant::now();
+        while !self.entered.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(started.elapsed() < LONG, "nothing reached the gate");
+            std::thread::yield_now();
+        }
+    }
+
     fn release(&self) {
         *self.released.lock().unwrap() = true;
         self.changed.notify_all();
@@ -916,6 +927,8 @@ impl Gate {
 
 impl Backend for Gate {
     fn send(&self, _event: Event) -> Result<(), SendError> {
+        self.entered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut released = self.released.lock().unwrap();
         while !*released {
             released = self.changed.wait(released).unwrap();
@@ -945,12 +958,9 @@ fn an_async_router_past_its_deadline_closes_what_holds_its_worker_and_counts_exa
     for n in 0..10 {
         router.send(event(n)).unwrap();
     }
-    let started = Instant::now();
-    while router.metrics().queued > 0 {
-        assert!(started.elapsed() < LONG);
-        std::thread::yield_now();
-    }
-    // The worker holds the chunk, waiting in the first send.
+    // The worker waits in its first send (holding its chunk; the rest, if
+    // any, still queued).
+    gate.wait_entered();
     let error = router.shutdown(Duration::from_millis(100)).unwrap_err();
     assert!(
         matches!(error, DrainError::TimedOut { pending: 10, .. }),
@@ -972,11 +982,7 @@ fn an_async_router_whose_worker_stays_stuck_reports_what_it_still_holds() {
     for n in 0..10 {
         router.send(event(n)).unwrap();
     }
-    let started = Instant::now();
-    while router.metrics().queued > 0 {
-        assert!(started.elapsed() < LONG);
-        std::thread::yield_now();
-    }
+    gate.wait_entered();
     let error = router.shutdown(Duration::from_millis(100)).unwrap_err();
     assert!(
         matches!(error, DrainError::TimedOut { pending: 10, .. }),
@@ -994,11 +1000,7 @@ fn has_room_counts_queued_events_against_the_capacity() {
         .unwrap();
     // The worker takes the first event and holds it in its send.
     router.send(event(0)).unwrap();
-    let started = Instant::now();
-    while router.metrics().queued > 0 {
-        assert!(started.elapsed() < LONG);
-        std::thread::yield_now();
-    }
+    gate.wait_entered();
     router.send(event(1)).unwrap();
     router.send(event(2)).unwrap();
     assert!(router.has_room(1));
