@@ -504,6 +504,14 @@ struct Receiver {
 const RETRY_AFTER_SECONDS: u64 = 2;
 
 impl Receiver {
+    /// The distinct ids it accepted, and how many it accepted again.
+    fn received(&self) -> (HashSet<String>, u64) {
+        let ids = locked(&self.ids);
+        let distinct: HashSet<String> = ids.iter().cloned().collect();
+        let duplicates = (ids.len() - distinct.len()) as u64;
+        (distinct, duplicates)
+    }
+
     fn start() -> Result<Arc<Self>, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind the receiver: {e}"))?;
@@ -619,15 +627,14 @@ fn retry_after(context: &Context) -> Result<Row, String> {
     std::thread::sleep(Duration::from_secs(4));
     let report = load.stop();
     let peak_rss_kib = collector.terminate(Duration::from_secs(60))?;
-    let ids = locked(&receiver.ids).clone();
-    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let (distinct, duplicates) = receiver.received();
     let mut row = Row {
         peak_rss_kib,
         fault: format!("HTTP receiver 503 + Retry-After: {RETRY_AFTER_SECONDS} for 6 s"),
         ..Row::default()
     };
     account(&mut row, &report, context.run, &distinct);
-    row.duplicates = (ids.len() - distinct.len()) as u64;
+    row.duplicates = duplicates;
     let refused = locked(&receiver.refused).clone();
     let min_gap = refused.windows(2).map(|w| w[1] - w[0]).min();
     row.notes
@@ -1091,15 +1098,14 @@ fn stall(context: &Context) -> Result<Row, String> {
     std::thread::sleep(Duration::from_secs(2));
     let after = collector.metrics()?;
     let peak_rss_kib = collector.terminate(Duration::from_secs(120))?;
-    let ids = locked(&receiver.ids).clone();
-    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let (distinct, duplicates) = receiver.received();
     let mut row = Row {
         peak_rss_kib,
         fault: format!("HTTP sink stalled {STALL_SECONDS} s at maximum load (16 connections)"),
         ..Row::default()
     };
     account(&mut row, &report, context.run, &distinct);
-    row.duplicates = (ids.len() - distinct.len()) as u64;
+    row.duplicates = duplicates;
     row.notes.push(format!(
         "{} events queued at the collector and {} at the sink while stalled",
         during.get("tidings_collector_queue_depth", &[]),
@@ -1146,14 +1152,14 @@ fn sigterm_down(context: &Context) -> Result<Row, String> {
             rest.split(' ').next()?.parse().ok()
         })
         .unwrap_or(0);
-    let ids = locked(&receiver.ids).clone();
-    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let (distinct, duplicates) = receiver.received();
     let mut row = Row {
         peak_rss_kib,
         fault: "SIGTERM under load with the sink down (shutdown_timeout_ms = 3000)".to_owned(),
         ..Row::default()
     };
     account(&mut row, &report, context.run, &distinct);
+    row.duplicates = duplicates;
     // Lost, but accounted for: what the ERROR line reports.
     let unaccounted = row.lost.abs_diff(reported);
     row.notes.push(format!(
@@ -1297,8 +1303,7 @@ fn poison_http(context: &Context) -> Result<Row, String> {
     std::thread::sleep(Duration::from_secs(1));
     let metrics = collector.metrics()?;
     let peak_rss_kib = collector.terminate(Duration::from_secs(60))?;
-    let ids = locked(&receiver.ids).clone();
-    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let (distinct, duplicates) = receiver.received();
     let mut row = Row {
         peak_rss_kib,
         fault: format!("HTTP receiver answers 400 to a batch holding 1 event in {POISON_EVERY}"),
@@ -1312,7 +1317,7 @@ fn poison_http(context: &Context) -> Result<Row, String> {
         &distinct,
         "backends.receiver",
     )?;
-    row.duplicates = (ids.len() - distinct.len()) as u64;
+    row.duplicates = duplicates;
     check_no_drops(&mut row, &metrics, "backends.receiver");
     Ok(row)
 }
@@ -1358,14 +1363,14 @@ fn uploads(context: &Context) -> Result<Row, String> {
     let report = load.stop();
     std::thread::sleep(Duration::from_millis(500));
     collector.terminate(Duration::from_secs(60))?;
-    let ids = locked(&receiver.ids).clone();
-    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let (distinct, duplicates) = receiver.received();
     let mut row = Row {
         peak_rss_kib: Some(peak),
         fault: format!("{UPLOADS} uploads stalled 1 byte short of 1 MiB"),
         ..Row::default()
     };
     account(&mut row, &report, context.run, &distinct);
+    row.duplicates = duplicates;
     row.notes.push(format!(
         "{holding} uploads held, {refused} refused with 503 before their body was read; RSS {} MiB idle, {} MiB at the peak",
         idle / 1024,
