@@ -40,12 +40,19 @@
 //! # Types
 //!
 //! `router` and `async_router` take `processors` and `backends`;
-//! `async_router` adds `queue_capacity`, `when_full` (`drop_newest`,
-//! `drop_oldest`, `block`) and `block_timeout_ms`. Every sink type takes the
-//! delivery keys `queue_capacity`, `when_full`, `block_timeout_ms`,
-//! `max_events`, `max_bytes`, `flush_interval_ms` and `retry` (`"none"` or
-//! `{ max_attempts, initial_backoff_ms, max_backoff_ms, max_batch_age_seconds }`),
-//! plus its own options. Third-party crates add sink and processor types with
+//! `async_router` adds `queue_capacity`, `when_full` (`backpressure`,
+//! `drop_newest`, `drop_oldest`, `block`) and `block_timeout_ms`. Every sink
+//! type takes the delivery keys `queue_capacity`, `when_full`,
+//! `block_timeout_ms`, `max_events`, `max_bytes`, `flush_interval_ms`,
+//! `retry` (`"none"` or `{ max_attempts, initial_backoff_ms, max_backoff_ms,
+//! max_batch_age_seconds }`) and `dead_letter` (`"none"` or a backend
+//! table), plus its own options.
+//!
+//! Unset, `when_full` is `backpressure` in a tree a worker feeds
+//! ([`Config::build`], the collector's) and `drop_newest` for the stages
+//! application threads feed ([`Config::build_fed_by`] with
+//! [`Feed::Callers`], a tracker's); a sink that keeps every event writes
+//! the events it gives up on to a file under [`DEFAULT_DEAD_LETTER_DIR`]. Third-party crates add sink and processor types with
 //! [`Registry::register_sink`] and [`Registry::register_processor`].
 
 mod build;
