@@ -152,3 +152,24 @@ fn the_embedded_default_prints_events_and_keeps_them_in_gzip_files_under_tidings
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn the_embedded_default_keeps_every_event_in_its_files_and_lets_only_the_console_drop() {
+    let config = tidings_config::load(
+        tidings_collector::DEFAULT_CONFIG,
+        &tidings_config::Registry::default(),
+    )
+    .unwrap();
+    let tree = config.to_string();
+    // The console's lines come before the files' (name order).
+    let (console, files) = tree.split_once("\n  files: ").unwrap();
+    let (console, files) = (console.to_owned(), files.to_owned());
+    assert!(console.contains("after 202: MAY DROP events"), "{tree}");
+    assert!(console.contains("dead letters: none"), "{tree}");
+    assert!(files.contains("when_full=backpressure"), "{tree}");
+    assert!(files.contains("after 202: keeps every event"), "{tree}");
+    assert!(
+        files.contains("dead letters: file path=tidings-dead-letter/backends.files"),
+        "{tree}"
+    );
+}
