@@ -15,12 +15,17 @@ pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads the whole body, refusing more than `max` bytes (after gzip
 /// decompression, when the body is gzip-encoded).
-pub(crate) async fn read<B>(headers: &HeaderMap, body: B, max: usize) -> Result<Bytes, Reject>
+pub(crate) async fn read<B>(
+    headers: &HeaderMap,
+    head: &BodyHead,
+    body: B,
+    max: usize,
+) -> Result<Bytes, Reject>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, collect(headers, body, max))
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, collect(head.declared, body, max))
         .await
         .map_err(|_| Reject::Timeout)??;
     match headers
@@ -55,12 +60,12 @@ where
 /// copied into one buffer as they arrive, sized by the declared length, so
 /// that what is held is the body itself, not the connection's read
 /// buffers the frames were cut from (which would double it).
-async fn collect<B>(headers: &HeaderMap, body: B, max: usize) -> Result<Bytes, Reject>
+async fn collect<B>(declared: Option<usize>, body: B, max: usize) -> Result<Bytes, Reject>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = declared_length(headers).unwrap_or(0).min(max as u64) as usize;
+    let declared = declared.unwrap_or(0);
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
@@ -88,33 +93,46 @@ where
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+/// What a request's head says of its body, read once before the body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyHead {
+    /// Its `Content-Length`, if any (at most `max_body_bytes`).
+    declared: Option<usize>,
+    /// Whether it is gzip-encoded.
+    gzip: bool,
 }
 
-/// The body bytes a request may make the collector hold, taken from the
-/// budget before it is read: its declared length (or `max` when it does
-/// not declare one), and `max` more for a gzip body's decompressed copy.
-///
-/// # Errors
-///
-/// 413 when the declared length is over `max`: refused before reading.
-pub(crate) fn budget(headers: &HeaderMap, max: usize) -> Result<usize, Reject> {
-    let raw = match declared_length(headers) {
-        Some(n) if n > max as u64 => {
+impl BodyHead {
+    /// Reads `headers`.
+    ///
+    /// # Errors
+    ///
+    /// 413 when the declared length is over `max`: refused before reading.
+    pub(crate) fn of(headers: &HeaderMap, max: usize) -> Result<Self, Reject> {
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
             return Err(Reject::TooLarge(format!("body is over {max} bytes")));
         }
-        Some(n) => n as usize,
-        None => max,
-    };
-    let gzip = headers.get(CONTENT_ENCODING).is_some_and(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
-    });
-    Ok(if gzip { raw + max } else { raw })
+        let gzip = headers.get(CONTENT_ENCODING).is_some_and(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+        });
+        Ok(Self {
+            declared: declared.map(|n| n as usize),
+            gzip,
+        })
+    }
+
+    /// The body bytes the request may make the collector hold, taken from
+    /// the budget before it is read: its declared length (or `max` when it
+    /// does not declare one), and `max` more for a gzip body's decompressed
+    /// copy.
+    pub(crate) fn budget(&self, max: usize) -> usize {
+        self.declared.unwrap_or(max) + if self.gzip { max } else { 0 }
+    }
 }
 
 /// The media type of the request, lowercased, without parameters.
@@ -145,5 +163,43 @@ pub(crate) fn require_form(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejec
             "content type {} is not supported here, use application/x-www-form-urlencoded",
             other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(pairs: &[(&'static str, &'static str)]) -> Result<BodyHead, Reject> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, http::HeaderValue::from_static(value));
+        }
+        BodyHead::of(&headers, 1000)
+    }
+
+    #[test]
+    fn a_body_is_budgeted_by_its_declared_length_and_its_gzip_copy() {
+        assert_eq!(
+            head(&[("content-length", "250")]).unwrap().budget(1000),
+            250
+        );
+        assert_eq!(
+            head(&[]).unwrap().budget(1000),
+            1000,
+            "undeclared: the most"
+        );
+        let gzip = head(&[("content-length", "250"), ("content-encoding", " GZip ")]);
+        assert_eq!(gzip.unwrap().budget(1000), 1250);
+        assert_eq!(
+            head(&[("content-length", "1000")]).unwrap().budget(1000),
+            1000
+        );
+        assert!(matches!(
+            head(&[("content-length", "1001")]),
+            Err(Reject::TooLarge(_))
+        ));
+        // Unparsable: as if undeclared (hyper refuses it before this).
+        assert_eq!(head(&[("content-length", "x")]).unwrap().budget(1000), 1000);
     }
 }

@@ -362,12 +362,14 @@ impl Collector {
         if !inner.intake.has_room(1) {
             return Err(Reject::QueueFull);
         }
+        let max = inner.options.max_body_bytes;
+        let head = body::BodyHead::of(&parts.headers, max)?;
         let _body_permit = inner
             .budgets
             .bodies
-            .try_take(body::budget(&parts.headers, inner.options.max_body_bytes)?)
+            .try_take(head.budget(max))
             .ok_or(Reject::Busy)?;
-        let bytes = body::read(&parts.headers, request_body, inner.options.max_body_bytes).await?;
+        let bytes = body::read(&parts.headers, &head, request_body, max).await?;
         let mut flume_line = None;
         let mut events = match route {
             Route::Events => {
