@@ -81,11 +81,39 @@ pub struct Problem {
     pub path: String,
     /// What is wrong.
     pub message: String,
+    /// The line and column in the file, when it came from one.
+    pub location: Option<tidings_toml::Location>,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        }
+    }
+}
+
+impl From<tidings_toml::Mistake> for Problem {
+    fn from(mistake: tidings_toml::Mistake) -> Self {
+        Self {
+            path: mistake.path.to_string(),
+            message: mistake.message,
+            location: mistake.location,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        if let Some(location) = self.location {
+            write!(f, "{location}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "`{}`: ", self.path)?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -172,15 +200,7 @@ struct RawProperty {
 
 /// A TOML key as it appears in a path: bare when it can be.
 fn key(name: &str) -> String {
-    if !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        name.to_owned()
-    } else {
-        format!("{name:?}")
-    }
+    tidings_toml::KeyPath::root().key(name).to_string()
 }
 
 struct Checker {
@@ -189,10 +209,7 @@ struct Checker {
 
 impl Checker {
     fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            message: message.into(),
-        });
+        self.problems.push(Problem::new(path, message));
     }
 
     fn event(&mut self, name: &str, raw: RawEvent) -> Option<EventSpec> {
@@ -276,10 +293,16 @@ impl Checker {
                 _ => false,
             };
             if !fits {
-                let expected = raw.kind.map_or("scalar", PropertyType::as_str);
+                let expected = match raw.kind {
+                    None => "a scalar".to_owned(),
+                    Some(PropertyType::Integer) => "an integer".to_owned(),
+                    Some(PropertyType::Object) => "an object".to_owned(),
+                    Some(PropertyType::Array) => "an array".to_owned(),
+                    Some(kind) => format!("a {}", kind.as_str()),
+                };
                 self.problem(
                     &format!("{path}.values[{i}]"),
-                    format!("{value} is not a {expected} value"),
+                    format!("{value} is not {expected} value"),
                 );
             }
         }
@@ -302,6 +325,25 @@ impl Checker {
     }
 }
 
+/// The problems with their lines and columns, in the order of the file.
+fn located(
+    document: &tidings_toml::Document,
+    problems: impl IntoIterator<Item = Problem>,
+) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|mut problem| {
+            if problem.location.is_none() {
+                problem.location = tidings_toml::KeyPath::parse(&problem.path)
+                    .and_then(|path| document.locate(&path));
+            }
+            problem
+        })
+        .collect();
+    problems.sort_by_key(|p| p.location.map_or((1, None), |l| (0, Some(l))));
+    problems
+}
+
 impl Catalog {
     /// Loads a catalog from TOML text; `origin` names it in errors (a file
     /// name, say).
@@ -314,15 +356,14 @@ impl Catalog {
             origin: origin.to_owned(),
             problems,
         };
-        let deserializer = toml::Deserializer::new(text);
-        let raw: RawCatalog = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().message().trim().to_owned();
-            invalid(vec![Problem {
-                path: if path == "." { "(top)".into() } else { path },
-                message,
-            }])
-        })?;
+        let document = tidings_toml::Document::parse(text)
+            .map_err(|mistake| invalid(vec![Problem::from(mistake)]))?;
+        let raw: RawCatalog = tidings_toml::deserialize(
+            toml::Value::Table(document.table().clone()),
+            &tidings_toml::KeyPath::root(),
+            &[],
+        )
+        .map_err(|mistakes| invalid(located(&document, mistakes.into_iter().map(Problem::from))))?;
         let mut checker = Checker {
             problems: Vec::new(),
         };
@@ -332,7 +373,7 @@ impl Catalog {
             .filter_map(|(name, event)| checker.event(&name, event))
             .collect();
         if !checker.problems.is_empty() {
-            return Err(invalid(checker.problems));
+            return Err(invalid(located(&document, checker.problems)));
         }
         let mut catalog = Self::from_events(events).map_err(|e| match e {
             CatalogError::Invalid { problems, .. } => invalid(problems),
@@ -372,10 +413,10 @@ impl Catalog {
             match &spec.name {
                 NamePattern::Exact(name) => {
                     if catalog.exact.insert(name.clone(), index).is_some() {
-                        problems.push(Problem {
-                            path: format!("events.{}", key(name)),
-                            message: "declared twice".into(),
-                        });
+                        problems.push(Problem::new(
+                            format!("events.{}", key(name)),
+                            "declared twice",
+                        ));
                     }
                 }
                 NamePattern::Family(prefix) => {
@@ -384,10 +425,10 @@ impl Catalog {
                         .iter()
                         .any(|&i| matches!(&events[i].name, NamePattern::Family(p) if p == prefix))
                     {
-                        problems.push(Problem {
-                            path: format!("events.{}", key(&spec.name.to_string())),
-                            message: "declared twice".into(),
-                        });
+                        problems.push(Problem::new(
+                            format!("events.{}", key(&spec.name.to_string())),
+                            "declared twice",
+                        ));
                     }
                     catalog.families.push(index);
                 }

@@ -330,33 +330,54 @@ properties.s = { type = "string", properties.x = { type = "string" } }
         .map(|p| (p.path.clone(), p.message.clone()))
         .collect();
     let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+    // In the order of the file.
     assert_eq!(
         paths,
         [
-            r#"events."a.*.b""#,
             r#"events."a.b".version"#,
+            r#"events."a.b".properties.p.pattern"#,
             r#"events."a.b".properties.n.pattern"#,
             r#"events."a.b".properties.n.values[1]"#,
             r#"events."a.b".properties.n.values[2]"#,
-            r#"events."a.b".properties.p.pattern"#,
             r#"events."a.b".properties.s"#,
+            r#"events."a.*.b""#,
         ],
         "{problems:#?}"
     );
-    assert!(problems[0].1.contains("only at the end"));
-    assert_eq!(problems[3].1, "1.5 is not a integer value");
+    assert!(problems[6].1.contains("only at the end"));
+    assert_eq!(problems[3].1, "1.5 is not an integer value");
+    let lines: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines[0],
+        "line 3, column 1: `events.\"a.b\".version`: versions start at 1"
+    );
+    assert!(
+        lines[3].starts_with("line 5, column 64: `events.\"a.b\".properties.n.values[1]`"),
+        "{}",
+        lines[3]
+    );
     assert!(
         err.to_string()
-            .starts_with("catalog bad.toml is invalid:\n  - ")
+            .starts_with("catalog bad.toml is invalid:\n  - line 3, column 1: "),
+        "{err}"
     );
 
-    let typo = Catalog::from_toml_str("[events.a]\nowner = 'x'\ndescriptoin = 'y'\n", "t.toml")
-        .unwrap_err();
-    assert_eq!(typo.problems()[0].path, "events.a.descriptoin");
-    assert!(
-        typo.problems()[0]
-            .message
-            .contains("unknown field `descriptoin`"),
+    // Every mistake serde sees, each with the nearest key and all of them.
+    let typo = Catalog::from_toml_str(
+        "[events.a]\nowner = 'x'\ndescriptoin = 'y'\nversion = 'one'\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    let lines: Vec<String> = typo.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "line 3, column 1: `events.a.descriptoin`: unknown key `descriptoin`; did you mean \
+             `description`? The keys here are: description, owner, version, properties, \
+             additional_properties, examples",
+            "line 4, column 1: `events.a.version`: expected a whole number, like 100, found the \
+             string \"one\"",
+        ],
         "{typo}"
     );
 

@@ -3,8 +3,8 @@
 //! before it navigates away (sent by beacon on `pagehide`), and the
 //! snippet's batching, splitting and fallbacks run against stubbed transports.
 //!
-//! Needs Chromium at `/usr/bin/chromium` (`apt-get install -y chromium`;
-//! `.ci/run` installs it): without it these tests fail, they never skip.
+//! Needs Chromium (`/usr/bin/chromium`, or the path in `CHROMIUM`;
+//! `scripts/test` installs it): without it these tests fail, they never skip.
 #![cfg(unix)]
 
 mod support;
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::collector;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// The longest a browser may run before it is killed and the test fails.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_KEY: &str = "browser-key";
@@ -33,12 +32,7 @@ static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 /// Fails, naming Chromium and how to install it, when it is missing.
 fn require_chromium() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "Chromium is not installed at {CHROMIUM}, and the browser tests of the \
-         collector's snippet need it: install it with \
-         `apt-get update && apt-get install -y chromium` (Debian; `.ci/run` does this)"
-    );
+    let _ = tidings_test::chromium();
 }
 
 /// A tiny HTTP/1.1 server for the test pages, on another origin than the
@@ -155,7 +149,7 @@ impl Browser {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        let child = Command::new(CHROMIUM)
+        let child = Command::new(tidings_test::chromium())
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -181,7 +175,7 @@ impl Browser {
             .stderr(File::create(dir.join("stderr")).unwrap())
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start Chromium ({CHROMIUM}): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start Chromium ({}): {e}", tidings_test::chromium().display()));
         Self {
             child,
             dir,

@@ -113,7 +113,69 @@ impl Config {
         } else {
             // Dropping the started stages starts their shutdown.
             drop(stages);
-            Err(ConfigErrors(errors))
+            Err(self.locate(ConfigErrors(errors)))
+        }
+    }
+
+    /// Checks what [`Config::build`] would find wrong on this machine,
+    /// without changing anything on it: each sink's own checks (a file
+    /// sink's directory that cannot be created, say), for the sinks of a
+    /// tree fed by a worker, their dead-letter destinations included.
+    /// `tidings check` runs it, so that it fails when `serve` would.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] with every problem found, located in the file.
+    pub fn preflight(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        preflight_router(&self.root, &ConfigPath::root(), Feed::Worker, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.locate(ConfigErrors(errors)))
+        }
+    }
+
+    /// Gives `errors` (found about this config after it was loaded) the
+    /// line and column of their paths in the file, in file order.
+    #[must_use]
+    pub fn locate(&self, errors: ConfigErrors) -> ConfigErrors {
+        match tidings_toml::Document::parse(&self.text) {
+            Ok(document) => crate::tree::locate(errors.0, &document),
+            Err(_) => errors,
+        }
+    }
+}
+
+fn preflight_router(node: &RouterNode, at: &ConfigPath, feed: Feed, errors: &mut Vec<ConfigError>) {
+    for (name, backend) in &node.backends {
+        preflight_backend(backend, &at.key("backends").key(name), feed, errors);
+    }
+}
+
+fn preflight_backend(
+    node: &BackendNode,
+    at: &ConfigPath,
+    feed: Feed,
+    errors: &mut Vec<ConfigError>,
+) {
+    match node {
+        BackendNode::Router(router) => preflight_router(router, at, feed, errors),
+        BackendNode::AsyncRouter { router, .. } => {
+            preflight_router(router, at, Feed::Worker, errors);
+        }
+        BackendNode::Sink {
+            delivery,
+            sink,
+            dead_letter,
+            ..
+        } => {
+            errors.extend(sink.preflight().into_iter().map(|(key, message)| {
+                ConfigError::new(at.join(&key), ConfigErrorKind::Build, message)
+            }));
+            if let Some(node) = dead_letter.resolve(delivery, feed) {
+                preflight_backend(node, &at.key("dead_letter"), Feed::Worker, errors);
+            }
         }
     }
 }

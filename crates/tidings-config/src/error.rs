@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use tidings_toml::Location;
+
 /// The kind of a configuration mistake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -21,9 +23,13 @@ pub enum ConfigErrorKind {
 }
 
 /// One mistake, with the dotted path of the offending entry, such as
-/// `backends.spade.processors[0].patterns`.
+/// `backends.spade.processors[0].patterns`, and where it is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+#[error(
+    "{}{}{message}",
+    location.map(|l| format!("{l}: ")).unwrap_or_default(),
+    if path.is_empty() { String::new() } else { format!("`{path}`: ") }
+)]
 pub struct ConfigError {
     /// Where: the path of the entry in the file (empty for the whole file).
     pub path: String,
@@ -31,6 +37,8 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
     /// What is wrong.
     pub message: String,
+    /// The line and column of the entry in the file, when known.
+    pub location: Option<Location>,
 }
 
 impl ConfigError {
@@ -40,12 +48,30 @@ impl ConfigError {
             path: path.to_string(),
             kind,
             message: message.into(),
+            location: None,
         }
     }
 }
 
-/// Every mistake found in a config, tables in key order. Loading reports them all
-/// at once, before anything starts.
+impl From<tidings_toml::Mistake> for ConfigError {
+    fn from(mistake: tidings_toml::Mistake) -> Self {
+        let kind = match mistake.kind {
+            tidings_toml::MistakeKind::Syntax => ConfigErrorKind::Syntax,
+            tidings_toml::MistakeKind::UnknownKey => ConfigErrorKind::UnknownKey,
+            tidings_toml::MistakeKind::Missing => ConfigErrorKind::Missing,
+            _ => ConfigErrorKind::Invalid,
+        };
+        Self {
+            path: mistake.path.to_string(),
+            kind,
+            message: mistake.message,
+            location: mistake.location,
+        }
+    }
+}
+
+/// Every mistake found in a config, in the order of the file. Loading
+/// reports them all at once, before anything starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
@@ -62,7 +88,7 @@ impl fmt::Display for ConfigErrors {
         match self.0.as_slice() {
             [one] => write!(f, "invalid config: {one}"),
             many => {
-                write!(f, "invalid config ({} errors):", many.len())?;
+                write!(f, "invalid config ({} mistakes):", many.len())?;
                 for error in many {
                     write!(f, "\n  {error}")?;
                 }

@@ -1,10 +1,15 @@
 //! The tidings TOML config: it describes the routing tree (edX's
 //! `EVENT_TRACKING_BACKENDS`) and the collector, and builds them.
 //!
-//! Loading is pure: the whole file is parsed and every node validated
-//! without I/O, and every mistake is reported together, each with the path
-//! of the offending entry (`backends.spade.processors[0].patterns`). Only
-//! then does [`Config::build`] start sinks and workers.
+//! Loading is pure but for reading catalog files: the whole file is
+//! parsed and every node validated, and every mistake is reported
+//! together, in the order of the file, each with its line and column, the
+//! quoted path of the offending entry (`backends.spade.processors[0].patterns`),
+//! the keys the table takes and the nearest one to a typo (via
+//! `tidings-toml`). [`Config::preflight`] checks what needs the machine
+//! (directories that must be created) without changing it; only
+//! [`Config::build`] starts sinks and workers. Relative paths resolve
+//! against the config file's directory ([`load_file`]).
 //!
 //! ```
 //! use tidings_config::{load, Registry};
@@ -33,7 +38,12 @@
 //!     patterns = ['(']
 //! "#, &Registry::default()).unwrap_err();
 //! let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
-//! assert_eq!(paths, ["backends.other.processors[0].patterns[0]", "backends.out.type"]);
+//! assert_eq!(paths, ["backends.out.type", "backends.other.processors[0].patterns[0]"]);
+//! assert_eq!(
+//!     errors.errors()[0].to_string(),
+//!     "line 3, column 5: `backends.out.type`: unknown backend type \"consol\"; \
+//!      did you mean \"console\"? The backend types are: router, async_router, console, file, flume, http, spade",
+//! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -59,14 +69,16 @@ mod build;
 mod error;
 mod options;
 mod path;
+mod probe;
 mod registry;
 mod stock;
 mod tree;
 
 pub use build::{Pipeline, Stage, StageKind, StageMetrics};
-pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
-pub use options::{AckMode, CollectorCatalog, CollectorOptions, Feed};
+pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
 pub use path::ConfigPath;
+pub use probe::probe_directory;
 pub use registry::{Delivery, ProcessorType, Registry, SinkType};
 pub use stock::{
     PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
@@ -79,10 +91,12 @@ pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR};
 ///
 /// [`ConfigErrors`] listing every mistake with its path.
 pub fn load(text: &str, registry: &Registry) -> Result<Config, ConfigErrors> {
-    tree::parse(text, registry)
+    tree::parse(text, registry, None)
 }
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads, parses and validates the config file at `path`. Relative paths
+/// in it (a file sink's `path`, a catalog, `wal_path`, dead letters)
+/// resolve against the file's directory, not the working directory.
 ///
 /// # Errors
 ///
@@ -99,5 +113,9 @@ pub fn load_file(
             format!("cannot read config file {}: {e}", path.display()),
         )
     })?;
-    load(&text, registry)
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tree::parse(&text, registry, Some(dir))
 }

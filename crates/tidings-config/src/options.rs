@@ -14,7 +14,9 @@ use tidings_routing::{BatchConfig, RetryPolicy, WhenFull};
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CollectorOptions {
-    /// The address to listen on. Defaults to `127.0.0.1:8080`.
+    /// The address to listen on: `HOST:PORT`, the host a name
+    /// (`localhost:8080`) or an IP address. Defaults to `127.0.0.1:8080`.
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// The largest request body, after decompression. Defaults to 1 MiB.
     pub max_body_bytes: usize,
@@ -45,11 +47,111 @@ pub struct CollectorOptions {
     /// When a request is answered 202. Defaults to [`AckMode::Fast`].
     pub ack: AckMode,
     /// The write-ahead log's directory, for [`AckMode::Durable`]. Defaults
-    /// to `tidings-wal` (relative to the working directory).
+    /// to `tidings-wal`. Relative to the config file's directory (the
+    /// working directory for the embedded default).
     pub wal_path: String,
     /// The most bytes the write-ahead log may hold before the collector
     /// answers 503. Defaults to 1 GiB.
     pub wal_max_bytes: u64,
+    /// `[collector.ui]`: the live view at `/ui`. Off by default.
+    pub ui: CollectorUi,
+}
+
+/// `[collector.ui]`: the live view (`/ui`, `tidings tail`): incoming
+/// events, rates per name, refused requests, each sink's health. Off by
+/// default; when on, every request of the view presents `admin_key`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "RawUi")]
+#[non_exhaustive]
+pub struct CollectorUi {
+    /// Serve the live view. Defaults to false: `/ui` is not found.
+    pub enabled: bool,
+    /// The key the view's requests present (`Authorization: Bearer KEY`,
+    /// or `?key=KEY` on the event stream); compared in constant time,
+    /// never printed. Required, and not empty, when `enabled`.
+    pub admin_key: String,
+    /// The most event streams open at once (pages and `tidings tail`);
+    /// one more is answered 503. Defaults to 4.
+    pub max_streams: usize,
+    /// Events kept for streams that fall behind (1..=65536); a stream
+    /// further behind skips events and is told how many. Defaults to 512.
+    pub tail_buffer: usize,
+}
+
+impl Default for CollectorUi {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            admin_key: String::new(),
+            max_streams: 4,
+            tail_buffer: 512,
+        }
+    }
+}
+
+impl fmt::Debug for CollectorUi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectorUi")
+            .field("enabled", &self.enabled)
+            .field(
+                "admin_key",
+                &if self.admin_key.is_empty() {
+                    "(none)"
+                } else {
+                    "(redacted)"
+                },
+            )
+            .field("max_streams", &self.max_streams)
+            .field("tail_buffer", &self.tail_buffer)
+            .finish()
+    }
+}
+
+/// `[collector.ui]` as written, checked by `CollectorUi::try_from`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    admin_key: String,
+    max_streams: Option<usize>,
+    tail_buffer: Option<usize>,
+}
+
+impl TryFrom<RawUi> for CollectorUi {
+    type Error = String;
+
+    fn try_from(raw: RawUi) -> Result<Self, String> {
+        let defaults = Self::default();
+        let ui = Self {
+            enabled: raw.enabled,
+            admin_key: raw.admin_key,
+            max_streams: raw.max_streams.unwrap_or(defaults.max_streams),
+            tail_buffer: raw.tail_buffer.unwrap_or(defaults.tail_buffer),
+        };
+        if ui.enabled && ui.admin_key.trim().is_empty() {
+            return Err(
+                "`enabled = true` needs a non-empty `admin_key`: the live view shows \
+                        every incoming event, so it is never open; set `admin_key` to a long \
+                        random secret, or turn the view off"
+                    .to_owned(),
+            );
+        }
+        if ui.admin_key.trim() != ui.admin_key {
+            return Err("`admin_key` must not begin or end with whitespace".to_owned());
+        }
+        if ui.max_streams == 0 {
+            return Err("`max_streams` must be at least 1".to_owned());
+        }
+        if !(1..=65_536).contains(&ui.tail_buffer) {
+            return Err(format!(
+                "`tail_buffer` must be between 1 and 65536 events, found {}",
+                ui.tail_buffer
+            ));
+        }
+        Ok(ui)
+    }
 }
 
 /// `[collector] ack`: when the collector answers 202.
@@ -93,6 +195,57 @@ pub struct CollectorCatalog {
     pub strict: bool,
 }
 
+/// Reads a listen address, `HOST:PORT`, where the host is an IP address or
+/// a name (`localhost`); a name is looked up, and its first IPv4 address
+/// is preferred (what `curl localhost` tries first).
+///
+/// # Errors
+///
+/// A message saying what is wrong, with an example.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let example = "like 127.0.0.1:8080, localhost:8080 or [::1]:8080";
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(format!("{text:?} is not HOST:PORT ({example})"));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e} (write it {example})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn deserialize_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_listen(&text).map_err(de::Error::custom)
+}
+
+impl CollectorOptions {
+    /// Resolves `wal_path` and the catalog's path against `base`.
+    pub(crate) fn resolve_paths(&mut self, base: Option<&std::path::Path>) {
+        let resolve = |path: &mut String| {
+            *path = crate::tree::resolve(base, std::path::Path::new(path.as_str()))
+                .display()
+                .to_string();
+        };
+        resolve(&mut self.wal_path);
+        if let Some(catalog) = &mut self.catalog {
+            resolve(&mut catalog.path);
+        }
+    }
+}
+
 impl Default for CollectorOptions {
     fn default() -> Self {
         Self {
@@ -110,6 +263,7 @@ impl Default for CollectorOptions {
             ack: AckMode::Fast,
             wal_path: "tidings-wal".to_owned(),
             wal_max_bytes: 1024 * 1024 * 1024,
+            ui: CollectorUi::default(),
         }
     }
 }
@@ -134,6 +288,7 @@ impl fmt::Debug for CollectorOptions {
             .field("ack", &self.ack)
             .field("wal_path", &self.wal_path)
             .field("wal_max_bytes", &self.wal_max_bytes)
+            .field("ui", &self.ui)
             .finish()
     }
 }

@@ -9,7 +9,22 @@ use serde::de::DeserializeOwned;
 use tidings_processors::Processor;
 use tidings_routing::{BatchConfig, BoxError, RetryPolicy, Sink};
 
+use crate::options::DELIVERY_KEYS;
+use crate::tree::Parse;
 use crate::{ConfigError, ConfigErrorKind, ConfigPath};
+
+/// The keys of a sink's table that the framework reads, not the sink.
+const SINK_FRAMEWORK_KEYS: [&str; 9] = [
+    "type",
+    DELIVERY_KEYS[0],
+    DELIVERY_KEYS[1],
+    DELIVERY_KEYS[2],
+    DELIVERY_KEYS[3],
+    DELIVERY_KEYS[4],
+    DELIVERY_KEYS[5],
+    DELIVERY_KEYS[6],
+    "dead_letter",
+];
 
 /// A sink type that config files can name with `type = "NAME"`.
 ///
@@ -29,6 +44,21 @@ pub trait SinkType: Send + Sync + 'static {
     /// (relative to the sink's table, empty for the table itself) and a
     /// message.
     fn validate(options: &Self::Options) -> Vec<(String, String)> {
+        let _ = options;
+        Vec::new()
+    }
+
+    /// Resolves the relative paths among the options (files, directories)
+    /// against `dir`, the directory of the config file: a config means the
+    /// same wherever `tidings` is started from. The default does nothing.
+    fn resolve_paths(options: &mut Self::Options, dir: &std::path::Path) {
+        let _ = (options, dir);
+    }
+
+    /// Checks what needs the machine but changes nothing on it, such as a
+    /// directory that cannot be created, so that `tidings check` fails
+    /// exactly when `serve` would. Each problem is the key and a message.
+    fn preflight(options: &Self::Options) -> Vec<(String, String)> {
         let _ = options;
         Vec::new()
     }
@@ -54,6 +84,13 @@ pub trait ProcessorType: Send + Sync + 'static {
     const NAME: &'static str;
     /// The processor's options (every key of its table but `type`).
     type Options: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+
+    /// Resolves the relative paths among the options (a catalog file)
+    /// against `dir`, the directory of the config file. The default does
+    /// nothing.
+    fn resolve_paths(options: &mut Self::Options, dir: &std::path::Path) {
+        let _ = (options, dir);
+    }
 
     /// Builds the processor, without I/O. Errors are the key (relative to
     /// the processor's table) and a message, such as an invalid pattern.
@@ -84,6 +121,7 @@ pub struct Delivery {
 pub(crate) trait ValidatedSink: Send + Sync + fmt::Debug {
     fn build(&self, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError>;
     fn describe(&self) -> String;
+    fn preflight(&self) -> Vec<(String, String)>;
 }
 
 struct Validated<T: SinkType>(T::Options);
@@ -101,28 +139,25 @@ impl<T: SinkType> ValidatedSink for Validated<T> {
     fn describe(&self) -> String {
         T::describe(&self.0)
     }
+    fn preflight(&self) -> Vec<(String, String)> {
+        T::preflight(&self.0)
+    }
 }
 
-/// Deserializes `table` into `T`, recording errors with their full path.
+/// Deserializes `table`, the entry at `at`, into `T`, recording every
+/// mistake with its full path. `also_allowed`: keys of the table the caller
+/// reads itself, listed with `T`'s when a key is unknown.
 pub(crate) fn deserialize_at<T: DeserializeOwned>(
     table: toml::Table,
     at: &ConfigPath,
-    errors: &mut Vec<ConfigError>,
+    cx: &mut Parse<'_>,
+    also_allowed: &[&str],
 ) -> Option<T> {
-    match serde_path_to_error::deserialize(toml::Value::Table(table)) {
+    match tidings_toml::deserialize(toml::Value::Table(table), at, also_allowed) {
         Ok(value) => Some(value),
-        Err(err) => {
-            let inner = err.path().to_string();
-            let message = err.into_inner().to_string();
-            let message = message.trim().to_owned();
-            let kind = if message.starts_with("unknown field") {
-                ConfigErrorKind::UnknownKey
-            } else if message.starts_with("missing field") {
-                ConfigErrorKind::Missing
-            } else {
-                ConfigErrorKind::Invalid
-            };
-            errors.push(ConfigError::new(at.join(&inner), kind, message));
+        Err(mistakes) => {
+            cx.errors
+                .extend(mistakes.into_iter().map(ConfigError::from));
             None
         }
     }
@@ -133,7 +168,7 @@ trait DynSinkType: Send + Sync {
         &self,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<Box<dyn ValidatedSink>>;
 }
 
@@ -144,20 +179,18 @@ impl<T: SinkType> DynSinkType for SinkEntry<T> {
         &self,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<Box<dyn ValidatedSink>> {
-        let options: T::Options = deserialize_at(table, at, errors)?;
+        let mut options: T::Options = deserialize_at(table, at, cx, &SINK_FRAMEWORK_KEYS)?;
+        if let Some(dir) = cx.base {
+            T::resolve_paths(&mut options, dir);
+        }
         let problems = T::validate(&options);
         if problems.is_empty() {
             Some(Box::new(Validated::<T>(options)))
         } else {
-            errors.extend(problems.into_iter().map(|(key, message)| {
-                let path = if key.is_empty() {
-                    at.to_string()
-                } else {
-                    at.join(&key)
-                };
-                ConfigError::new(path, ConfigErrorKind::Invalid, message)
+            cx.errors.extend(problems.into_iter().map(|(key, message)| {
+                ConfigError::new(at.join(&key), ConfigErrorKind::Invalid, message)
             }));
             None
         }
@@ -176,7 +209,7 @@ trait DynProcessorType: Send + Sync {
         &self,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<(String, Arc<dyn Processor>)>;
 }
 
@@ -187,14 +220,17 @@ impl<T: ProcessorType> DynProcessorType for ProcessorEntry<T> {
         &self,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<(String, Arc<dyn Processor>)> {
-        let options: T::Options = deserialize_at(table, at, errors)?;
+        let mut options: T::Options = deserialize_at(table, at, cx, &["type"])?;
+        if let Some(dir) = cx.base {
+            T::resolve_paths(&mut options, dir);
+        }
         let summary = T::describe(&options);
         match T::build(options) {
             Ok(processor) => Some((summary, processor)),
             Err((key, message)) => {
-                errors.push(ConfigError::new(
+                cx.errors.push(ConfigError::new(
                     at.join(&key),
                     ConfigErrorKind::Invalid,
                     message,
@@ -277,22 +313,16 @@ impl Registry {
         type_name: &str,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<(&'static str, Box<dyn ValidatedSink>)> {
         let Some((&name, entry)) = self.sinks.get_key_value(type_name) else {
             let mut known: Vec<&str> = ROUTER_TYPES.to_vec();
             known.extend(self.sink_types());
-            errors.push(ConfigError::new(
-                at.key("type"),
-                ConfigErrorKind::UnknownType,
-                format!(
-                    "unknown backend type {type_name:?}, expected one of: {}",
-                    known.join(", ")
-                ),
-            ));
+            cx.errors
+                .push(unknown_type("backend", type_name, &known, at.key("type")));
             return None;
         };
-        entry.validate(table, at, errors).map(|sink| (name, sink))
+        entry.validate(table, at, cx).map(|sink| (name, sink))
     }
 
     pub(crate) fn build_processor(
@@ -300,28 +330,37 @@ impl Registry {
         type_name: &str,
         table: toml::Table,
         at: &ConfigPath,
-        errors: &mut Vec<ConfigError>,
+        cx: &mut Parse<'_>,
     ) -> Option<BuiltProcessor> {
         let Some((&name, entry)) = self.processors.get_key_value(type_name) else {
             let known: Vec<&str> = self.processor_types().collect();
-            errors.push(ConfigError::new(
-                at.key("type"),
-                ConfigErrorKind::UnknownType,
-                format!(
-                    "unknown processor type {type_name:?}, expected one of: {}",
-                    known.join(", ")
-                ),
-            ));
+            cx.errors
+                .push(unknown_type("processor", type_name, &known, at.key("type")));
             return None;
         };
         entry
-            .build(table, at, errors)
+            .build(table, at, cx)
             .map(|(summary, processor)| BuiltProcessor {
                 type_name: name,
                 summary,
                 processor,
             })
     }
+}
+
+/// `type = "..."` names no registered type: the nearest one, and all.
+fn unknown_type(what: &str, type_name: &str, known: &[&str], at: ConfigPath) -> ConfigError {
+    let suggestion = tidings_toml::nearest(type_name, known.iter().copied())
+        .map(|near| format!("; did you mean {near:?}?"))
+        .unwrap_or_else(|| ".".to_owned());
+    ConfigError::new(
+        at,
+        ConfigErrorKind::UnknownType,
+        format!(
+            "unknown {what} type {type_name:?}{suggestion} The {what} types are: {}",
+            known.join(", ")
+        ),
+    )
 }
 
 impl Default for Registry {

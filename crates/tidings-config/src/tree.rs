@@ -1,17 +1,27 @@
 //! Parsing and validating the backend tree (no I/O), and printing it.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::options::{CollectorOptions, DELIVERY_KEYS, DeliveryOptions, Feed, QueueOptions};
 use crate::registry::{BuiltProcessor, ROUTER_TYPES, ValidatedSink, deserialize_at};
 use crate::{ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Registry};
 
+/// What parsing carries along: the types, the config file's directory
+/// (relative paths resolve against it) and the mistakes found so far.
+pub(crate) struct Parse<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) base: Option<&'a Path>,
+    pub(crate) errors: Vec<ConfigError>,
+}
+
 /// A validated config: the collector options and the backend tree, ready to
 /// be built. Printing it shows the tree (what `tidings check` prints).
-#[derive(Debug)]
 pub struct Config {
     pub(crate) collector: CollectorOptions,
     pub(crate) root: RouterNode,
+    /// The text it was read from, to locate the mistakes found later.
+    pub(crate) text: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +79,16 @@ impl fmt::Debug for BuiltProcessor {
     }
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the text: it may hold secrets.
+        f.debug_struct("Config")
+            .field("collector", &self.collector)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Config {
     /// The `[collector]` options.
     #[must_use]
@@ -77,27 +97,13 @@ impl Config {
     }
 }
 
-fn type_name(value: &toml::Value) -> &'static str {
-    match value {
-        toml::Value::String(_) => "a string",
-        toml::Value::Integer(_) => "an integer",
-        toml::Value::Float(_) => "a float",
-        toml::Value::Boolean(_) => "a boolean",
-        toml::Value::Datetime(_) => "a datetime",
-        toml::Value::Array(_) => "an array",
-        toml::Value::Table(_) => "a table",
-    }
-}
+use tidings_toml::type_name;
 
-fn expect_table(
-    value: toml::Value,
-    at: &ConfigPath,
-    errors: &mut Vec<ConfigError>,
-) -> Option<toml::Table> {
+fn expect_table(value: toml::Value, at: &ConfigPath, cx: &mut Parse<'_>) -> Option<toml::Table> {
     match value {
         toml::Value::Table(table) => Some(table),
         other => {
-            errors.push(ConfigError::new(
+            cx.errors.push(ConfigError::new(
                 at,
                 ConfigErrorKind::Invalid,
                 format!("expected a table, found {}", type_name(&other)),
@@ -107,56 +113,100 @@ fn expect_table(
     }
 }
 
-/// Parses and validates `text` against `registry`, reporting every mistake.
-pub(crate) fn parse(text: &str, registry: &Registry) -> Result<Config, ConfigErrors> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigError::new(
-            "",
-            ConfigErrorKind::Syntax,
-            format!("not valid TOML: {}", e.to_string().trim()),
-        )
-    })?;
-    let mut errors = Vec::new();
+/// The keys of the file itself.
+const TOP_LEVEL_KEYS: [&str; 3] = ["collector", "processors", "backends"];
+
+/// Parses and validates `text` against `registry`, reporting every mistake
+/// in the order of the file. Relative paths resolve against `base`, the
+/// config file's directory (the working directory when `None`).
+pub(crate) fn parse(
+    text: &str,
+    registry: &Registry,
+    base: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
+    let document = tidings_toml::Document::parse(text).map_err(ConfigError::from)?;
+    let mut cx = Parse {
+        registry,
+        base,
+        errors: Vec::new(),
+    };
     let mut collector = CollectorOptions::default();
     let mut root = RouterNode::default();
     let at = ConfigPath::root();
-    for (key, value) in table {
+    for (key, value) in document.table().clone() {
         match key.as_str() {
             "collector" => {
-                if let Some(table) = expect_table(value, &at.key("collector"), &mut errors)
-                    && let Some(options) = deserialize_at(table, &at.key("collector"), &mut errors)
+                if let Some(table) = expect_table(value, &at.key("collector"), &mut cx)
+                    && let Some(options) = deserialize_at(table, &at.key("collector"), &mut cx, &[])
                 {
                     collector = options;
+                    collector.resolve_paths(base);
                 }
             }
-            "processors" => {
-                root.processors = processors(value, &at.key("processors"), registry, &mut errors)
-            }
-            "backends" => {
-                root.backends = backends(value, &at.key("backends"), registry, &mut errors)
-            }
-            other => errors.push(ConfigError::new(
-                at.key(other),
-                ConfigErrorKind::UnknownKey,
-                "unknown top-level key, expected `collector`, `processors` or `backends`",
+            "processors" => root.processors = processors(value, &at.key("processors"), &mut cx),
+            "backends" => root.backends = backends(value, &at.key("backends"), &mut cx),
+            other => cx.errors.push(unknown_key(
+                &at.key(other),
+                other,
+                &TOP_LEVEL_KEYS,
+                "the file",
             )),
         }
     }
-    if errors.is_empty() {
-        Ok(Config { collector, root })
+    if cx.errors.is_empty() {
+        Ok(Config {
+            collector,
+            root,
+            text: text.into(),
+        })
     } else {
-        Err(ConfigErrors(errors))
+        Err(locate(cx.errors, &document))
     }
 }
 
-fn processors(
-    value: toml::Value,
-    at: &ConfigPath,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
-) -> Vec<BuiltProcessor> {
+/// Sets each mistake's line and column from its path, and sorts them in
+/// the order of the file.
+pub(crate) fn locate(errors: Vec<ConfigError>, document: &tidings_toml::Document) -> ConfigErrors {
+    let mut errors: Vec<ConfigError> = errors
+        .into_iter()
+        .map(|mut error| {
+            if error.location.is_none() {
+                error.location = ConfigPath::parse(&error.path).and_then(|p| document.locate(&p));
+            }
+            error
+        })
+        .collect();
+    errors.sort_by_key(|e| e.location.map_or((1, None), |l| (0, Some(l))));
+    ConfigErrors(errors)
+}
+
+/// A key `table` (such as "a router") does not take, with the nearest of
+/// `keys` and all of them.
+fn unknown_key(at: &ConfigPath, key: &str, keys: &[&str], table: &str) -> ConfigError {
+    let suggestion = tidings_toml::nearest(key, keys.iter().copied())
+        .map(|near| format!("; did you mean `{near}`?"))
+        .unwrap_or_else(|| ".".to_owned());
+    ConfigError::new(
+        at,
+        ConfigErrorKind::UnknownKey,
+        format!(
+            "unknown key `{key}`{suggestion} The keys of {table} are: {}",
+            keys.join(", ")
+        ),
+    )
+}
+
+/// Resolves `path` against `base` when it is relative.
+pub(crate) fn resolve(base: Option<&Path>, path: &Path) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+fn processors(value: toml::Value, at: &ConfigPath, cx: &mut Parse<'_>) -> Vec<BuiltProcessor> {
     let toml::Value::Array(items) = value else {
-        errors.push(ConfigError::new(
+        cx.errors.push(ConfigError::new(
             at,
             ConfigErrorKind::Invalid,
             format!(
@@ -171,41 +221,32 @@ fn processors(
         .enumerate()
         .filter_map(|(index, item)| {
             let at = at.index(index);
-            let mut table = expect_table(item, &at, errors)?;
-            let type_name = take_type(&mut table, &at, errors)?;
-            registry.build_processor(&type_name, table, &at, errors)
+            let mut table = expect_table(item, &at, cx)?;
+            let type_name = take_type(&mut table, &at, cx)?;
+            cx.registry.build_processor(&type_name, table, &at, cx)
         })
         .collect()
 }
 
-fn backends(
-    value: toml::Value,
-    at: &ConfigPath,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
-) -> Vec<(String, BackendNode)> {
-    let Some(table) = expect_table(value, at, errors) else {
+fn backends(value: toml::Value, at: &ConfigPath, cx: &mut Parse<'_>) -> Vec<(String, BackendNode)> {
+    let Some(table) = expect_table(value, at, cx) else {
         return Vec::new();
     };
     table
         .into_iter()
         .filter_map(|(name, value)| {
             let at = at.key(&name);
-            let table = expect_table(value, &at, errors)?;
-            backend(table, &at, registry, errors).map(|node| (name, node))
+            let table = expect_table(value, &at, cx)?;
+            backend(table, &at, cx).map(|node| (name, node))
         })
         .collect()
 }
 
-fn take_type(
-    table: &mut toml::Table,
-    at: &ConfigPath,
-    errors: &mut Vec<ConfigError>,
-) -> Option<String> {
+fn take_type(table: &mut toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Option<String> {
     match table.remove("type") {
         Some(toml::Value::String(name)) => Some(name),
         Some(other) => {
-            errors.push(ConfigError::new(
+            cx.errors.push(ConfigError::new(
                 at.key("type"),
                 ConfigErrorKind::Invalid,
                 format!("expected a string, found {}", type_name(&other)),
@@ -213,10 +254,10 @@ fn take_type(
             None
         }
         None => {
-            errors.push(ConfigError::new(
+            cx.errors.push(ConfigError::new(
                 at,
                 ConfigErrorKind::Missing,
-                "missing key `type`",
+                "the required key `type` is missing",
             ));
             None
         }
@@ -233,50 +274,58 @@ fn split_off(table: &mut toml::Table, keys: &[&str]) -> toml::Table {
 fn router(
     mut table: toml::Table,
     at: &ConfigPath,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
+    asynchronous: bool,
+    cx: &mut Parse<'_>,
 ) -> RouterNode {
     let mut node = RouterNode::default();
     if let Some(value) = table.remove("processors") {
-        node.processors = processors(value, &at.key("processors"), registry, errors);
+        node.processors = processors(value, &at.key("processors"), cx);
     }
     if let Some(value) = table.remove("backends") {
-        node.backends = backends(value, &at.key("backends"), registry, errors);
+        node.backends = backends(value, &at.key("backends"), cx);
     }
+    let keys: &[&str] = if asynchronous {
+        &[
+            "type",
+            "processors",
+            "backends",
+            "queue_capacity",
+            "when_full",
+            "block_timeout_ms",
+        ]
+    } else {
+        &["type", "processors", "backends"]
+    };
+    let kind = if asynchronous {
+        "an async_router"
+    } else {
+        "a router"
+    };
     for key in table.keys() {
-        errors.push(ConfigError::new(
-            at.key(key),
-            ConfigErrorKind::UnknownKey,
-            "unknown key for a router, expected `processors` or `backends`",
-        ));
+        cx.errors.push(unknown_key(&at.key(key), key, keys, kind));
     }
     node
 }
 
-fn backend(
-    mut table: toml::Table,
-    at: &ConfigPath,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
-) -> Option<BackendNode> {
-    let type_name = take_type(&mut table, at, errors)?;
+fn backend(mut table: toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Option<BackendNode> {
+    let type_name = take_type(&mut table, at, cx)?;
     match type_name.as_str() {
-        "router" => Some(BackendNode::Router(router(table, at, registry, errors))),
+        "router" => Some(BackendNode::Router(router(table, at, false, cx))),
         "async_router" => {
             let queue_table = split_off(
                 &mut table,
                 &["queue_capacity", "when_full", "block_timeout_ms"],
             );
-            let queue: Option<QueueOptions> = deserialize_at(queue_table, at, errors);
-            let router = router(table, at, registry, errors);
+            let queue: Option<QueueOptions> = deserialize_at(queue_table, at, cx, &[]);
+            let router = router(table, at, true, cx);
             queue.map(|queue| BackendNode::AsyncRouter { router, queue })
         }
         _ => {
             debug_assert!(!ROUTER_TYPES.contains(&type_name.as_str()));
-            let dead_letter = dead_letter(table.remove("dead_letter"), at, registry, errors);
+            let dead_letter = dead_letter(table.remove("dead_letter"), at, cx);
             let delivery_table = split_off(&mut table, &DELIVERY_KEYS);
-            let delivery: Option<DeliveryOptions> = deserialize_at(delivery_table, at, errors);
-            let sink = registry.validate_sink(&type_name, table, at, errors);
+            let delivery: Option<DeliveryOptions> = deserialize_at(delivery_table, at, cx, &[]);
+            let sink = cx.registry.validate_sink(&type_name, table, at, cx);
             let (type_name, sink) = sink?;
             Some(BackendNode::Sink {
                 type_name,
@@ -292,21 +341,20 @@ fn backend(
 fn dead_letter(
     value: Option<toml::Value>,
     at: &ConfigPath,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
+    cx: &mut Parse<'_>,
 ) -> Option<DeadLetter> {
     let at_key = at.key("dead_letter");
     match value {
         None => {
             // The default: a file of its own (no gzip: easy to read).
-            let fallback = registry.sink_types().any(|t| t == "file").then(|| {
+            let fallback = cx.registry.sink_types().any(|t| t == "file").then(|| {
                 let mut table = toml::Table::new();
                 let path = format!("{DEFAULT_DEAD_LETTER_DIR}/{at}");
                 table.insert("path".to_owned(), toml::Value::String(path));
-                let (type_name, sink) = registry.validate_sink("file", table, &at_key, errors)?;
+                let (type_name, sink) = cx.registry.validate_sink("file", table, &at_key, cx)?;
                 Some(Box::new(BackendNode::Sink {
                     type_name,
-                    delivery: deserialize_at(toml::Table::new(), &at_key, errors)?,
+                    delivery: deserialize_at(toml::Table::new(), &at_key, cx, &[])?,
                     sink,
                     dead_letter: DeadLetter::None,
                 }))
@@ -315,7 +363,7 @@ fn dead_letter(
         }
         Some(toml::Value::String(none)) if none == "none" => Some(DeadLetter::None),
         Some(toml::Value::Table(table)) => {
-            let mut node = backend(table, &at_key, registry, errors)?;
+            let mut node = backend(table, &at_key, cx)?;
             // A dead-letter destination has no dead letters of its own.
             if let BackendNode::Sink { dead_letter, .. } = &mut node
                 && matches!(dead_letter, DeadLetter::Default(_))
@@ -325,7 +373,7 @@ fn dead_letter(
             Some(DeadLetter::Backend(Box::new(node)))
         }
         Some(other) => {
-            errors.push(ConfigError::new(
+            cx.errors.push(ConfigError::new(
                 at_key,
                 ConfigErrorKind::Invalid,
                 format!(

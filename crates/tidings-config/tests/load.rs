@@ -230,39 +230,62 @@ fn every_mistake_is_reported_together_with_its_path() {
         "#,
     );
     let paths: Vec<&str> = found.iter().map(|(p, _, _)| p.as_str()).collect();
+    // Every mistake, two in one table included, in the order of the file.
     assert_eq!(
         paths,
         [
-            "backends.a.colour",
-            "backends.b.type",
-            "backends.c",
-            "backends.d.id",
-            "backends.e.retry",
-            "backends.f.queue_capacity",
-            "backends.g.queue_capacity",
-            "backends.g.processors[0].allowed[0]",
             "colector",
             "collector.listen",
+            "collector.max_body_bytes",
             "processors[0].patterns[1]",
             "processors[1].filter",
             "processors[2]",
             "processors[3].type",
+            "backends.a.colour",
+            "backends.b.type",
+            "backends.c",
+            "backends.d.id",
+            "backends.e.when_full",
+            "backends.e.retry",
+            "backends.f.queue_capacity",
+            "backends.g.queue_capacity",
+            "backends.g.processors[0].allowed[0]",
         ],
         "{found:#?}"
     );
     let by_path = |p: &str| found.iter().find(|(path, _, _)| path == p).unwrap().clone();
     assert_eq!(by_path("backends.a.colour").1, ConfigErrorKind::UnknownKey);
+    assert_eq!(
+        by_path("backends.a.colour").2,
+        "unknown key `colour`. The keys here are: id, type, queue_capacity, when_full, \
+         block_timeout_ms, max_events, max_bytes, flush_interval_ms, retry, dead_letter"
+    );
+    assert_eq!(
+        by_path("colector").2,
+        "unknown key `colector`; did you mean `collector`? \
+         The keys of the file are: collector, processors, backends"
+    );
+    assert_eq!(
+        by_path("collector.max_body_bytes").2,
+        "expected a whole number of bytes, like 1048576, found the string \"big\""
+    );
     assert!(
-        by_path("backends.a.colour")
+        by_path("backends.e.when_full")
             .2
-            .starts_with("unknown field `colour`, expected `id`")
+            .starts_with("unknown value \"panic\". Expected one of: \"drop_newest\""),
+        "{:?}",
+        by_path("backends.e.when_full")
+    );
+    assert_eq!(
+        by_path("backends.f.queue_capacity").2,
+        "unknown key `queue_capacity`. The keys of a router are: type, processors, backends"
     );
     assert_eq!(by_path("backends.b.type").1, ConfigErrorKind::UnknownType);
     let unknown = by_path("backends.b.type").2;
     // Sink types sort by name after the routers; optional ones (`amqp`) may
     // come before `console`.
     assert!(
-        unknown.contains("expected one of: router, async_router, ")
+        unknown.contains("The backend types are: router, async_router, ")
             && unknown.contains(", console, "),
         "{unknown}"
     );
@@ -275,7 +298,7 @@ fn every_mistake_is_reported_together_with_its_path() {
         (
             "backends.c".into(),
             ConfigErrorKind::Missing,
-            "missing key `type`".into()
+            "the required key `type` is missing".into()
         )
     );
     assert_eq!(by_path("backends.d.id").2, "must not be empty");
@@ -290,7 +313,7 @@ fn every_mistake_is_reported_together_with_its_path() {
     assert!(
         by_path("processors[2]")
             .2
-            .contains("missing field `patterns`")
+            .contains("the required key `patterns` is missing")
     );
     assert!(
         by_path("processors[0].patterns[1]")
@@ -305,10 +328,44 @@ fn every_mistake_is_reported_together_with_its_path() {
 
 #[test]
 fn syntax_errors_say_where_in_the_file() {
-    let found = errors("[backends.a\ntype = 1");
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].1, ConfigErrorKind::Syntax);
-    assert!(found[0].2.contains("line 1"), "{}", found[0].2);
+    let found = load("[backends.a]\ntype = = 1", &registry()).unwrap_err();
+    let [error] = found.errors() else {
+        panic!("{found}")
+    };
+    assert_eq!(error.kind, ConfigErrorKind::Syntax);
+    assert_eq!(
+        error.location,
+        Some(tidings_config::Location { line: 2, column: 8 })
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("line 2, column 8: not valid TOML: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn mistakes_carry_their_line_and_column_and_the_nearest_key() {
+    let text = "[backends.out]\ntype = \"memory\"\nid = \"x\"\nmax_evnts = 5\n\n[backends.other]\ntype = \"memroy\"\n";
+    let found = load(text, &registry()).unwrap_err();
+    let lines: Vec<String> = found.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        "line 4, column 1: `backends.out.max_evnts`: unknown key `max_evnts`; did you mean \
+         `max_events`? The keys here are: id, type, queue_capacity, when_full, block_timeout_ms, \
+         max_events, max_bytes, flush_interval_ms, retry, dead_letter",
+    );
+    // The optional types (amqp, nats, postgres) are listed when enabled.
+    assert!(
+        lines[1].starts_with(
+            "line 7, column 1: `backends.other.type`: unknown backend type \"memroy\"; did you \
+             mean \"memory\"? The backend types are: router, async_router, "
+        ) && lines[1].contains(", memory, "),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -317,12 +374,12 @@ fn the_errors_display_lists_every_mistake_on_its_own_line() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "invalid config (2 errors):\n  backends.a.type: unknown backend type \"x\""
+            "invalid config (2 mistakes):\n  line 2, column 1: `backends.a.type`: unknown backend type \"x\""
         ),
         "{text}"
     );
     assert!(
-        text.contains("\n  backends.b: missing key `type`"),
+        text.contains("\n  line 3, column 11: `backends.b`: the required key `type` is missing"),
         "{text}"
     );
 }
@@ -417,7 +474,7 @@ fn file_sinks_require_a_path_and_positive_rolls() {
     assert_eq!(
         summary,
         [
-            ("backends.f", "missing field `path`"),
+            ("backends.f", "the required key `path` is missing"),
             ("backends.g.roll_events", "must be at least 1")
         ]
     );
@@ -471,12 +528,12 @@ fn http_sink_types_validate_and_never_print_credentials() {
     assert_eq!(
         summary,
         [
-            ("backends.f", "missing field `url`"),
             ("backends.s", "needs `url`, `rotator_url`, or both"),
             (
                 "backends.s.refresh_seconds",
                 "only applies with `rotator_url`"
             ),
+            ("backends.f", "the required key `url` is missing"),
         ]
     );
 }
@@ -569,7 +626,7 @@ id = "catalog-raw"
     assert!(
         config
             .to_string()
-            .contains("(strict, invalid events: Drop)")
+            .contains("(strict, invalid events dropped)")
     );
     let (root, _stages) = config.build().unwrap().into_parts();
     let send =
@@ -747,13 +804,129 @@ fn a_bad_dead_letter_is_reported_at_its_path() {
             (
                 "backends.a.dead_letter".to_owned(),
                 ConfigErrorKind::Invalid,
-                "expected \"none\" or a backend table such as { type = \"file\", path = \"dead\" }, found an integer".to_owned()
+                "expected \"none\" or a backend table such as { type = \"file\", path = \"dead\" }, found a whole number".to_owned()
             ),
             (
                 "backends.b.dead_letter".to_owned(),
                 ConfigErrorKind::Missing,
-                "missing field `id`".to_owned()
+                "the required key `id` is missing".to_owned()
             ),
         ]
     );
+}
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidings-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[cfg(all(feature = "file", feature = "catalog"))]
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let dir = temp_dir("relative");
+    std::fs::write(
+        dir.join("catalog.toml"),
+        "[events.\"a.b\"]\ndescription = \"x\"\nowner = \"o\"\n",
+    )
+    .unwrap();
+    let file = dir.join("tidings.toml");
+    std::fs::write(
+        &file,
+        r#"
+        [collector]
+        wal_path = "wal"
+        catalog = { path = "catalog.toml" }
+
+        [[processors]]
+        type = "catalog"
+        path = "catalog.toml"
+
+        [backends.out]
+        type = "file"
+        path = "data"
+        "#,
+    )
+    .unwrap();
+    // Loaded from elsewhere: the working directory does not matter.
+    let config = tidings_config::load_file(&file, &registry()).unwrap();
+    let options = config.collector();
+    assert_eq!(options.wal_path, dir.join("wal").display().to_string());
+    assert_eq!(
+        options.catalog.as_ref().unwrap().path,
+        dir.join("catalog.toml").display().to_string()
+    );
+    let tree = config.to_string();
+    assert!(
+        tree.contains(&format!("out: file path={}", dir.join("data").display())),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(&format!(
+            "dead letters: file path={}",
+            dir.join("tidings-dead-letter/backends.out").display()
+        )),
+        "{tree}"
+    );
+    // Loaded from text, relative paths stay relative (to the working
+    // directory).
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replace(
+        "catalog.toml",
+        &dir.join("catalog.toml").display().to_string(),
+    );
+    let config = load(&text, &registry()).unwrap();
+    assert_eq!(config.collector().wal_path, "wal");
+    assert!(config.to_string().contains("out: file path=data "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "file")]
+#[test]
+fn preflight_finds_a_directory_that_cannot_be_created_and_changes_nothing() {
+    let dir = temp_dir("preflight");
+    let text = format!(
+        "[backends.ok]\ntype = \"file\"\npath = \"{}\"\n\n[backends.bad]\ntype = \"file\"\npath = \"/proc/nope/x\"\n",
+        dir.join("a/b").display()
+    );
+    let config = load(&text, &registry()).unwrap();
+    let found = config.preflight().unwrap_err();
+    let [error] = found.errors() else {
+        panic!("{found}")
+    };
+    assert_eq!(error.path, "backends.bad.path");
+    assert_eq!(error.kind, ConfigErrorKind::Build);
+    assert_eq!(
+        error.location,
+        Some(tidings_config::Location { line: 7, column: 1 })
+    );
+    assert!(
+        error
+            .message
+            .contains("cannot create directory /proc/nope/x"),
+        "{error}"
+    );
+    assert!(!dir.join("a").exists(), "preflight created a directory");
+    let fine = load(
+        &text.replace("/proc/nope/x", &dir.join("c").display().to_string()),
+        &registry(),
+    )
+    .unwrap();
+    fine.preflight().unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn listen_takes_a_host_name() {
+    let config = load("[collector]\nlisten = \"localhost:19001\"\n", &registry()).unwrap();
+    assert_eq!(
+        config.collector().listen,
+        "127.0.0.1:19001".parse().unwrap()
+    );
+    let found = errors("[collector]\nlisten = \"localhost\"\n");
+    assert_eq!(found[0].0, "collector.listen");
+    assert!(found[0].2.contains("is not HOST:PORT"), "{found:?}");
 }

@@ -117,8 +117,31 @@ pub fn require_service(name: &str, addr: &str, how_to_start: &str) {
     });
     assert!(
         reachable.is_some(),
-        "{name} is required by this test but is not reachable at {addr}; start it with: {how_to_start}"
+        "{name} is required by this test but is not reachable at {addr}; start it with: {how_to_start} \
+         (or run `scripts/test`, which installs and starts every service the tests need)"
     );
+}
+
+/// The headless browser the browser tests drive: `$CHROMIUM` when set,
+/// else Debian's `/usr/bin/chromium`.
+///
+/// # Panics
+///
+/// When no browser is at that path, naming the path and how to install
+/// one (`scripts/test` installs it).
+#[must_use]
+pub fn chromium() -> std::path::PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| "/usr/bin/chromium".into(), std::path::PathBuf::from);
+    assert!(
+        path.exists(),
+        "Chromium is not installed at {} and the browser tests need it: install it with \
+         `sudo apt-get install -y chromium` (Debian and Ubuntu; `scripts/test` does this), \
+         or set CHROMIUM to the path of a Chromium or Chrome binary",
+        path.display()
+    );
+    path
 }
 
 #[cfg(test)]

@@ -15,6 +15,13 @@ fn load(path: &str) -> Result<Arc<Catalog>, (String, String)> {
         .map_err(|e| (String::new(), e.to_string()))
 }
 
+/// `path` resolved against `dir` when relative.
+fn resolved(dir: &std::path::Path, path: &str) -> String {
+    crate::tree::resolve(Some(dir), path.as_ref())
+        .display()
+        .to_string()
+}
+
 /// `type = "catalog"`: `path`, `strict` (default false), `on_invalid` =
 /// `"drop"` (default) | `"annotate"`.
 #[derive(Debug)]
@@ -43,6 +50,10 @@ impl ProcessorType for CatalogType {
     const NAME: &'static str = "catalog";
     type Options = CatalogOptions;
 
+    fn resolve_paths(options: &mut Self::Options, dir: &std::path::Path) {
+        options.path = resolved(dir, &options.path);
+    }
+
     fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
         let on_invalid = match options.on_invalid {
             OnInvalidOption::Drop => OnInvalid::Drop,
@@ -57,11 +68,14 @@ impl ProcessorType for CatalogType {
     }
 
     fn describe(options: &Self::Options) -> String {
+        let on_invalid = match options.on_invalid {
+            OnInvalidOption::Drop => "dropped",
+            OnInvalidOption::Annotate => "annotated and kept",
+        };
         format!(
-            "{} ({}, invalid events: {:?})",
+            "{} ({}, invalid events {on_invalid})",
             options.path,
             if options.strict { "strict" } else { "lenient" },
-            options.on_invalid
         )
     }
 }
@@ -83,6 +97,10 @@ pub(crate) struct PiiFilterOptions {
 impl ProcessorType for PiiFilterType {
     const NAME: &'static str = "pii_filter";
     type Options = PiiFilterOptions;
+
+    fn resolve_paths(options: &mut Self::Options, dir: &std::path::Path) {
+        options.catalog = resolved(dir, &options.catalog);
+    }
 
     fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
         let catalog = load(&options.catalog).map_err(|(_, m)| ("catalog".to_owned(), m))?;

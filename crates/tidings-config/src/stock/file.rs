@@ -52,6 +52,17 @@ impl SinkType for FileType {
         problems
     }
 
+    fn resolve_paths(options: &mut FileOptions, dir: &std::path::Path) {
+        options.path = crate::tree::resolve(Some(dir), &options.path);
+    }
+
+    fn preflight(options: &FileOptions) -> Vec<(String, String)> {
+        match crate::probe_directory(&options.path) {
+            Ok(()) => Vec::new(),
+            Err(message) => vec![("path".to_owned(), message)],
+        }
+    }
+
     fn build(options: &FileOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
         let sink = FileSink::builder(&options.path)
             .roll_events(options.roll_events)

@@ -175,7 +175,7 @@ mod tests {
             ],
             "{found:?}"
         );
-        assert_eq!(found[0].1, "missing field `url`");
+        assert_eq!(found[0].1, "the required key `url` is missing");
         assert!(
             found[1].1.starts_with("invalid connection string"),
             "{found:?}"
