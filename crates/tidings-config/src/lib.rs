@@ -39,11 +39,10 @@
 //! "#, &Registry::default()).unwrap_err();
 //! let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
 //! assert_eq!(paths, ["backends.out.type", "backends.other.processors[0].patterns[0]"]);
-//! assert_eq!(
-//!     errors.errors()[0].to_string(),
+//! assert!(errors.errors()[0].to_string().starts_with(
 //!     "line 3, column 5: `backends.out.type`: unknown backend type \"consol\"; \
-//!      did you mean \"console\"? The backend types are: router, async_router, console, file, flume, http, spade",
-//! );
+//!      did you mean \"console\"? The backend types are: router, async_router, "
+//! ));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
