@@ -85,10 +85,17 @@ impl ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Build errors are the machine's, not the file's: a sink that
+        // cannot start, a log another process holds.
+        let head = if self.0.iter().all(|e| e.kind == ConfigErrorKind::Build) {
+            "cannot start"
+        } else {
+            "invalid config"
+        };
         match self.0.as_slice() {
-            [one] => write!(f, "invalid config: {one}"),
+            [one] => write!(f, "{head}: {one}"),
             many => {
-                write!(f, "invalid config ({} mistakes):", many.len())?;
+                write!(f, "{head} ({} problems):", many.len())?;
                 for error in many {
                     write!(f, "\n  {error}")?;
                 }

@@ -82,7 +82,7 @@ pub use registry::{Delivery, ProcessorType, Registry, SinkType};
 pub use stock::{
     PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
 };
-pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR};
+pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR, SinkSummary};
 
 /// Parses and validates a config, without I/O.
 ///

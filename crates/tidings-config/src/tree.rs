@@ -89,7 +89,58 @@ impl fmt::Debug for Config {
     }
 }
 
+/// One sink of a config, as [`Config::sinks`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkSummary {
+    /// Its path in the config (`backends.files`).
+    pub path: String,
+    /// Its type (`file`).
+    pub type_name: &'static str,
+    /// Where its data goes, without secrets (`path=tidings-data ...`).
+    pub description: String,
+    /// Why it may drop an event it was given, if it may.
+    pub may_drop: Option<String>,
+    /// Where the events it gives up on go (a type and description).
+    pub dead_letters: Option<String>,
+}
+
 impl Config {
+    /// Every sink of the tree (in a tree fed by a worker, the collector's),
+    /// in config order: for a start-up banner or a health page.
+    #[must_use]
+    pub fn sinks(&self) -> Vec<SinkSummary> {
+        fn walk(node: &RouterNode, at: &ConfigPath, feed: Feed, out: &mut Vec<SinkSummary>) {
+            for (name, backend) in &node.backends {
+                let at = at.key("backends").key(name);
+                match backend {
+                    BackendNode::Router(router) => walk(router, &at, feed, out),
+                    BackendNode::AsyncRouter { router, .. } => walk(router, &at, Feed::Worker, out),
+                    BackendNode::Sink {
+                        type_name,
+                        delivery,
+                        sink,
+                        dead_letter,
+                    } => out.push(SinkSummary {
+                        path: at.to_string(),
+                        type_name,
+                        description: sink.describe(),
+                        may_drop: delivery.may_drop(feed),
+                        dead_letters: dead_letter.resolve(delivery, feed).map(|node| match node {
+                            BackendNode::Sink {
+                                type_name, sink, ..
+                            } => format!("{type_name} {}", sink.describe()),
+                            _ => "a router".to_owned(),
+                        }),
+                    }),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &ConfigPath::root(), Feed::Worker, &mut out);
+        out
+    }
+
     /// The `[collector]` options.
     #[must_use]
     pub fn collector(&self) -> &CollectorOptions {

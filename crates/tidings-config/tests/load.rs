@@ -374,7 +374,7 @@ fn the_errors_display_lists_every_mistake_on_its_own_line() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "invalid config (2 mistakes):\n  line 2, column 1: `backends.a.type`: unknown backend type \"x\""
+            "invalid config (2 problems):\n  line 2, column 1: `backends.a.type`: unknown backend type \"x\""
         ),
         "{text}"
     );
