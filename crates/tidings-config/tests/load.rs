@@ -930,3 +930,52 @@ fn listen_takes_a_host_name() {
     assert_eq!(found[0].0, "collector.listen");
     assert!(found[0].2.contains("is not HOST:PORT"), "{found:?}");
 }
+
+#[cfg(feature = "file")]
+#[test]
+fn sinks_lists_each_sink_with_its_destination_and_whether_it_may_drop() {
+    let config = load(
+        r#"
+        [backends.a]
+        type = "memory"
+        id = "sinks-a"
+        when_full = "drop_newest"
+
+        [backends.r]
+        type = "router"
+        [backends.r.backends.c]
+        type = "memory"
+        id = "sinks-c"
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    let sinks = config.sinks();
+    let summary: Vec<(&str, &str, &str, bool, Option<&str>)> = sinks
+        .iter()
+        .map(|s| {
+            (
+                s.path.as_str(),
+                s.type_name,
+                s.description.as_str(),
+                s.may_drop.is_some(),
+                s.dead_letters.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("backends.a", "memory", "id=sinks-a", true, None),
+            (
+                "backends.r.backends.c",
+                "memory",
+                "id=sinks-c",
+                false,
+                Some(
+                    "file path=tidings-dead-letter/backends.r.backends.c roll_events=10000 roll_seconds=60 gzip=false"
+                )
+            ),
+        ]
+    );
+}
