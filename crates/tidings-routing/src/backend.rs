@@ -44,6 +44,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
         let _ = timeout;
         Ok(())
     }
+
+    /// Calls `visit` with the metrics of each delivery stage in this
+    /// backend and below it (sink backends, async routers, their dead-letter
+    /// destinations): how a report at shutdown or a health page finds every
+    /// queue in a tree. The default visits nothing, which is right for a
+    /// backend without a queue of its own; a router visits its branches.
+    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+        let _ = visit;
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -56,6 +65,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         (**self).shutdown(timeout)
     }
+    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+        (**self).for_each_stage(visit);
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -67,6 +79,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         (**self).shutdown(timeout)
+    }
+    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+        (**self).for_each_stage(visit);
     }
 }
 

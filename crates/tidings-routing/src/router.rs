@@ -343,4 +343,10 @@ impl Backend for RoutingBackend {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         self.drain_all(timeout, |backend, left| backend.shutdown(left))
     }
+
+    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+        for branch in &self.branches {
+            branch.backend.for_each_stage(visit);
+        }
+    }
 }

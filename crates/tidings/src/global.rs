@@ -36,10 +36,14 @@ pub struct FlushGuard(());
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
-        if let Some(tracker) = GLOBAL.get()
-            && let Err(error) = tracker.shutdown(DEFAULT_DRAIN_TIMEOUT)
-        {
-            tracing::warn!(%error, "tidings: backends did not drain at shutdown");
+        if let Some(tracker) = GLOBAL.get() {
+            if let Err(error) = tracker.shutdown(DEFAULT_DRAIN_TIMEOUT) {
+                tracing::warn!(%error, "tidings: backends did not drain at shutdown");
+            }
+            crate::tracker::report(
+                &tracker.undelivered(),
+                "when the `init` guard was dropped (its drain waits at most 5 s)",
+            );
         }
     }
 }

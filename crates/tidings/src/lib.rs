@@ -56,7 +56,7 @@ pub use tidings_routing::{
     AsyncRouter, Backend, BatchConfig, BuildError, DrainError, DropReason, MetricsSnapshot,
     RetryPolicy, RouterStats, RoutingBackend, SendError, Sink, SinkBackend, SinkError, WhenFull,
 };
-pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder};
+pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder, Undelivered};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,7 +1,9 @@
 //! `Tracker`: stamps events at the call site and hands them to the routing tree.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,9 +24,112 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// runs, so workers never read thread-locals. The root of the tree is a
 /// [`RoutingBackend`]: processors in order, then every backend in name
 /// order. Cloning a tracker is cheap; clones share the tree.
+///
+/// Call [`Tracker::shutdown`] before the program exits: it delivers what
+/// the backends queued and says what it could not. When the last clone of
+/// a tracker that owns its tree is dropped with events not delivered and
+/// `shutdown` was never called, one summary line goes to stderr (or to
+/// `tracing`, when a subscriber is installed): events are never lost
+/// without a word.
 #[derive(Debug, Clone)]
 pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     root: Arc<RoutingBackend>,
+    /// `shutdown` was called: its result told the caller.
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A tree shared with something else (an embedded collector) is
+        // still running: its queues are not lost.
+        if !self.shut_down.load(Ordering::Acquire) && Arc::strong_count(&self.root) == 1 {
+            report(
+                &undelivered(&*self.root),
+                "when the last tracker was dropped without `shutdown(timeout)`, which delivers what is queued",
+            );
+        }
+    }
+}
+
+/// What the delivery stages of a tracker's tree accepted and did not
+/// deliver ([`Tracker::undelivered`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// Dropped: a full queue with a drop policy, a batch given up on with
+    /// no dead-letter destination, the end of a drain.
+    pub dropped: u64,
+    /// Given up on and handed to a dead-letter destination (kept there,
+    /// not lost).
+    pub dead_lettered: u64,
+    /// Still queued, batched or in flight.
+    pub pending: u64,
+    /// Each stage with events dropped or pending, and how many.
+    pub by_stage: Vec<(String, u64)>,
+}
+
+impl Undelivered {
+    /// Events that reached no destination: dropped or still pending.
+    #[must_use]
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.pending
+    }
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} not delivered (dropped {}, still queued or in flight {}",
+            self.lost(),
+            if self.lost() == 1 { "event" } else { "events" },
+            self.dropped,
+            self.pending
+        )?;
+        if self.dead_lettered > 0 {
+            write!(f, "; {} more kept as dead letters", self.dead_lettered)?;
+        }
+        for (i, (stage, n)) in self.by_stage.iter().enumerate() {
+            write!(f, "{}{stage}: {n}", if i == 0 { "; " } else { ", " })?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Sums what the stages under `root` did not deliver.
+fn undelivered(root: &dyn Backend) -> Undelivered {
+    let mut total = Undelivered::default();
+    root.for_each_stage(&mut |stage| {
+        let (dropped, pending) = (stage.dropped_total(), stage.pending());
+        total.dropped += dropped;
+        total.pending += pending;
+        total.dead_lettered += stage.dead_lettered_total();
+        if dropped + pending > 0 {
+            total.by_stage.push((stage.name, dropped + pending));
+        }
+    });
+    total
+}
+
+/// One line about `undelivered` events, `when` saying when it was seen:
+/// through `tracing` when a subscriber is installed, else on stderr.
+pub(crate) fn report(undelivered: &Undelivered, when: &str) {
+    if undelivered.lost() == 0 {
+        return;
+    }
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!(target: "tidings", "{undelivered} {when}");
+    } else {
+        #[allow(clippy::print_stderr)] // the only voice left without a subscriber
+        {
+            eprintln!("tidings: {undelivered} {when} (install a `tracing` subscriber to see why)");
+        }
+    }
 }
 
 /// Builds a [`Tracker`]. Created by [`Tracker::builder`].
@@ -86,9 +191,7 @@ impl Tracker {
     /// A tracker over an already built routing tree.
     #[must_use]
     pub fn from_root(root: RoutingBackend) -> Self {
-        Self {
-            root: Arc::new(root),
-        }
+        Self::from_shared_root(Arc::new(root))
     }
 
     /// A tracker over a routing tree shared with something else, such as an
@@ -101,7 +204,12 @@ impl Tracker {
     /// for, or emit through an `async_router` branch of its own.
     #[must_use]
     pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
-        Self { root }
+        Self {
+            inner: Arc::new(Inner {
+                root,
+                shut_down: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// A tracker over the backend tree of a TOML config (the `[collector]`
@@ -228,7 +336,7 @@ impl Tracker {
     pub fn send(&self, event: Event) -> EventId {
         let id = event.id();
         // A `RoutingBackend` isolates and counts every failure; it never errs.
-        let _ = self.root.send(event);
+        let _ = self.inner.root.send(event);
         id
     }
 
@@ -238,27 +346,51 @@ impl Tracker {
     ///
     /// [`DrainError`] naming each backend that did not drain in time.
     pub fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.root.flush(timeout)
+        self.inner.root.flush(timeout)
     }
 
-    /// Stops the backends, delivering what they accepted, waiting at most `timeout`.
+    /// Stops the backends, delivering what they accepted, waiting at most
+    /// `timeout`; then [`Tracker::undelivered`] says what never arrived.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidings::{SinkBackend, Tracker};
+    /// use tidings_test::RecordingSink;
+    ///
+    /// let tracker = Tracker::builder()
+    ///     .backend("audit", SinkBackend::builder("audit", RecordingSink::new()).build()?)
+    ///     .build()?;
+    /// tracker.emit("app.started", ())?;
+    /// tracker.shutdown(Duration::from_secs(5))?;
+    /// assert_eq!(tracker.undelivered().lost(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`DrainError`] naming each backend that did not drain in time.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.root.shutdown(timeout)
+        self.inner.shut_down.store(true, Ordering::Release);
+        self.inner.root.shutdown(timeout)
+    }
+
+    /// What the delivery stages of the tree (sink backends, async routers,
+    /// dead-letter destinations) accepted and did not deliver: dropped,
+    /// dead-lettered, still pending, by stage.
+    #[must_use]
+    pub fn undelivered(&self) -> Undelivered {
+        undelivered(&*self.inner.root)
     }
 
     /// The root router's counters.
     #[must_use]
     pub fn stats(&self) -> RouterStats {
-        self.root.stats()
+        self.inner.root.stats()
     }
 
     /// The root of the routing tree.
     #[must_use]
     pub fn root(&self) -> &RoutingBackend {
-        &self.root
+        &self.inner.root
     }
 }

@@ -236,6 +236,11 @@ impl Backend for AsyncRouter {
         self.shared.stage.send(event)
     }
 
+    fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
+        visit(self.metrics());
+        self.inner.for_each_stage(visit);
+    }
+
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
         self.shared.stage.flush(timeout)?;
         self.shared.take_inner_error().map_or(Ok(()), Err)

@@ -243,6 +243,13 @@ impl Backend for SinkBackend {
         self.shared.send(event)
     }
 
+    fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
+        visit(self.metrics());
+        if let Some(dead_letter) = &self.dead_letter {
+            dead_letter.for_each_stage(visit);
+        }
+    }
+
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
         let deadline = Instant::now() + timeout;
         self.shared.flush(timeout)?;
