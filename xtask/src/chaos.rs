@@ -31,10 +31,24 @@
 //! - `sigterm-down`: SIGTERM under load while the HTTP receiver is down:
 //!   the drain retries until its deadline (3 s), logs at ERROR exactly the
 //!   count it could not deliver, and exits with code 3.
-//! - `poison-postgres`, `poison-http`: one event in 97 refused by the sink
-//!   (a `CHECK` constraint; a 400): the batch is split until the culprit is
-//!   alone, every other event is delivered, the culprits are in the default
-//!   dead-letter file with reason `invalid`.
+//! - `poison-postgres`, `poison-http`, `poison-spade`: one event in 97
+//!   refused by the sink (a `CHECK` constraint; a 400 from the JSON or the
+//!   Spade receiver): the batch is split until the culprit is alone, every
+//!   other event is delivered, the culprits are in the default dead-letter
+//!   file with reason `invalid`.
+//! - `poison-nats`: one event in 97 over the `max_message_size` (2 KiB) of
+//!   the JetStream stream the fault creates: JetStream refuses it, the sink
+//!   calls that too large, and the same splitting isolates it; the
+//!   culprits are dead-lettered with reason `too_large`, every other event
+//!   is in the stream once.
+//! - `poison-amqp`: one event in 97 named so long (255 bytes) that its
+//!   RabbitMQ routing key (`events.{name}`, 262 bytes) is over AMQP's 255:
+//!   refused as too large before anything of its batch is published, the
+//!   same splitting and dead letters (`too_large`); every other event is in
+//!   the queue the fault binds to the exchange.
+//!
+//!   The file sink has no poison fault: it refuses nothing an event can
+//!   hold (any event is one JSON line).
 //! - `uploads`: 400 connections stalling 1 byte short of a 1 MiB body: the
 //!   body budget holds 64 of them, refuses the rest before reading, and the
 //!   resident set stays within the budget plus the idle footprint (and a
@@ -48,7 +62,8 @@
 //! Every event carries an id chosen here, so each one answered 202 is
 //! looked for in the sink: PostgreSQL rows (a trigger counts the rows
 //! `ON CONFLICT DO NOTHING` removed as duplicates), the HTTP receiver's
-//! record, or the file sink's lines.
+//! record, the file sink's lines, or the messages of the JetStream stream
+//! or the RabbitMQ queue, read back (an id stored twice is a duplicate).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,15 +74,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use tidings_test::CuttableProxy;
 
+use crate::brokers::{AmqpQueue, JetStream};
 use crate::harness::{
-    Collector, Load, LoadReport, LoadSpec, PG_ADDR, PgTable, ack_keys, event_id, free_addr, locked,
-    release_binary, require_postgres, run_id, tail,
+    Collector, Load, LoadReport, LoadSpec, NATS_ADDR, PG_ADDR, PgTable, Poison, ack_keys, event_id,
+    free_addr, locked, release_binary, require_nats, require_postgres, require_rabbitmq, run_id,
+    tail,
 };
 
 /// Every fault, in the order they run.
-const FAULTS: [&str; 11] = [
+const FAULTS: [&str; 14] = [
     "kill9",
     "blackhole",
     "stall",
@@ -78,6 +97,9 @@ const FAULTS: [&str; 11] = [
     "sigterm-down",
     "poison-postgres",
     "poison-http",
+    "poison-spade",
+    "poison-nats",
+    "poison-amqp",
     "uploads",
 ];
 
@@ -89,6 +111,10 @@ const STALL_SECONDS: u64 = 15;
 
 /// One event in this many is a poison one in the `poison-*` faults.
 const POISON_EVERY: u64 = 97;
+
+/// Bytes of padding in the data of each event sent (of each poison event
+/// too, except in `poison-nats`).
+const PADDING: usize = 64;
 
 /// The log filter of the collector: the default's (a sink's first failed
 /// attempt of a streak is a warning, which the disk-full faults look for).
@@ -190,8 +216,8 @@ fn burst(name: &str, events: usize, connections: usize) -> LoadSpec {
         events_per_request: events,
         connections,
         requests_per_second: None,
-        padding: 64,
-        poison_every: None,
+        padding: PADDING,
+        poison: None,
     }
 }
 
@@ -230,11 +256,15 @@ pub(crate) fn chaos(root: &Path, selected: &[String]) -> Result<(), String> {
             .filter(|f| selected.iter().any(|s| s == f))
             .collect()
     };
-    if faults
-        .iter()
-        .any(|f| ["kill9", "blackhole", "sigterm", "poison-postgres"].contains(f))
-    {
+    let needs = |these: &[&str]| faults.iter().any(|f| these.contains(f));
+    if needs(&["kill9", "blackhole", "sigterm", "poison-postgres"]) {
         require_postgres()?;
+    }
+    if needs(&["poison-nats"]) {
+        require_nats()?;
+    }
+    if needs(&["poison-amqp"]) {
+        require_rabbitmq()?;
     }
     let binary = release_binary(root)?;
     let work = std::env::temp_dir().join(format!("tidings-chaos-{}", std::process::id()));
@@ -274,6 +304,9 @@ pub(crate) fn chaos(root: &Path, selected: &[String]) -> Result<(), String> {
             "sigterm-down" => sigterm_down(&context),
             "poison-postgres" => poison_postgres(&context),
             "poison-http" => poison_http(&context),
+            "poison-spade" => poison_spade(&context),
+            "poison-nats" => poison_nats(&context),
+            "poison-amqp" => poison_amqp(&context),
             "uploads" => uploads(&context),
             _ => unreachable!("checked above"),
         };
@@ -483,10 +516,12 @@ fn blackhole_fault(context: &Context, outage: Duration) -> Result<Row, String> {
     Ok(row)
 }
 
-/// The receiver of the `retry-after` fault: answers 503 with `Retry-After`
-/// while `unavailable`, else 200, recording the ids of what it accepted.
+/// The receiver of the HTTP faults: answers 503 with `Retry-After` while
+/// `unavailable`, else 200, recording the ids of what it accepted.
 struct Receiver {
     addr: SocketAddr,
+    /// What its requests carry.
+    format: Format,
     unavailable: AtomicBool,
     /// While set, every request is held unanswered.
     stalled: AtomicBool,
@@ -503,20 +538,79 @@ struct Receiver {
 /// Seconds of `Retry-After` the receiver asks for.
 const RETRY_AFTER_SECONDS: u64 = 2;
 
+/// What a [`Receiver`]'s requests carry.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// The HTTP JSON sink's: a JSON array of events.
+    Json,
+    /// The Spade sink's: a form whose `data` is base64 of a JSON array of
+    /// `{"event": name, "properties": {...}}`, the event's data (`seq`,
+    /// `pad`) among the properties. Ids are not sent: each is the
+    /// `event_id` of run `run` and the event's `seq`.
+    Spade { run: u32 },
+}
+
+impl Format {
+    /// The id and name of each event in `body`; none when it cannot be decoded.
+    fn events(self, body: &[u8]) -> Vec<(String, String)> {
+        let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+        match self {
+            Self::Json => serde_json::from_slice::<Vec<serde_json::Value>>(body)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|event| Some((text(&event["id"])?, text(&event["name"])?)))
+                .collect(),
+            Self::Spade { run } => {
+                let form: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(body).unwrap_or_default();
+                let json = form
+                    .iter()
+                    .find(|(key, _)| key == "data")
+                    .and_then(|(_, data)| STANDARD.decode(data).ok())
+                    .unwrap_or_default();
+                serde_json::from_slice::<Vec<serde_json::Value>>(&json)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|element| {
+                        let seq = element["properties"]["seq"].as_u64()?;
+                        Some((event_id(run, seq), text(&element["event"])?))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The distinct ids among `ids` (each as often as it was stored), and
+/// how many were stored again.
+fn distinct(ids: &[String]) -> (HashSet<String>, u64) {
+    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    let duplicates = (ids.len() - distinct.len()) as u64;
+    (distinct, duplicates)
+}
+
 impl Receiver {
     /// The distinct ids it accepted, and how many it accepted again.
     fn received(&self) -> (HashSet<String>, u64) {
-        let ids = locked(&self.ids);
-        let distinct: HashSet<String> = ids.iter().cloned().collect();
-        let duplicates = (ids.len() - distinct.len()) as u64;
-        (distinct, duplicates)
+        distinct(&locked(&self.ids))
     }
 
+    /// A receiver of the HTTP JSON sink.
     fn start() -> Result<Arc<Self>, String> {
+        Self::listen(Format::Json)
+    }
+
+    /// A receiver of the Spade sink, for the events of run `run`.
+    fn spade(run: u32) -> Result<Arc<Self>, String> {
+        Self::listen(Format::Spade { run })
+    }
+
+    fn listen(format: Format) -> Result<Arc<Self>, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind the receiver: {e}"))?;
         let receiver = Arc::new(Self {
             addr: listener.local_addr().map_err(|e| e.to_string())?,
+            format,
             unavailable: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             refuse_poison: AtomicBool::new(false),
@@ -568,13 +662,9 @@ impl Receiver {
             while self.stalled.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+            let events = self.format.events(&body);
             let poisoned = self.refuse_poison.load(Ordering::SeqCst)
-                && events.iter().any(|e| {
-                    e.get("name")
-                        .and_then(|n| n.as_str())
-                        .is_some_and(|n| n.ends_with(".poison"))
-                });
+                && events.iter().any(|(_, name)| name.ends_with(".poison"));
             let answer = if poisoned {
                 "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_owned()
             } else if self.unavailable.load(Ordering::SeqCst) {
@@ -583,13 +673,7 @@ impl Receiver {
                     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\nContent-Length: 0\r\n\r\n"
                 )
             } else {
-                let mut ids = locked(&self.ids);
-                ids.extend(
-                    events
-                        .iter()
-                        .filter_map(|e| e.get("id")?.as_str().map(str::to_owned)),
-                );
-                drop(ids);
+                locked(&self.ids).extend(events.into_iter().map(|(id, _)| id));
                 let mut first = locked(&self.first_ok);
                 if first.is_none() && !locked(&self.refused).is_empty() {
                     *first = Some(Instant::now());
@@ -607,15 +691,7 @@ impl Receiver {
 fn retry_after(context: &Context) -> Result<Row, String> {
     let receiver = Receiver::start()?;
     let addr = free_addr()?;
-    let config = context.config(
-        "retry-after",
-        addr,
-        "",
-        &format!(
-            "[backends.receiver]\ntype = \"http\"\nurl = \"http://{}/ingest\"\nmax_events = 100\nflush_interval_ms = 100\n{FAST_RETRY}\n",
-            receiver.addr
-        ),
-    )?;
+    let config = context.config("retry-after", addr, "", &http_backend(&receiver))?;
     let collector = context.start(&config, addr, "retry-after")?;
     let load = Load::start(addr, context.run, &paced("chaos.retry_after", 200.0, 2));
     std::thread::sleep(Duration::from_secs(1));
@@ -1032,11 +1108,20 @@ fn sigterm(context: &Context) -> Result<Row, String> {
     Ok(row)
 }
 
+/// The sink `backends.NAME` of type `kind` in TOML: its address (`keys`),
+/// batches of at most 100 events flushed every 100 ms, and `FAST_RETRY`.
+fn backend(name: &str, kind: &str, keys: &str) -> String {
+    format!(
+        "[backends.{name}]\ntype = \"{kind}\"\n{keys}\nmax_events = 100\nflush_interval_ms = 100\n{FAST_RETRY}\n"
+    )
+}
+
 /// The HTTP JSON sink to `receiver`, with the defaults but `FAST_RETRY`.
 fn http_backend(receiver: &Receiver) -> String {
-    format!(
-        "[backends.receiver]\ntype = \"http\"\nurl = \"http://{}/ingest\"\nmax_events = 100\nflush_interval_ms = 100\n{FAST_RETRY}\n",
-        receiver.addr
+    backend(
+        "receiver",
+        "http",
+        &format!("url = \"http://{}/ingest\"", receiver.addr),
     )
 }
 
@@ -1190,7 +1275,7 @@ fn sigterm_down(context: &Context) -> Result<Row, String> {
 }
 
 /// Accounts a poison fault: every innocent event delivered, every poison
-/// event in the dead-letter file with reason `invalid`.
+/// event in the dead-letter file with reason `reason`.
 fn account_poison(
     row: &mut Row,
     context: &Context,
@@ -1198,6 +1283,7 @@ fn account_poison(
     report: &LoadReport,
     stored: &HashSet<String>,
     stage: &str,
+    reason: &str,
 ) -> Result<(), String> {
     let poison: HashSet<String> = report
         .accepted
@@ -1224,9 +1310,9 @@ fn account_poison(
             dead_ids.len()
         ));
     }
-    if let Some((id, reason)) = dead.iter().find(|(_, reason)| reason != "invalid") {
+    if let Some((id, found)) = dead.iter().find(|(_, found)| found != reason) {
         row.failures.push(format!(
-            "dead letter {id} has reason {reason:?}, not invalid"
+            "dead letter {id} has reason {found:?}, not {reason}"
         ));
     }
     if stored.iter().any(|id| poison.contains(id)) {
@@ -1240,11 +1326,71 @@ fn account_poison(
     Ok(())
 }
 
-fn poison_load(name: &str) -> LoadSpec {
+/// 500 events/s of which one in `POISON_EVERY` is poison, with `padding`
+/// bytes of padding and `name_padding` more bytes in its name (see
+/// [`Poison`]).
+fn poison_load(name: &str, padding: usize, name_padding: usize) -> LoadSpec {
     LoadSpec {
-        poison_every: Some(POISON_EVERY),
+        poison: Some(Poison {
+            every: POISON_EVERY,
+            padding,
+            name_padding,
+        }),
         ..paced(name, 500.0, 2)
     }
+}
+
+/// One `poison-*` fault: a sink set up to refuse the poison events of its
+/// load.
+struct PoisonCase {
+    /// The fault's name (of its config and log files).
+    fault: &'static str,
+    /// The row's description.
+    description: String,
+    /// The sink's stage, `backends.NAME`.
+    stage: &'static str,
+    /// The sink's table in TOML.
+    backend: String,
+    /// The load: 6 s of it.
+    spec: LoadSpec,
+    /// The dead-letter reason of every poison event.
+    reason: &'static str,
+}
+
+/// Runs `case`; `stored` reads the distinct ids the sink stored and the
+/// duplicates it stored, once the collector has drained and exited.
+fn poison_fault(
+    context: &Context,
+    case: PoisonCase,
+    stored: impl FnOnce() -> Result<(HashSet<String>, u64), String>,
+) -> Result<Row, String> {
+    let addr = free_addr()?;
+    let config = context.config(case.fault, addr, "", &case.backend)?;
+    let collector = context.start(&config, addr, case.fault)?;
+    let load = Load::start(addr, context.run, &case.spec);
+    std::thread::sleep(Duration::from_secs(6));
+    let report = load.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    let metrics = collector.metrics()?;
+    let peak_rss_kib = collector.terminate(Duration::from_secs(60))?;
+    let (ids, duplicates) = stored()?;
+    let mut row = Row {
+        peak_rss_kib,
+        fault: case.description,
+        duplicates,
+        ..Row::default()
+    };
+    account_poison(
+        &mut row,
+        context,
+        &case.spec,
+        &report,
+        &ids,
+        case.stage,
+        case.reason,
+    )?;
+    check_no_drops(&mut row, &metrics, case.stage);
+    Ok(row)
 }
 
 /// PostgreSQL refusing one event in `POISON_EVERY` (a `CHECK` on the name,
@@ -1255,71 +1401,114 @@ fn poison_postgres(context: &Context) -> Result<Row, String> {
         "ALTER TABLE {} ADD CONSTRAINT no_poison CHECK (name NOT LIKE '%.poison')",
         table.name
     ))?;
-    let addr = free_addr()?;
-    let config = context.config(
-        "poison-postgres",
-        addr,
-        "",
-        &postgres_backend(&table.name, 5432, 100, ""),
-    )?;
-    let collector = context.start(&config, addr, "poison-postgres")?;
-    let spec = poison_load("chaos.poison_pg");
-    let load = Load::start(addr, context.run, &spec);
-    std::thread::sleep(Duration::from_secs(6));
-    let report = load.stop();
-    std::thread::sleep(Duration::from_secs(1));
-    let metrics = collector.metrics()?;
-    let peak_rss_kib = collector.terminate(Duration::from_secs(60))?;
-    let mut row = Row {
-        peak_rss_kib,
-        fault: format!("PostgreSQL refuses 1 event in {POISON_EVERY} (CHECK constraint)"),
-        ..Row::default()
+    let case = PoisonCase {
+        fault: "poison-postgres",
+        description: format!("PostgreSQL refuses 1 event in {POISON_EVERY} (CHECK constraint)"),
+        stage: "backends.warehouse",
+        backend: postgres_backend(&table.name, 5432, 100, ""),
+        spec: poison_load("chaos.poison_pg", PADDING, 0),
+        reason: "invalid",
     };
-    account_poison(
-        &mut row,
-        context,
-        &spec,
-        &report,
-        &table.ids()?,
-        "backends.warehouse",
-    )?;
-    row.duplicates = table.duplicates()?;
-    check_no_drops(&mut row, &metrics, "backends.warehouse");
+    let row = poison_fault(context, case, || Ok((table.ids()?, table.duplicates()?)));
     table.drop_all()?;
-    Ok(row)
+    row
 }
 
 /// An HTTP receiver answering 400 to any batch holding a poison event.
 fn poison_http(context: &Context) -> Result<Row, String> {
     let receiver = Receiver::start()?;
     receiver.refuse_poison.store(true, Ordering::SeqCst);
-    let addr = free_addr()?;
-    let config = context.config("poison-http", addr, "", &http_backend(&receiver))?;
-    let collector = context.start(&config, addr, "poison-http")?;
-    let spec = poison_load("chaos.poison_http");
-    let load = Load::start(addr, context.run, &spec);
-    std::thread::sleep(Duration::from_secs(6));
-    let report = load.stop();
-    std::thread::sleep(Duration::from_secs(1));
-    let metrics = collector.metrics()?;
-    let peak_rss_kib = collector.terminate(Duration::from_secs(60))?;
-    let (distinct, duplicates) = receiver.received();
-    let mut row = Row {
-        peak_rss_kib,
-        fault: format!("HTTP receiver answers 400 to a batch holding 1 event in {POISON_EVERY}"),
-        ..Row::default()
+    let case = PoisonCase {
+        fault: "poison-http",
+        description: format!(
+            "HTTP receiver answers 400 to a batch holding 1 event in {POISON_EVERY}"
+        ),
+        stage: "backends.receiver",
+        backend: http_backend(&receiver),
+        spec: poison_load("chaos.poison_http", PADDING, 0),
+        reason: "invalid",
     };
-    account_poison(
-        &mut row,
-        context,
-        &spec,
-        &report,
-        &distinct,
-        "backends.receiver",
-    )?;
-    row.duplicates = duplicates;
-    check_no_drops(&mut row, &metrics, "backends.receiver");
-    Ok(row)
+    poison_fault(context, case, || Ok(receiver.received()))
+}
+
+/// A Spade receiver answering 400 to any batch holding a poison event.
+fn poison_spade(context: &Context) -> Result<Row, String> {
+    let receiver = Receiver::spade(context.run)?;
+    receiver.refuse_poison.store(true, Ordering::SeqCst);
+    let case = PoisonCase {
+        fault: "poison-spade",
+        description: format!(
+            "Spade receiver answers 400 to a batch holding 1 event in {POISON_EVERY}"
+        ),
+        stage: "backends.spade",
+        backend: backend(
+            "spade",
+            "spade",
+            &format!("url = \"http://{}/spade\"", receiver.addr),
+        ),
+        spec: poison_load("chaos.poison_spade", PADDING, 0),
+        reason: "invalid",
+    };
+    poison_fault(context, case, || Ok(receiver.received()))
+}
+
+/// A JetStream stream refusing one event in `POISON_EVERY`: its
+/// `max_message_size` is below the poison events' size.
+fn poison_nats(context: &Context) -> Result<Row, String> {
+    const MAX_MESSAGE_SIZE: i32 = 2048;
+    const POISON_PADDING: usize = 4096;
+    // The sink's retry horizon (the default `max_batch_age`), so that the
+    // sink has no duplicate window to warn about.
+    const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+    let name = format!("tidings_chaos_poison_{:08x}", context.run);
+    let stream = JetStream::create(&name, &name, MAX_MESSAGE_SIZE, DUPLICATE_WINDOW)?;
+    let case = PoisonCase {
+        fault: "poison-nats",
+        description: format!(
+            "JetStream refuses 1 event in {POISON_EVERY} (over max_message_size {MAX_MESSAGE_SIZE} B)"
+        ),
+        stage: "backends.jetstream",
+        backend: backend(
+            "jetstream",
+            "nats",
+            &format!(
+                "url = \"nats://{NATS_ADDR}\"\nsubject = \"{name}.{{name}}\"\nstream = \"{}\"",
+                stream.name
+            ),
+        ),
+        spec: poison_load("chaos.poison_nats", POISON_PADDING, 0),
+        reason: "too_large",
+    };
+    poison_fault(context, case, || Ok(distinct(&stream.ids()?)))
+}
+
+/// RabbitMQ refusing one event in `POISON_EVERY`: its name makes a routing
+/// key (`events.{name}`, the default) longer than AMQP allows.
+fn poison_amqp(context: &Context) -> Result<Row, String> {
+    // The longest event name (`MAX_NAME_LEN`): `events.` makes 262 bytes.
+    const NAME_LEN: usize = 255;
+    let queue = AmqpQueue::declare(&format!("tidings_chaos_poison_{:08x}", context.run))?;
+    let name = "chaos.poison_amqp";
+    let name_padding = NAME_LEN - name.len() - ".".len() - ".poison".len();
+    let case = PoisonCase {
+        fault: "poison-amqp",
+        description: format!(
+            "RabbitMQ refuses 1 event in {POISON_EVERY} (routing key over 255 bytes)"
+        ),
+        stage: "backends.rabbitmq",
+        backend: backend(
+            "rabbitmq",
+            "amqp",
+            &format!(
+                "url = \"{}\"\nexchange = \"{}\"",
+                AmqpQueue::url(),
+                queue.name
+            ),
+        ),
+        spec: poison_load(name, PADDING, name_padding),
+        reason: "too_large",
+    };
+    poison_fault(context, case, || Ok(distinct(&queue.ids()?)))
 }
 
 /// 400 connections each sending all of a 1 MiB body but its last byte,
@@ -1387,4 +1576,39 @@ fn uploads(context: &Context) -> Result<Row, String> {
             .push("nothing accepted once the uploads were gone".to_owned());
     }
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spade_receiver_maps_each_event_to_its_id_by_its_seq() {
+        // As the Spade sink sends them: context keys, then the data's.
+        let elements = serde_json::json!([
+            {"event": "chaos.a", "properties": {"received_at": "x", "seq": 7, "pad": "xx"}},
+            {"event": "chaos.a.poison", "properties": {"seq": 8, "pad": "xx"}},
+            {"event": "chaos.no_seq", "properties": {"pad": "xx"}},
+        ]);
+        let data = STANDARD.encode(elements.to_string());
+        let body = serde_urlencoded::to_string([("data", data)]).unwrap();
+        assert_eq!(
+            Format::Spade { run: 3 }.events(body.as_bytes()),
+            [
+                (event_id(3, 7), "chaos.a".to_owned()),
+                (event_id(3, 8), "chaos.a.poison".to_owned())
+            ]
+        );
+        assert!(Format::Spade { run: 3 }.events(b"data=%%%").is_empty());
+    }
+
+    #[test]
+    fn poison_names_can_be_made_as_long_as_an_event_name_may_be() {
+        let spec = poison_load("chaos.poison_amqp", PADDING, 230);
+        let poison = spec.poison.as_ref().unwrap();
+        assert_eq!(poison.name(&spec.name).len(), 255);
+        assert!(poison.name(&spec.name).ends_with(".poison"));
+        let plain = poison_load("chaos.p", PADDING, 0);
+        assert_eq!(plain.poison.unwrap().name("chaos.p"), "chaos.p.poison");
+    }
 }

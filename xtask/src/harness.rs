@@ -19,6 +19,15 @@ pub(crate) const PG_ADDR: &str = "127.0.0.1:5432";
 const PG_START: &str =
     "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql)\" main start";
 
+/// NATS with JetStream as the runners use it.
+pub(crate) const NATS_ADDR: &str = "127.0.0.1:4222";
+/// How to start NATS with JetStream on the CI machines.
+const NATS_START: &str = "mkdir -p /var/lib/nats-server && start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
+/// RabbitMQ as the runners use it (user `guest`, password `guest`).
+pub(crate) const AMQP_ADDR: &str = "127.0.0.1:5672";
+/// How to start RabbitMQ on the CI machines.
+const AMQP_START: &str = "rabbitmq-server -detached";
+
 /// The `[collector]` keys of durable mode with its log in `wal` (each on
 /// its own line), or nothing for fast mode.
 pub(crate) fn ack_keys(durable: bool, wal: &Path) -> String {
@@ -293,15 +302,40 @@ pub(crate) struct LoadSpec {
     pub(crate) requests_per_second: Option<f64>,
     /// Bytes of padding in each event's data, to set the event size.
     pub(crate) padding: usize,
-    /// Every this many events (by sequence number), one is named
-    /// `NAME.poison` instead: an event some sinks are set up to refuse.
-    pub(crate) poison_every: Option<u64>,
+    /// Poison events among the others, if any.
+    pub(crate) poison: Option<Poison>,
+}
+
+/// The poison events of a load: events some sinks are set up to refuse,
+/// named `NAME.poison`, or too large or too long-named for a sink.
+#[derive(Debug, Clone)]
+pub(crate) struct Poison {
+    /// Every this many events (by sequence number), one is poison.
+    pub(crate) every: u64,
+    /// Bytes of padding in a poison event's data (instead of the load's
+    /// `padding`).
+    pub(crate) padding: usize,
+    /// Bytes of `x` in a poison event's name before `.poison`, as a token
+    /// of their own (`NAME.xx….poison`); 0: the name is `NAME.poison`.
+    pub(crate) name_padding: usize,
+}
+
+impl Poison {
+    /// The name of a poison event of a load of events named `name`.
+    pub(crate) fn name(&self, name: &str) -> String {
+        if self.name_padding == 0 {
+            format!("{name}.poison")
+        } else {
+            format!("{name}.{}.poison", "x".repeat(self.name_padding))
+        }
+    }
 }
 
 /// Whether the event `seq` of a load with `spec` is a poison one.
 pub(crate) fn is_poison(spec: &LoadSpec, seq: u64) -> bool {
-    spec.poison_every
-        .is_some_and(|every| seq % every == every - 1)
+    spec.poison
+        .as_ref()
+        .is_some_and(|poison| seq % poison.every == poison.every - 1)
 }
 
 /// What the load generator saw.
@@ -355,6 +389,10 @@ impl Load {
                             every * index as u32 / spec.connections as u32
                         });
                     let padding = "x".repeat(spec.padding);
+                    let (poison_name, poison_padding) = spec.poison.as_ref().map_or_else(
+                        Default::default,
+                        |poison| (poison.name(&spec.name), "x".repeat(poison.padding)),
+                    );
                     while !stop.load(Ordering::SeqCst) {
                         if paused.load(Ordering::SeqCst) {
                             std::thread::sleep(Duration::from_millis(1));
@@ -379,11 +417,14 @@ impl Load {
                         let body = seqs
                             .clone()
                             .map(|seq| {
-                                let poison = if is_poison(&spec, seq) { ".poison" } else { "" };
+                                let (name, padding) = if is_poison(&spec, seq) {
+                                    (&poison_name, &poison_padding)
+                                } else {
+                                    (&spec.name, &padding)
+                                };
                                 format!(
-                                    r#"{{"id":"{}","name":"{}{poison}","data":{{"seq":{seq},"pad":"{padding}"}}}}"#,
+                                    r#"{{"id":"{}","name":"{name}","data":{{"seq":{seq},"pad":"{padding}"}}}}"#,
                                     event_id(run, seq),
-                                    spec.name
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -738,6 +779,16 @@ pub(crate) fn psql(sql: &str) -> Result<String, String> {
 pub(crate) fn require_postgres() -> Result<(), String> {
     require_service("PostgreSQL", PG_ADDR, PG_START)?;
     psql("SELECT 1").map(drop)
+}
+
+/// Checks that NATS answers (the poison fault checks JetStream itself).
+pub(crate) fn require_nats() -> Result<(), String> {
+    require_service("NATS (with JetStream)", NATS_ADDR, NATS_START)
+}
+
+/// Checks that RabbitMQ answers.
+pub(crate) fn require_rabbitmq() -> Result<(), String> {
+    require_service("RabbitMQ", AMQP_ADDR, AMQP_START)
 }
 
 /// A PostgreSQL table for the sink, in the sink's schema, with a second

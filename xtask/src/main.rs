@@ -20,6 +20,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+mod brokers;
 mod chaos;
 mod fuzz;
 mod harness;

@@ -137,7 +137,7 @@ pub(crate) fn soak(root: &Path, args: &SoakArgs) -> Result<(), String> {
         "memory budget: {baseline} KiB at start + {held} events the queues and batches may hold × {EVENT_BUDGET_BYTES} B + {SLACK_KIB} KiB = {budget} KiB"
     );
     let spec = LoadSpec {
-        poison_every: None,
+        poison: None,
         name: "soak.tick".to_owned(),
         events_per_request: 10,
         connections: 4,
