@@ -84,28 +84,82 @@ impl From<Map> for Context {
     }
 }
 
-/// Values that can be entered as a named context.
+/// Values that can be entered as a named context: anything that
+/// serializes to JSON (as `emit` takes any `Serialize` for its data).
 ///
-/// Implemented for a JSON [`Map`] and a JSON [`Value`]: an object contributes
-/// its keys; `null` contributes nothing; any other value is stored under the
-/// context's own name, so `enter("user_id", json!(7))` sets `user_id = 7`.
+/// An object contributes its keys; `null` (or `()`) contributes nothing;
+/// any other value is stored under the context's own name, so
+/// `enter("user_id", 7)` sets `user_id = 7`. A value that cannot be
+/// represented as JSON (a map with non-string keys) is stored under the
+/// context's name as the error's text, so the mistake shows in every event
+/// instead of vanishing.
 pub trait IntoContextMap {
     /// Converts `self` into the values of the context named `name`.
     fn into_context_map(self, name: &str) -> Map;
 }
 
-impl IntoContextMap for Map {
-    fn into_context_map(self, _name: &str) -> Map {
-        self
+impl<T: serde::Serialize> IntoContextMap for T {
+    fn into_context_map(self, name: &str) -> Map {
+        match serde_json::to_value(&self) {
+            Ok(Value::Object(map)) => map,
+            Ok(Value::Null) => Map::new(),
+            Ok(other) => Map::from_iter([(name.to_owned(), other)]),
+            Err(error) => Map::from_iter([(
+                name.to_owned(),
+                Value::String(format!(
+                    "context {name:?} is not representable as JSON: {error}"
+                )),
+            )]),
+        }
     }
 }
 
-impl IntoContextMap for Value {
-    fn into_context_map(self, name: &str) -> Map {
-        match self {
-            Value::Object(map) => map,
-            Value::Null => Map::new(),
-            other => Map::from_iter([(name.to_owned(), other)]),
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn anything_serializable_enters_as_a_context() {
+        #[derive(serde::Serialize)]
+        struct User {
+            user_id: u64,
         }
+        assert_eq!(
+            Value::Object(User { user_id: 7 }.into_context_map("user")),
+            json!({"user_id": 7})
+        );
+        assert_eq!(
+            Value::Object(42.into_context_map("course")),
+            json!({"course": 42})
+        );
+        assert_eq!(
+            Value::Object("x".into_context_map("org")),
+            json!({"org": "x"})
+        );
+        assert!(().into_context_map("nothing").is_empty());
+        assert_eq!(
+            Value::Object(json!({"a": 1}).into_context_map("ignored")),
+            json!({"a": 1})
+        );
+        let map: Map = json!({"b": 2}).as_object().unwrap().clone();
+        assert_eq!(
+            Value::Object(map.into_context_map("ignored")),
+            json!({"b": 2})
+        );
+    }
+
+    #[test]
+    fn a_value_json_cannot_hold_says_so_under_the_contexts_name() {
+        let bad = BTreeMap::from([((1, 2), "pair keys")]);
+        let map = bad.into_context_map("odd");
+        let text = map["odd"].as_str().unwrap();
+        assert!(
+            text.starts_with("context \"odd\" is not representable as JSON: "),
+            "{text}"
+        );
     }
 }

@@ -48,4 +48,7 @@ mod router;
 pub use async_trait::async_trait;
 pub use backend::{Backend, BoxError, DrainError, SendError};
 pub use delivery::*;
-pub use router::{BranchStats, BuildError, RouterStats, RoutingBackend, RoutingBackendBuilder};
+pub use router::{
+    AsBackend, AsSink, BranchStats, BuildError, IntoBackend, RouterStats, RoutingBackend,
+    RoutingBackendBuilder,
+};

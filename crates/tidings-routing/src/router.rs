@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tidings_event::Event;
 use tidings_processors::{Processor, Verdict};
 
-use crate::{Backend, DrainError, SendError};
+use crate::{Backend, DrainError, SendError, Sink};
 
 /// Counters of one [`RoutingBackend`], read with [`RoutingBackend::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub struct RoutingBackendBuilder {
     processors: Vec<Arc<dyn Processor>>,
     backends: BTreeMap<Cow<'static, str>, Arc<dyn Backend>>,
     duplicate: Option<String>,
+    /// The first sink whose worker could not start.
+    failed: Option<(String, String)>,
 }
 
 /// A router could not be built.
@@ -88,6 +90,59 @@ pub enum BuildError {
     /// Two backends were given the same name.
     #[error("backend name {0:?} is used twice")]
     DuplicateBackend(String),
+    /// A sink given to [`RoutingBackendBuilder::backend`] could not get the
+    /// worker of its [`SinkBackend`](crate::SinkBackend).
+    #[error("the sink {name:?} could not start: {message}")]
+    SinkWorker {
+        /// The backend's name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What [`RoutingBackendBuilder::backend`] (and the facade's
+/// `TrackerBuilder::backend`) takes: a [`Backend`], or a [`Sink`], which
+/// gets a [`SinkBackend`](crate::SinkBackend) of its own under the same name,
+/// with the default queue, batching and retry (build one with
+/// `SinkBackend::builder` to choose them).
+///
+/// `Kind` is [`AsBackend`] or [`AsSink`], inferred: callers never name it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is neither a `Backend` nor a `Sink`",
+    label = "a backend or a sink goes here",
+    note = "a type that sends events somewhere implements `Sink` (batched, retried, off the caller's thread) or `Backend` (called on the emitting thread)"
+)]
+pub trait IntoBackend<Kind> {
+    /// The backend, named `name`.
+    ///
+    /// # Errors
+    ///
+    /// A message when a sink's worker could not start.
+    fn into_backend(self, name: &str) -> Result<Arc<dyn Backend>, String>;
+}
+
+/// [`IntoBackend`]'s kind for a [`Backend`].
+#[derive(Debug)]
+pub enum AsBackend {}
+
+/// [`IntoBackend`]'s kind for a [`Sink`].
+#[derive(Debug)]
+pub enum AsSink {}
+
+impl<B: Backend + 'static> IntoBackend<AsBackend> for B {
+    fn into_backend(self, _name: &str) -> Result<Arc<dyn Backend>, String> {
+        Ok(Arc::new(self))
+    }
+}
+
+impl<S: Sink> IntoBackend<AsSink> for S {
+    fn into_backend(self, name: &str) -> Result<Arc<dyn Backend>, String> {
+        crate::SinkBackend::builder(name.to_owned(), self)
+            .build()
+            .map(|backend| Arc::new(backend) as Arc<dyn Backend>)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl RoutingBackendBuilder {
@@ -103,13 +158,22 @@ impl RoutingBackendBuilder {
         self
     }
 
-    /// Adds a backend under `name`. Backends receive events in name order.
-    pub fn backend(
-        self,
+    /// Adds a backend under `name`: a [`Backend`], or a [`Sink`] (which
+    /// gets a [`SinkBackend`](crate::SinkBackend) of its own with the default
+    /// delivery settings). Backends receive events in name order.
+    pub fn backend<Kind>(
+        mut self,
         name: impl Into<Cow<'static, str>>,
-        backend: impl Backend + 'static,
+        backend: impl IntoBackend<Kind>,
     ) -> Self {
-        self.backend_arc(name, Arc::new(backend))
+        let name = name.into();
+        match backend.into_backend(&name) {
+            Ok(backend) => self.backend_arc(name, backend),
+            Err(message) => {
+                self.failed.get_or_insert((name.into_owned(), message));
+                self
+            }
+        }
     }
 
     /// Adds an already shared backend under `name`.
@@ -138,6 +202,9 @@ impl RoutingBackendBuilder {
     pub fn build(self) -> Result<RoutingBackend, BuildError> {
         if let Some(name) = self.duplicate {
             return Err(BuildError::DuplicateBackend(name));
+        }
+        if let Some((name, message)) = self.failed {
+            return Err(BuildError::SinkWorker { name, message });
         }
         Ok(RoutingBackend {
             processors: self.processors,

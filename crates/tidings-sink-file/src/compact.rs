@@ -67,6 +67,50 @@ pub struct CompactReport {
     pub lines: usize,
     /// Files skipped because they are damaged (left untouched).
     pub skipped: Vec<PathBuf>,
+    /// Finished files found (candidates for merging).
+    pub finished_files: usize,
+    /// Periods that had finished files.
+    pub periods: usize,
+    /// Periods with a single finished file: nothing to merge there.
+    pub periods_alone: usize,
+    /// Files still being written (`*.tmp`), left alone.
+    pub in_progress: usize,
+}
+
+impl std::fmt::Display for CompactReport {
+    /// The summary `tidings compact` prints: what was merged, and when
+    /// nothing was, why.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "merged {} files into {} ({} lines)",
+            self.merged_files,
+            self.outputs.len(),
+            self.lines
+        )?;
+        if self.merged_files == 0 {
+            match (self.finished_files, self.periods_alone) {
+                (0, _) => f.write_str(": no finished event files here")?,
+                (_, alone) if alone == self.periods => write!(
+                    f,
+                    ": {} finished files in {} periods, one each; a period needs two or more to merge",
+                    self.finished_files, self.periods
+                )?,
+                _ => {}
+            }
+        }
+        if self.in_progress > 0 {
+            write!(
+                f,
+                "; {} files still being written left alone",
+                self.in_progress
+            )?;
+        }
+        if !self.skipped.is_empty() {
+            write!(f, "; damaged files left untouched: {:?}", self.skipped)?;
+        }
+        Ok(())
+    }
 }
 
 /// Merges the finished files of `dir` into one gzip file per `period`.
@@ -84,15 +128,24 @@ pub fn compact(dir: impl AsRef<Path>, period: Period) -> io::Result<CompactRepor
     let dir = dir.as_ref();
     finish_journals(dir)?;
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut in_progress = 0;
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if is_finished(&name)
             && let Some(key) = period_of(&name, period.key_len())
         {
             groups.entry(key.to_owned()).or_default().push(name);
+        } else if name.ends_with(TMP_SUFFIX) {
+            in_progress += 1;
         }
     }
-    let mut report = CompactReport::default();
+    let mut report = CompactReport {
+        finished_files: groups.values().map(Vec::len).sum(),
+        periods: groups.len(),
+        periods_alone: groups.values().filter(|names| names.len() == 1).count(),
+        in_progress,
+        ..CompactReport::default()
+    };
     for (key, mut names) in groups {
         if names.len() < 2 {
             continue;

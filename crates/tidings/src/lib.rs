@@ -42,6 +42,10 @@ mod tracker;
 pub use global::{
     DefaultGuard, FlushGuard, SetGlobalError, emit, init, set_default, try_init, with_default,
 };
+/// The TOML config (feature `config`): what [`Tracker::from_config_str`]
+/// reads, and the registry third-party sink and processor types join.
+#[cfg(feature = "config")]
+pub use tidings_config::{ConfigError, ConfigErrors, ProcessorType, Registry, SinkType};
 pub use tidings_context::{
     Context, ContextGuard, IntoContextMap, WithContext, WithContextExt, current as current_context,
     enter as enter_context, exit as exit_context, in_scope as in_context,
@@ -50,11 +54,14 @@ pub use tidings_event::{
     Event, EventId, EventName, Limits, Map, NameError, Timestamp, Value, WireError, decode,
 };
 pub use tidings_processors::{
-    FilterMode, Processor, ProcessorError, PropertyAllowlist, RegexFilter, Verdict, processor_fn,
+    AllowlistError, FilterMode, PatternError, Processor, ProcessorError, PropertyAllowlist,
+    RegexFilter, Verdict, processor_fn,
 };
 pub use tidings_routing::{
-    AsyncRouter, Backend, BatchConfig, BuildError, DrainError, DropReason, MetricsSnapshot,
-    RetryPolicy, RouterStats, RoutingBackend, SendError, Sink, SinkBackend, SinkError, WhenFull,
+    AsyncRouter, AsyncRouterBuilder, Backend, BatchConfig, BoxError, BuildError, DrainError,
+    DropReason, IntoBackend, MetricsSnapshot, RetryPolicy, RouterStats, RoutingBackend,
+    RoutingBackendBuilder, SendError, Sink, SinkBackend, SinkBackendBuilder, SinkError,
+    SinkErrorKind, SpawnError, WhenFull, async_trait,
 };
 pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder, Undelivered};
 

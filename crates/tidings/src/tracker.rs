@@ -10,7 +10,8 @@ use serde::Serialize;
 use tidings_event::{DataError, Event, EventId, EventName, NameError};
 use tidings_processors::Processor;
 use tidings_routing::{
-    Backend, BuildError, DrainError, RouterStats, RoutingBackend, RoutingBackendBuilder,
+    Backend, BuildError, DrainError, IntoBackend, RouterStats, RoutingBackend,
+    RoutingBackendBuilder,
 };
 
 /// How long [`FlushGuard`](crate::FlushGuard) waits for backends to drain: 5 s.
@@ -162,11 +163,25 @@ impl TrackerBuilder {
         self
     }
 
-    /// Adds a backend under `name`; backends receive events in name order.
-    pub fn backend(
+    /// Adds a backend under `name`: a [`Backend`], or a [`Sink`](crate::Sink),
+    /// which gets a [`SinkBackend`](crate::SinkBackend) of its own under the
+    /// same name with the default queue, batching and retry (build one with
+    /// [`SinkBackend::builder`](crate::SinkBackend::builder) to choose them).
+    /// Backends receive events in name order.
+    ///
+    /// ```
+    /// use tidings::Tracker;
+    /// use tidings::sinks::console::{ConsoleSink, Format, Stream};
+    ///
+    /// let sink = ConsoleSink::new(Format::Json, Stream::Stdout);
+    /// let tracker = Tracker::builder().backend("console", sink).build()?;
+    /// # tracker.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backend<Kind>(
         mut self,
         name: impl Into<Cow<'static, str>>,
-        backend: impl Backend + 'static,
+        backend: impl IntoBackend<Kind>,
     ) -> Self {
         self.root = self.root.backend(name, backend);
         self

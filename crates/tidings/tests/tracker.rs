@@ -128,3 +128,42 @@ fn tracker_is_send_sync_and_clones_share_the_tree() {
         .unwrap();
     assert_eq!(recorder.names(), ["from.thread"]);
 }
+
+#[test]
+fn a_sink_is_taken_directly_and_named_once() {
+    let sink = tidings_test::RecordingSink::new();
+    let tracker = Tracker::builder()
+        .backend("audit", sink.clone())
+        .backend("memory", RecordingBackend::new())
+        .build()
+        .unwrap();
+    tracker.emit("app.started", ()).unwrap();
+    tracker.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(sink.events().len(), 1);
+    // It got a delivery stage of its own, under the same name.
+    let mut stages = Vec::new();
+    tracker
+        .root()
+        .for_each_stage(&mut |stage| stages.push(stage.name));
+    assert_eq!(stages, ["audit"]);
+}
+
+#[test]
+fn contexts_take_any_serializable_value() {
+    #[derive(Serialize)]
+    struct Course<'a> {
+        course_id: &'a str,
+    }
+    let recorder = RecordingBackend::new();
+    let tracker = Tracker::builder()
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
+    let _org = tidings::enter_context("org_id", 42);
+    let _course = tidings::enter_context("course", Course { course_id: "c-1" });
+    tracker.emit("app.started", ()).unwrap();
+    assert_eq!(
+        serde_json::Value::Object(recorder.events()[0].context().clone()),
+        json!({"org_id": 42, "course_id": "c-1"})
+    );
+}

@@ -144,7 +144,10 @@ fn dropping_the_init_guard_with_dropped_events_says_so_on_stderr() {
 #[test]
 fn with_a_subscriber_the_summary_goes_to_tracing() {
     let stderr = run("subscriber");
-    assert!(!stderr.lines().any(|l| l.starts_with("tidings: ")), "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("tidings: ")),
+        "{stderr}"
+    );
     let line = stderr
         .lines()
         .find(|l| l.contains("tidings: 1 event not delivered"))
