@@ -572,6 +572,31 @@ mod tests {
     }
 
     #[test]
+    fn data_is_any_json_and_a_repeated_key_keeps_its_last_value() {
+        assert_eq!(
+            decode_one(r#"{"name": "a.b", "data": [1, 2]}"#)
+                .unwrap()
+                .data(),
+            &json!([1, 2])
+        );
+        assert_eq!(
+            decode_one(r#"{"name": "a.b", "data": 7}"#).unwrap().data(),
+            &json!(7)
+        );
+        assert_eq!(
+            decode_one(r#"{"name": "a.b", "data": null}"#)
+                .unwrap()
+                .data(),
+            &json!(null)
+        );
+        assert_eq!(decode_one(r#"{"name": "a.b"}"#).unwrap().data(), &json!({}));
+        let twice = decode_one(r#"{"name": "a.b", "data": {"k": 1, "k": 2}}"#).unwrap();
+        assert_eq!(twice.data(), &json!({"k": 2}));
+        let written: Value = serde_json::from_slice(&twice.to_json_bytes()).unwrap();
+        assert_eq!(written["data"], json!({"k": 2}));
+    }
+
+    #[test]
     fn decodes_the_design_example_exactly() {
         let body = r#"{"id": "01936f0e-0b1c-7def-8abc-0123456789ab", "name": "navigation.request",
             "timestamp": "2026-11-24T19:09:08.123456Z",
