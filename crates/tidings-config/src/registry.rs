@@ -350,9 +350,8 @@ impl Registry {
 
 /// `type = "..."` names no registered type: the nearest one, and all.
 fn unknown_type(what: &str, type_name: &str, known: &[&str], at: ConfigPath) -> ConfigError {
-    let suggestion = tidings_toml::nearest(type_name, known.iter().copied())
-        .map(|near| format!("; did you mean {near:?}?"))
-        .unwrap_or_else(|| ".".to_owned());
+    let suggestion =
+        tidings_toml::did_you_mean(type_name, known.iter().copied(), |t| format!("{t:?}"));
     ConfigError::new(
         at,
         ConfigErrorKind::UnknownType,

@@ -234,9 +234,7 @@ pub(crate) fn locate(errors: Vec<ConfigError>, document: &tidings_toml::Document
 /// A key `table` (such as "a router") does not take, with the nearest of
 /// `keys` and all of them.
 fn unknown_key(at: &ConfigPath, key: &str, keys: &[&str], table: &str) -> ConfigError {
-    let suggestion = tidings_toml::nearest(key, keys.iter().copied())
-        .map(|near| format!("; did you mean `{near}`?"))
-        .unwrap_or_else(|| ".".to_owned());
+    let suggestion = tidings_toml::did_you_mean(key, keys.iter().copied(), |k| format!("`{k}`"));
     ConfigError::new(
         at,
         ConfigErrorKind::UnknownKey,

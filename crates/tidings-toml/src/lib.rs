@@ -37,7 +37,7 @@ use std::fmt;
 pub use de::deserialize;
 pub use document::{Document, Location};
 pub use path::{KeyPath, Segment};
-pub use words::nearest;
+pub use words::{did_you_mean, nearest};
 
 /// The kind of a mistake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

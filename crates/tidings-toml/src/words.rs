@@ -39,18 +39,15 @@ pub(crate) fn explain(message: &str, key: Option<&str>, also_allowed: &[&str]) -
                 keys.push((*extra).to_owned());
             }
         }
-        let suggestion = nearest(field, keys.iter().map(String::as_str))
-            .map(|near| format!("; did you mean `{near}`?"))
-            .unwrap_or_default();
+        let suggestion = did_you_mean(field, keys.iter().map(String::as_str), |k| format!("`{k}`"));
         let list = if keys.is_empty() {
             " This table takes no keys.".to_owned()
         } else {
             format!(" The keys here are: {}", keys.join(", "))
         };
-        let sep = if suggestion.is_empty() { "." } else { "" };
         return Explained::UnknownKey {
             key: field.to_owned(),
-            message: format!("unknown key `{field}`{suggestion}{sep}{list}"),
+            message: format!("unknown key `{field}`{suggestion}{list}"),
         };
     }
     if let Some(rest) = message.strip_prefix("missing field `")
@@ -64,13 +61,12 @@ pub(crate) fn explain(message: &str, key: Option<&str>, also_allowed: &[&str]) -
         && let Some((variant, expected)) = rest.split_once('`')
     {
         let values = quoted(expected, '`');
-        let suggestion = nearest(variant, values.iter().map(String::as_str))
-            .map(|near| format!("; did you mean {near:?}?"))
-            .unwrap_or_default();
+        let suggestion = did_you_mean(variant, values.iter().map(String::as_str), |v| {
+            format!("{v:?}")
+        });
         let values: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
-        let sep = if suggestion.is_empty() { "." } else { "" };
         return Explained::Other(format!(
-            "unknown value {variant:?}{suggestion}{sep} Expected one of: {}",
+            "unknown value {variant:?}{suggestion} Expected one of: {}",
             values.join(", ")
         ));
     }
@@ -152,6 +148,28 @@ fn what_was_found(found: &str) -> String {
             other => other.to_owned(),
         }
     }
+}
+
+/// `; did you mean X?` with the candidate nearest to `word` written by
+/// `quote`, or `.` when none is near: the end of a sentence such as
+/// ``unknown key `max_evnts` ``, before the list of what is valid.
+///
+/// ```
+/// let keys = ["path", "roll_events"];
+/// let quote = |k: &str| format!("`{k}`");
+/// assert_eq!(tidings_toml::did_you_mean("roll_evnts", keys, quote), "; did you mean `roll_events`?");
+/// assert_eq!(tidings_toml::did_you_mean("colour", keys, quote), ".");
+/// ```
+#[must_use]
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    quote: fn(&str) -> String,
+) -> String {
+    nearest(word, candidates).map_or_else(
+        || ".".to_owned(),
+        |near| format!("; did you mean {}?", quote(near)),
+    )
 }
 
 /// The candidate nearest to `word`, if one is near enough to be what was
