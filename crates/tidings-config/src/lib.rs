@@ -99,7 +99,8 @@ pub fn load(text: &str, registry: &Registry) -> Result<Config, ConfigErrors> {
 ///
 /// # Errors
 ///
-/// [`ConfigErrors`] when the file cannot be read or has mistakes.
+/// [`ConfigErrors`] when the file has mistakes, or cannot be read (kind
+/// `Build`: the machine's problem, not the file's).
 pub fn load_file(
     path: impl AsRef<std::path::Path>,
     registry: &Registry,
@@ -108,7 +109,7 @@ pub fn load_file(
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             "",
-            ConfigErrorKind::Syntax,
+            ConfigErrorKind::Build,
             format!("cannot read config file {}: {e}", path.display()),
         )
     })?;

@@ -58,21 +58,26 @@ impl Document {
     /// A [`MistakeKind::Syntax`] mistake, with the line and column of the
     /// first syntax error.
     pub fn parse(text: &str) -> Result<Self, Mistake> {
-        let syntax = |error: &toml_edit::TomlError| Mistake {
+        let syntax = |message: &str, span: Option<Range<usize>>| Mistake {
             path: KeyPath::root(),
             kind: MistakeKind::Syntax,
-            message: format!("not valid TOML: {}", error.message().trim()),
-            location: error
-                .span()
-                .map(|span| Location::of_offset(text, span.start)),
+            // toml's messages may run over lines ("invalid array\nexpected `]`").
+            message: format!(
+                "not valid TOML: {}",
+                message
+                    .trim()
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            ),
+            location: span.map(|span| Location::of_offset(text, span.start)),
         };
-        let spans = ImDocument::parse(text.to_owned()).map_err(|e| syntax(&e))?;
-        let table = text.parse::<toml::Table>().map_err(|e| Mistake {
-            path: KeyPath::root(),
-            kind: MistakeKind::Syntax,
-            message: format!("not valid TOML: {}", e.message().trim()),
-            location: e.span().map(|span| Location::of_offset(text, span.start)),
-        })?;
+        let spans =
+            ImDocument::parse(text.to_owned()).map_err(|e| syntax(e.message(), e.span()))?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| syntax(e.message(), e.span()))?;
         Ok(Self { table, spans })
     }
 
@@ -190,6 +195,11 @@ mod tests {
 
     #[test]
     fn a_syntax_error_has_its_line_and_column() {
+        let mistake = Document::parse("a = [1,\n").unwrap_err();
+        assert_eq!(
+            mistake.message,
+            "not valid TOML: invalid array: expected `]`"
+        );
         let mistake = Document::parse("a = 1\nb = = 2\n").unwrap_err();
         assert_eq!(mistake.kind, MistakeKind::Syntax);
         assert_eq!(mistake.location, Some(Location { line: 2, column: 5 }));
