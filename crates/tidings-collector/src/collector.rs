@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,6 +28,7 @@ use crate::durable::Durable;
 use crate::metrics::{Counters, render};
 use crate::protocol::JsonErrors;
 use crate::reject::{Reject, json_response};
+use crate::ui::{ServeBody, Ui, UiRoute, View};
 use crate::{body, ingest, script};
 
 /// The most headers a request may carry.
@@ -57,7 +58,7 @@ struct Inner {
     limits: Limits,
     flume_allowlist: Option<PropertyAllowlist>,
     /// `[collector.catalog]`: the catalog and whether it is strict.
-    catalog: Option<(Catalog, bool)>,
+    catalog: Option<(Arc<Catalog>, bool)>,
     intake: Arc<AsyncRouter>,
     /// `ack = "durable"`: the write-ahead log in front of `intake`.
     durable: Option<Arc<Durable>>,
@@ -66,6 +67,8 @@ struct Inner {
     budgets: budget::Limits,
     counters: Counters,
     flume_log: Mutex<Box<dyn Write + Send>>,
+    /// `[collector.ui]`: the live view, when enabled.
+    ui: Option<Ui>,
 }
 
 impl Drop for Inner {
@@ -141,7 +144,75 @@ impl Route {
     }
 }
 
+/// `[collector] flume_allowed_properties`, checked.
+fn flume_allowlist(options: &CollectorOptions) -> Result<Option<PropertyAllowlist>, ConfigError> {
+    let Some(paths) = &options.flume_allowed_properties else {
+        return Ok(None);
+    };
+    PropertyAllowlist::new(paths.iter().cloned())
+        .map(Some)
+        .map_err(|e| {
+            ConfigError::new(
+                format!("collector.flume_allowed_properties[{}]", e.index),
+                ConfigErrorKind::Invalid,
+                e.to_string(),
+            )
+        })
+}
+
+/// `[collector.catalog]`, loaded, with whether it is strict.
+fn load_catalog(options: &CollectorOptions) -> Result<Option<(Arc<Catalog>, bool)>, ConfigError> {
+    let Some(c) = &options.catalog else {
+        return Ok(None);
+    };
+    Catalog::from_file(&c.path)
+        .map(|catalog| Some((Arc::new(catalog), c.strict)))
+        .map_err(|e| {
+            ConfigError::new(
+                "collector.catalog.path",
+                ConfigErrorKind::Invalid,
+                e.to_string(),
+            )
+        })
+}
+
 impl Collector {
+    /// Checks, without changing anything on the machine, what
+    /// [`Collector::from_config`] would refuse: every sink's own checks
+    /// ([`Config::preflight`]), the collector's options that are read at
+    /// start (the catalog file, `flume_allowed_properties`) and, in durable
+    /// mode, the write-ahead log's directory. `tidings check` and
+    /// `tidings serve` both run it first, so `check` fails when `serve`
+    /// would.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] with every problem found, located in the file.
+    pub fn preflight(config: &Config) -> Result<(), ConfigErrors> {
+        let mut errors = match config.preflight() {
+            Ok(()) => Vec::new(),
+            Err(found) => found.0,
+        };
+        let options = config.collector();
+        errors.extend(flume_allowlist(options).err());
+        errors.extend(load_catalog(options).err());
+        if options.ack == AckMode::Durable
+            && let Err(message) =
+                tidings_config::probe_directory(std::path::Path::new(&options.wal_path))
+        {
+            errors.push(ConfigError::new(
+                "collector.wal_path",
+                ConfigErrorKind::Build,
+                message,
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(config.locate(ConfigErrors(errors)))
+        }
+    }
+
     /// Builds the pipeline of `config` and a collector over it.
     ///
     /// # Errors
@@ -158,28 +229,24 @@ impl Collector {
     /// [`ConfigErrors`] when `flume_allowed_properties` holds an invalid path
     /// or the collector's worker cannot start.
     pub fn new(options: CollectorOptions, pipeline: Pipeline) -> Result<Self, ConfigErrors> {
-        let flume_allowlist = match &options.flume_allowed_properties {
-            None => None,
-            Some(paths) => Some(PropertyAllowlist::new(paths.iter().cloned()).map_err(|e| {
-                ConfigError::new(
-                    format!("collector.flume_allowed_properties[{}]", e.index),
-                    ConfigErrorKind::Invalid,
-                    e.to_string(),
+        let flume_allowlist = flume_allowlist(&options)?;
+        let catalog = load_catalog(&options)?;
+        let ui = if options.ui.enabled {
+            // The config refuses this already; options built in code too.
+            if options.ui.admin_key.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "collector.ui.admin_key",
+                    ConfigErrorKind::Missing,
+                    "the live view (`enabled = true`) needs a non-empty `admin_key`",
                 )
-            })?),
-        };
-        let catalog = match &options.catalog {
-            None => None,
-            Some(c) => Some((
-                Catalog::from_file(&c.path).map_err(|e| {
-                    ConfigError::new(
-                        "collector.catalog.path",
-                        ConfigErrorKind::Invalid,
-                        e.to_string(),
-                    )
-                })?,
-                c.strict,
-            )),
+                .into());
+            }
+            Some(Ui::new(
+                &options.ui,
+                catalog.as_ref().map(|(catalog, _)| catalog.clone()),
+            ))
+        } else {
+            None
         };
         let (root, stages) = pipeline.into_parts();
         let root = Arc::new(root);
@@ -219,6 +286,7 @@ impl Collector {
                 budgets,
                 counters: Counters::default(),
                 flume_log: Mutex::new(Box::new(std::io::stdout())),
+                ui,
             }),
         })
     }
@@ -282,9 +350,19 @@ impl Collector {
     {
         let origin =
             allowed_origin(&self.inner.options.allowed_origins, request.headers()).cloned();
+        // For the live view's list of refused requests: never the query,
+        // which may hold a write key.
+        let seen = self
+            .inner
+            .ui
+            .as_ref()
+            .map(|_| (request.method().clone(), request.uri().path().to_owned()));
         let mut response = match self.dispatch(route, origin.clone(), request).await {
             Ok(response) => response,
             Err(reject) => {
+                if let Some((method, path)) = &seen {
+                    self.refused(method.as_str(), path, &reject);
+                }
                 self.inner.counters.rejected(reject.reason());
                 if let Reject::Invalid { violation, .. } = &reject {
                     self.inner.counters.invalid(violation.kind().code());
@@ -415,6 +493,12 @@ impl Collector {
         for event in &mut events {
             event.set_received_at(now);
         }
+        // The live view: rates count what is received, the tap shows what
+        // is accepted (copies made now, before the events are admitted).
+        let tapped = inner.ui.as_ref().and_then(|ui| {
+            ui.received(now, &events);
+            ui.tap.prepare(&events)
+        });
         match &inner.durable {
             Some(durable) => durable.admit(&inner.intake, events).await?,
             // Full, or closed while shutting down: either way, retry later.
@@ -427,6 +511,9 @@ impl Collector {
             .counters
             .events_accepted
             .fetch_add(count as u64, Ordering::Relaxed);
+        if let (Some(ui), Some(tapped)) = (&inner.ui, tapped) {
+            ui.tap.publish(tapped);
+        }
         if let Some(line) = flume_line {
             let mut log = inner
                 .flume_log
@@ -477,13 +564,16 @@ impl Collector {
                     }
                     let Some(permit) = self.inner.budgets.connections.try_take(1) else {
                         self.inner.counters.rejected("too_many_connections");
+                        if let Some(ui) = &self.inner.ui {
+                            ui.refusals.push("", "", 503, "too_many_connections", "max_connections are open; the connection was answered 503 and closed unread");
+                        }
                         tokio::spawn(refuse_connection(stream));
                         continue;
                     };
                     let collector = self.clone();
                     let service = service_fn(move |request| {
                         let collector = collector.clone();
-                        async move { Ok::<_, Infallible>(collector.handle(request).await) }
+                        async move { Ok::<_, Infallible>(collector.respond(request).await) }
                     });
                     let connection = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -501,9 +591,69 @@ impl Collector {
             }
         }
         drop(listener);
+        // Live-view streams never end by themselves: end them, so the
+        // connections they hold let the graceful shutdown finish.
+        if let Some(ui) = &self.inner.ui {
+            ui.tap.close();
+        }
         let timeout = Duration::from_millis(self.inner.options.shutdown_timeout_ms);
         let _ = tokio::time::timeout(timeout, graceful.shutdown()).await;
         Ok(())
+    }
+
+    /// Answers a request of the server: the live view's paths when it is
+    /// on (its event stream is why this body may stream), else
+    /// [`Collector::handle`].
+    async fn respond<B>(&self, request: Request<B>) -> Response<ServeBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let ui_route = self
+            .inner
+            .ui
+            .as_ref()
+            .and_then(|ui| Some((ui, UiRoute::from_path(request.uri().path())?)));
+        let Some((ui, route)) = ui_route else {
+            return self.handle(request).await.map(Either::Left);
+        };
+        let inner = &self.inner;
+        let view = || View {
+            intake: inner.intake.metrics(),
+            intake_capacity: inner.options.queue_capacity,
+            stages: &inner.stages,
+            counters: &inner.counters,
+            connections: inner.budgets.connections.in_use(),
+        };
+        let answer = ui.answer(
+            route,
+            request.method(),
+            request.headers(),
+            request.uri().query(),
+            view,
+        );
+        let response = answer.unwrap_or_else(|reject| {
+            self.refused(request.method().as_str(), request.uri().path(), &reject);
+            inner.counters.rejected(reject.reason());
+            reject.into_response().map(Either::Left)
+        });
+        inner
+            .counters
+            .request(route.path(), response.status().as_u16());
+        response
+    }
+
+    /// Keeps a refused request for the live view, when it is on.
+    fn refused(&self, method: &str, path: &str, reject: &Reject) {
+        if let Some(ui) = &self.inner.ui {
+            ui.refusals.push(
+                method,
+                path,
+                reject.status().as_u16(),
+                reject.reason(),
+                &reject.summary(),
+            );
+        }
     }
 
     /// The root of the routing tree the collector feeds, to share it with a

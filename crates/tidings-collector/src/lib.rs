@@ -56,8 +56,18 @@
 //! routing tree with your own tracker (`tidings::Tracker::from_shared_root(collector.root())`)
 //! and call [`Collector::drain`] when your service stops.
 //!
+//! # The live view
+//!
+//! With `[collector.ui] enabled = true` and an `admin_key`,
+//! [`Collector::serve`] also serves a page at `/ui`: the events coming in
+//! (server-sent events at `/ui/events`, which `tidings tail` reads too),
+//! events per name over the last minutes, the refused requests and each
+//! sink's health (`/ui/api/state`). Off, `/ui` is not found; embedded as a
+//! tower service, the collector does not serve it. See `docs/ui.md`.
+//!
 //! The `tidings` binary in this crate runs it: `tidings serve [--config FILE]
-//! [--listen ADDR]` and `tidings check --config FILE`.
+//! [--listen ADDR]`, `tidings check --config FILE` and `tidings tail --url
+//! URL [--name PATTERN] [--key KEY]`.
 
 mod access;
 mod body;
@@ -70,6 +80,7 @@ mod protocol;
 mod reject;
 mod script;
 mod service;
+mod ui;
 
 pub use collector::{Collector, Route};
 pub use service::{IngestService, ResponseFuture};

@@ -1,6 +1,7 @@
 //! The `tidings` command: `serve` runs the collector, `check` validates a
-//! config and prints its tree, `compact` merges a file sink's files, and
-//! `catalog check|docs` lints an event catalog or writes its documentation.
+//! config and prints its tree, `compact` merges a file sink's files,
+//! `catalog check|docs` lints an event catalog or writes its documentation,
+//! and `tail` prints the live view's stream of incoming events.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 use tidings_catalog::{Catalog, Level, docs, lint};
 use tidings_collector::{Collector, DEFAULT_CONFIG};
 use tidings_config::{Config, ConfigErrors, Registry, load, load_file};
+
+mod tail;
 
 /// The collector allocates and frees many small objects per event on
 /// several threads; mimalloc handles that pattern much better than glibc's
@@ -33,15 +36,27 @@ enum Command {
         /// The TOML config file.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Listen on this address instead of the config's `collector.listen`.
-        #[arg(long)]
+        /// Listen on this address (`HOST:PORT`, such as `localhost:8080`)
+        /// instead of the config's `collector.listen`.
+        #[arg(long, value_parser = tidings_config::parse_listen)]
         listen: Option<SocketAddr>,
     },
-    /// Validate a config file and print its tree (exit code 1 on errors).
+    /// Validate a config file (the embedded default without one) as `serve`
+    /// would, without starting anything, and print its tree (exit code 1 on
+    /// problems).
     Check {
         /// The TOML config file.
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The TOML config file (the same as FILE).
+        #[arg(long, conflicts_with = "file")]
+        config: Option<PathBuf>,
+    },
+    /// Configs: `tidings config default` prints the embedded default, ready
+    /// to edit (`tidings config default > tidings.toml`).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Merge the small files a `file` sink wrote into one gzip file per period.
     Compact {
@@ -52,11 +67,30 @@ enum Command {
         #[arg(long, default_value = "hour")]
         period: tidings_sink_file::Period,
     },
+    /// Print the live view's stream of incoming events, one JSON line each
+    /// (the collector needs `[collector.ui]` enabled).
+    Tail {
+        /// The collector's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Only events whose name contains this, or matches it as a glob (`page.*`).
+        #[arg(long)]
+        name: Option<String>,
+        /// The admin key (default: the TIDINGS_ADMIN_KEY environment variable).
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Event catalogs: lint one, or write its documentation.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the embedded default config (what `serve` runs without --config).
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +110,14 @@ enum CatalogCommand {
     },
 }
 
+/// How a config is named in messages: its file, or the embedded default.
+fn source_name(path: Option<&PathBuf>) -> String {
+    path.map_or_else(
+        || "the embedded default config".to_owned(),
+        |path| path.display().to_string(),
+    )
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
     let registry = Registry::default();
     match path {
@@ -88,29 +130,30 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load_config(Some(&config)) {
-            Ok(config) => {
-                println!("{config}");
-                ExitCode::SUCCESS
+        Command::Check { file, config } => {
+            let path = file.or(config);
+            match load_config(path.as_ref())
+                .and_then(|config| Collector::preflight(&config).map(|()| config))
+            {
+                Ok(config) => {
+                    println!("{config}");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{}: {errors}", source_name(path.as_ref()));
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::FAILURE
-            }
-        },
+        }
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{DEFAULT_CONFIG}");
+            ExitCode::SUCCESS
+        }
         Command::Compact { path, period } => match tidings_sink_file::compact(&path, period) {
             Ok(report) => {
-                println!(
-                    "merged {} files into {} ({} lines){}",
-                    report.merged_files,
-                    report.outputs.len(),
-                    report.lines,
-                    if report.skipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; skipped damaged files: {:?}", report.skipped)
-                    }
-                );
+                println!("{report}");
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -119,9 +162,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Catalog { command } => catalog(command),
+        Command::Tail { url, name, key } => tail::run(&url, name.as_deref(), key),
         Command::Serve { config, listen } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -158,11 +203,14 @@ fn catalog(command: CatalogCommand) -> ExitCode {
                 println!("{finding}");
             }
             let errors = lints.iter().filter(|l| l.level == Level::Error).count();
+            let count =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             println!(
-                "{}: {} events, {errors} errors, {} warnings",
+                "{}: {}, {}, {}",
                 file.display(),
-                catalog.events().len(),
-                lints.len() - errors
+                count(catalog.events().len(), "event"),
+                count(errors, "error"),
+                count(lints.len() - errors, "warning")
             );
             if errors == 0 {
                 ExitCode::SUCCESS
@@ -190,18 +238,22 @@ const EXIT_EVENTS_LOST: u8 = 3;
 /// Runs the collector until SIGTERM or Ctrl-C, then drains it; returns
 /// how many events the drain could not deliver.
 fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<u64, String> {
-    let config = load_config(config_path).map_err(|e| e.to_string())?;
-    let collector = Collector::from_config(&config).map_err(|e| e.to_string())?;
-    let addr = listen.unwrap_or(collector.options().listen);
-    let drain = Duration::from_millis(collector.options().shutdown_timeout_ms);
+    let source = source_name(config_path);
+    let config = load_config(config_path)
+        .and_then(|config| Collector::preflight(&config).map(|()| config))
+        .map_err(|e| format!("{source}: {e}"))?;
+    let addr = listen.unwrap_or(config.collector().listen);
+    let drain = Duration::from_millis(config.collector().shutdown_timeout_ms);
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
+        // The port first: a start that fails creates nothing on disk.
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(target: "tidings::collector", "listening on http://{local}");
+        let collector = Collector::from_config(&config).map_err(|e| format!("{source}: {e}"))?;
+        banner(&config, config_path, local);
         collector.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
         tracing::info!(target: "tidings::collector", "stopped accepting; draining the pipeline");
         let drained = tokio::task::spawn_blocking({
@@ -232,6 +284,53 @@ fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<u6
         }
         Ok(lost)
     })
+}
+
+/// Says at start what runs and where its data goes: the version, the config
+/// and where its relative paths resolve, the listen URL and routes, each
+/// sink with its destination, the acknowledgement mode and `/metrics`.
+fn banner(config: &Config, config_path: Option<&PathBuf>, local: SocketAddr) {
+    const TARGET: &str = "tidings::collector";
+    let cwd = std::env::current_dir().map_or_else(|_| ".".to_owned(), |d| d.display().to_string());
+    match config_path {
+        Some(path) => {
+            tracing::info!(target: TARGET, "tidings {} starting: config {} (relative paths resolve against its directory)", env!("CARGO_PKG_VERSION"), path.display())
+        }
+        None => {
+            tracing::info!(target: TARGET, "tidings {} starting: the embedded default config (`tidings config default` prints it; relative paths resolve against {cwd})", env!("CARGO_PKG_VERSION"))
+        }
+    }
+    let routes = tidings_collector::Route::ALL
+        .iter()
+        .map(|route| route.path())
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::info!(target: TARGET, "listening on http://{local} (routes: {routes})");
+    let sinks = config.sinks();
+    if sinks.is_empty() {
+        tracing::warn!(target: TARGET, "no sinks: accepted events go nowhere");
+    }
+    for sink in sinks {
+        let keeps = sink.may_drop.map_or_else(
+            || "keeps every event".to_owned(),
+            |why| format!("may drop: {why}"),
+        );
+        let dead = sink
+            .dead_letters
+            .map(|d| format!("; dead letters: {d}"))
+            .unwrap_or_default();
+        tracing::info!(target: TARGET, "sink {}: {} {} ({keeps}{dead})", sink.path, sink.type_name, sink.description);
+    }
+    let options = config.collector();
+    match options.ack {
+        tidings_config::AckMode::Durable => {
+            tracing::info!(target: TARGET, "ack = durable: 202 once written and fsynced to the write-ahead log at {}", options.wal_path)
+        }
+        _ => {
+            tracing::info!(target: TARGET, "ack = fast: 202 once queued in memory (`ack = \"durable\"` keeps events across a crash)")
+        }
+    }
+    tracing::info!(target: TARGET, "metrics at http://{local}/metrics, health at http://{local}/healthz");
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -34,6 +34,16 @@ impl Counters {
         bump(&self.rejected, reason);
     }
 
+    /// Requests refused, by reason.
+    pub(crate) fn rejected_counts(&self) -> Vec<(&'static str, u64)> {
+        self.rejected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(reason, n)| (*reason, *n))
+            .collect()
+    }
+
     /// A request refused for a catalog violation of kind `code`.
     pub(crate) fn invalid(&self, code: &'static str) {
         bump(&self.invalid, code);

@@ -19,6 +19,11 @@ pub(crate) enum Reject {
     },
     /// 401: a write key is required and was missing or wrong.
     Unauthorized,
+    /// 401: the live view's admin key was missing or wrong.
+    AdminKeyRequired,
+    /// 503: no live-view stream can open now (`max_streams` are open, or
+    /// the collector is stopping).
+    StreamsUnavailable(String),
     /// 413: body or batch over the limits.
     TooLarge(String),
     /// 415: a content type the route does not take.
@@ -48,15 +53,16 @@ impl Reject {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::QueueFull | Self::Busy | Self::LogUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::QueueFull
+            | Self::Busy
+            | Self::LogUnavailable { .. }
+            | Self::StreamsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -66,6 +72,8 @@ impl Reject {
             Self::BadRequest(_) => "bad_request",
             Self::Invalid { .. } => "invalid_event",
             Self::Unauthorized => "unauthorized",
+            Self::AdminKeyRequired => "admin_key",
+            Self::StreamsUnavailable(_) => "ui_streams",
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotFound => "not_found",
@@ -77,9 +85,26 @@ impl Reject {
         }
     }
 
+    /// What the live view's list of refused requests shows: the message,
+    /// without the values a catalog violation quotes (they may be personal).
+    pub(crate) fn summary(&self) -> String {
+        match self {
+            Self::Invalid { index, violation } => format!(
+                "event {index} ({:?}): {} at {:?}",
+                violation.event(),
+                violation.kind().code(),
+                violation.path()
+            ),
+            _ => self.message(),
+        }
+    }
+
     fn message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
+            Self::BadRequest(m)
+            | Self::TooLarge(m)
+            | Self::UnsupportedMediaType(m)
+            | Self::StreamsUnavailable(m) => m.clone(),
             Self::LogUnavailable { message, .. } => {
                 format!("{message}, retry later; nothing of this request was accepted")
             }
@@ -87,6 +112,7 @@ impl Reject {
                 format!("event {index}: {violation}; nothing of this request was accepted")
             }
             Self::Unauthorized => "a valid write key is required".to_owned(),
+            Self::AdminKeyRequired => "the live view needs its admin key: send `Authorization: Bearer KEY` (the event stream also takes `?key=KEY`)".to_owned(),
             Self::NotFound => "no such route".to_owned(),
             Self::MethodNotAllowed(allow) => format!("method not allowed, use {allow}"),
             Self::Timeout => "the request body did not arrive in time".to_owned(),
@@ -112,10 +138,13 @@ impl Reject {
             Self::QueueFull | Self::Busy | Self::LogUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::StreamsUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             Self::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Unauthorized => {
+            Self::Unauthorized | Self::AdminKeyRequired => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}

@@ -12,8 +12,7 @@ mod support;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,34 +147,17 @@ impl Browser {
             RUN.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("home")).unwrap();
-        let child = Command::new(tidings_test::chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-crash-reporter",
-                "--enable-logging=stderr",
-                "--v=0",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        let child = tidings_test::chromium_command(&dir)
             .args(args)
-            // Nothing written outside the temporary directory.
-            .env("HOME", dir.join("home"))
-            .env("XDG_CONFIG_HOME", dir.join("home"))
-            .env("XDG_CACHE_HOME", dir.join("home"))
-            .stdin(Stdio::null())
             .stdout(File::create(dir.join("stdout")).unwrap())
             .stderr(File::create(dir.join("stderr")).unwrap())
-            .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start Chromium ({}): {e}", tidings_test::chromium().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start Chromium ({}): {e}",
+                    tidings_test::chromium().display()
+                )
+            });
         Self {
             child,
             dir,

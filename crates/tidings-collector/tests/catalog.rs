@@ -168,7 +168,12 @@ fn catalog_check_lints_and_fails_on_errors() {
     .unwrap();
     let (ok, _, stderr) = tidings(&["catalog", "check", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(stderr.contains("events.a.b.properties.n.type"), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"line 2, column 18: `events."a.b".properties.n.type`: unknown value "int"; did you mean "integer"?"#
+        ),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -61,12 +61,192 @@ fn check_prints_the_tree_or_every_error() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("backends.out.type: unknown backend type \"consol\""),
+        stderr.contains(
+            "`backends.out.type`: unknown backend type \"consol\"; did you mean \"console\"?"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("processors[0].patterns[0]: invalid regex"),
+        stderr.contains("`processors[0].patterns[0]`: invalid regex"),
         "{stderr}"
+    );
+}
+
+/// A fresh directory for a test.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidings-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `tidings serve` on `config` at a free address until it exits or
+/// has listened (then stops it); `Err(stderr)` when it refused to start.
+fn serve_outcome(config: &std::path::Path) -> Result<String, String> {
+    let addr = support::free_addr();
+    let mut child = tidings()
+        .args(["serve", "--listen", &addr, "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (_, _, stderr) = finish(child);
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            return Err(stderr);
+        }
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            signal(&child, "-TERM");
+            let (status, _, stderr) = finish(child);
+            assert!(status.success(), "{stderr}");
+            return Ok(stderr);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve neither listened nor exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn check_fails_exactly_when_serve_fails_to_start_with_the_same_message() {
+    let dir = temp_dir("check-serve");
+    let data = dir.join("data");
+    let cases = [
+        ("a file sink that cannot be created", "[backends.f]\ntype = \"file\"\npath = \"/proc/nope/x\"\n".to_owned()),
+        ("a missing collector catalog", "[collector.catalog]\npath = \"no-such-catalog.toml\"\n[backends.c]\ntype = \"console\"\n".to_owned()),
+        ("a typo", "[backends.f]\ntype = \"file\"\npath = \"data\"\nmax_evnts = 5\n".to_owned()),
+        ("a bad flume allowlist", "[collector]\nflume_allowed_properties = [\"a..b\"]\n[backends.c]\ntype = \"console\"\n".to_owned()),
+        ("a write-ahead log that cannot be created", "[collector]\nack = \"durable\"\nwal_path = \"/proc/nope/wal\"\n[backends.c]\ntype = \"console\"\n".to_owned()),
+        ("a good config", format!("[backends.f]\ntype = \"file\"\npath = \"{}\"\n", data.display())),
+    ];
+    for (what, text) in cases {
+        let file = dir.join("tidings.toml");
+        std::fs::write(&file, &text).unwrap();
+        let check = tidings().arg("check").arg(&file).output().unwrap();
+        let check_err = String::from_utf8(check.stderr).unwrap();
+        match serve_outcome(&file) {
+            Ok(_) => assert!(
+                check.status.success(),
+                "{what}: serve started but check said:\n{check_err}"
+            ),
+            Err(serve_err) => {
+                assert_eq!(
+                    check.status.code(),
+                    Some(1),
+                    "{what}: serve refused ({serve_err}) but check passed"
+                );
+                let reason = check_err.trim();
+                assert!(
+                    reason.starts_with(&format!("{}: ", file.display()))
+                        && reason.contains("line "),
+                    "{what}: {reason}"
+                );
+                assert!(
+                    serve_err.contains(reason),
+                    "{what}: check said {reason:?}, serve said {serve_err:?}"
+                );
+            }
+        }
+    }
+    assert!(data.exists(), "the good config's sink started");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_start_that_cannot_bind_creates_nothing_on_disk() {
+    let cwd = temp_dir("no-bind");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = tidings()
+        .current_dir(&cwd)
+        .args(["serve", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "created before binding"
+    );
+    std::fs::remove_dir_all(&cwd).unwrap();
+}
+
+#[test]
+fn the_start_says_what_runs_and_where_its_data_goes_without_colour_in_a_pipe() {
+    let cwd = temp_dir("banner");
+    let (child, addr) = spawn_listening(|addr| {
+        let mut command = tidings();
+        command.current_dir(&cwd).args(["serve", "--listen", addr]);
+        command
+    });
+    signal(&child, "-TERM");
+    let (status, _, stderr) = finish(child);
+    assert!(status.success(), "{stderr}");
+    for expected in [
+        format!(
+            "tidings {} starting: the embedded default config",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!("relative paths resolve against {}", cwd.display()),
+        format!(
+            "listening on http://{addr} (routes: /events /event/log /flume /spade /healthz /metrics /tidings.js"
+        ),
+        "sink backends.console: console format=json stream=stdout (may drop:".to_owned(),
+        "sink backends.files: file path=tidings-data ".to_owned(),
+        "(keeps every event; dead letters: file path=tidings-dead-letter/backends.files".to_owned(),
+        "ack = fast: 202 once queued in memory".to_owned(),
+        format!("metrics at http://{addr}/metrics"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe:\n{stderr}"
+    );
+    std::fs::remove_dir_all(&cwd).unwrap();
+}
+
+#[test]
+fn config_default_prints_the_embedded_default_and_check_takes_a_file_argument() {
+    let output = tidings().args(["config", "default"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text, tidings_collector::DEFAULT_CONFIG);
+    // Ready to edit: it checks as a file, the same as the default.
+    let file = write_config("printed-default", &text);
+    let as_file = tidings().arg("check").arg(&file).output().unwrap();
+    let as_default = tidings().arg("check").output().unwrap();
+    assert!(as_file.status.success() && as_default.status.success());
+    let tree = |out: &[u8]| {
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .replace(&format!("{}/", file.parent().unwrap().display()), "")
+    };
+    assert_eq!(tree(&as_file.stdout), tree(&as_default.stdout));
+    let both = tidings()
+        .arg("check")
+        .arg(&file)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "FILE and --config together are refused"
     );
 }
 
@@ -144,7 +324,8 @@ fn the_embedded_default_prints_events_and_keeps_them_in_gzip_files_under_tidings
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap().trim(),
-        "merged 0 files into 0 (0 lines)"
+        "merged 0 files into 0 (0 lines): 1 finished file in 1 period, one each; \
+         a period needs two or more to merge"
     );
     let output = tidings()
         .args(["compact", "--path", "/nonexistent/dir"])

@@ -81,29 +81,31 @@ impl std::fmt::Display for CompactReport {
     /// The summary `tidings compact` prints: what was merged, and when
     /// nothing was, why.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         write!(
             f,
-            "merged {} files into {} ({} lines)",
-            self.merged_files,
+            "merged {} into {} ({})",
+            count(self.merged_files, "file"),
             self.outputs.len(),
-            self.lines
+            count(self.lines, "line")
         )?;
         if self.merged_files == 0 {
-            match (self.finished_files, self.periods_alone) {
-                (0, _) => f.write_str(": no finished event files here")?,
-                (_, alone) if alone == self.periods => write!(
+            if self.finished_files == 0 {
+                f.write_str(": no finished event files here")?;
+            } else if self.periods_alone == self.periods {
+                write!(
                     f,
-                    ": {} finished files in {} periods, one each; a period needs two or more to merge",
-                    self.finished_files, self.periods
-                )?,
-                _ => {}
+                    ": {} in {}, one each; a period needs two or more to merge",
+                    count(self.finished_files, "finished file"),
+                    count(self.periods, "period")
+                )?;
             }
         }
         if self.in_progress > 0 {
             write!(
                 f,
-                "; {} files still being written left alone",
-                self.in_progress
+                "; {} still being written left alone",
+                count(self.in_progress, "file")
             )?;
         }
         if !self.skipped.is_empty() {

@@ -204,19 +204,28 @@ fn compaction_merges_each_hour_into_one_file_without_losing_or_duplicating_lines
     write_finished(&dir, "20261124T191500.000000Z", 2, &[3]);
     write_finished(&dir, "20261124T195959.999999Z", 3, &[4, 5]);
     write_finished(&dir, "20261124T200000.000000Z", 4, &[6]);
-    fs::write(dir.join("events-20261124T210000.000000Z-1-000009.jsonl.tmp"), "").unwrap();
+    fs::write(
+        dir.join("events-20261124T210000.000000Z-1-000009.jsonl.tmp"),
+        "",
+    )
+    .unwrap();
     let report = compact(&dir, Period::Hour).unwrap();
     assert_eq!(
         (report.outputs.len(), report.merged_files, report.lines),
         (1, 3, 5)
     );
     assert_eq!(
-        (report.finished_files, report.periods, report.periods_alone, report.in_progress),
+        (
+            report.finished_files,
+            report.periods,
+            report.periods_alone,
+            report.in_progress
+        ),
         (4, 2, 1, 1)
     );
     assert_eq!(
         report.to_string(),
-        "merged 3 files into 1 (5 lines); 1 files still being written left alone"
+        "merged 3 files into 1 (5 lines); 1 file still being written left alone"
     );
     let files = finished(&dir);
     assert_eq!(files.len(), 2);

@@ -144,6 +144,50 @@ pub fn chromium() -> std::path::PathBuf {
     path
 }
 
+/// A headless [`chromium`] command for a test, its profile and home under
+/// `dir` (created): headless, no sandbox, GPU, first-run, background
+/// networking, component updates, sync or crash reporter (on a machine
+/// without internet, Chromium otherwise keeps trying to reach Google),
+/// logging to stderr, stdin closed, in a process group of its own (kill
+/// the group to stop it and its helpers). Add arguments, stdout and stderr,
+/// then spawn.
+///
+/// # Panics
+///
+/// As [`chromium`], or when `dir` cannot be created.
+#[cfg(unix)]
+#[must_use]
+pub fn chromium_command(dir: &std::path::Path) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+    let mut command = std::process::Command::new(chromium());
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-crash-reporter",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        // Nothing written outside `dir`.
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("XDG_CACHE_HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .process_group(0);
+    command
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;

@@ -191,10 +191,13 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|candidate| {
-            let distance = strsim::damerau_levenshtein(
-                &word.to_ascii_lowercase(),
-                &candidate.to_ascii_lowercase(),
-            );
+            let (word, lower) = (word.to_ascii_lowercase(), candidate.to_ascii_lowercase());
+            // A short form (`int` for `integer`) counts as one typo.
+            let distance = if word.len() >= 3 && lower.starts_with(&word) {
+                1
+            } else {
+                strsim::damerau_levenshtein(&word, &lower)
+            };
             (distance, candidate)
         })
         .filter(|(distance, _)| *distance <= limit)
@@ -323,6 +326,8 @@ mod tests {
         assert_eq!(nearest("queue", ["url", "type"]), None);
         assert_eq!(nearest("MAX_EVENTS", ["max_events"]), Some("max_events"));
         assert_eq!(nearest("patern", ["patterns", "pattern"]), Some("pattern"));
+        assert_eq!(nearest("int", ["string", "integer"]), Some("integer"));
+        assert_eq!(nearest("in", ["integer"]), None);
         assert_eq!(nearest("anything", std::iter::empty()), None);
     }
 }

@@ -3,8 +3,13 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use tidings_event::{FailureStreak, StreakLog};
+use tidings_event::{FailureStreak, StreakLog, Timestamp};
+
+/// The longest [`LastError::message`] kept, in bytes.
+const MAX_ERROR_LEN: usize = 500;
 
 /// Why events were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +86,15 @@ pub(crate) struct Metrics {
     pub(crate) buffered_bytes: AtomicU64,
     /// Drops, for the log.
     drops: FailureStreak,
+    /// The last failed attempt and the current retry pause.
+    health: Mutex<Health>,
+}
+
+/// What a status page shows besides the counters.
+#[derive(Debug, Default)]
+struct Health {
+    last_error: Option<LastError>,
+    paused_until: Option<Timestamp>,
 }
 
 impl Metrics {
@@ -123,7 +137,40 @@ impl Metrics {
         self.dead_lettered[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Remembers a failed attempt of the sink, as the stage's last error.
+    pub(crate) fn failed(&self, error: &dyn fmt::Display) {
+        let mut message = error.to_string();
+        if message.len() > MAX_ERROR_LEN {
+            let mut end = MAX_ERROR_LEN;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        self.health().last_error = Some(LastError {
+            at: Timestamp::now(),
+            message,
+        });
+    }
+
+    /// The worker waits `wait` before trying again (`None`: it tries now).
+    pub(crate) fn paused(&self, wait: Option<Duration>) {
+        self.health().paused_until = wait.map(|wait| {
+            let wait = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
+            Timestamp::from_unix_micros(Timestamp::now().unix_micros().saturating_add(wait))
+        });
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn snapshot(&self, name: &str, queued: usize, waiting: usize) -> MetricsSnapshot {
+        let (last_error, paused_until) = {
+            let health = self.health();
+            (health.last_error.clone(), health.paused_until)
+        };
         MetricsSnapshot {
             name: name.to_owned(),
             received: self.received.load(Ordering::Relaxed),
@@ -137,8 +184,20 @@ impl Metrics {
             waiting: waiting as u64,
             buffered: self.buffered.load(Ordering::Relaxed),
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
+            last_error,
+            paused_until,
         }
     }
+}
+
+/// A sink's latest failed attempt ([`MetricsSnapshot::last_error`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastError {
+    /// When the attempt failed.
+    pub at: Timestamp,
+    /// The sink's error, as displayed (cut at 500 bytes).
+    pub message: String,
 }
 
 /// A point-in-time copy of a delivery stage's counters.
@@ -176,6 +235,14 @@ pub struct MetricsSnapshot {
     pub buffered: u64,
     /// Bytes of the events being batched, before compression.
     pub buffered_bytes: u64,
+    /// The sink's latest failed attempt, kept after it recovers (compare
+    /// its time with the deliveries since). `None` for a stage whose sink
+    /// never failed, and for async routers.
+    pub last_error: Option<LastError>,
+    /// While the worker waits to retry a failed batch (backoff, or the
+    /// receiver's `Retry-After`), when it tries again; the whole sink waits
+    /// meanwhile.
+    pub paused_until: Option<Timestamp>,
 }
 
 impl MetricsSnapshot {

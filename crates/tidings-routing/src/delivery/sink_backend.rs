@@ -455,6 +455,7 @@ impl Worker {
                     }
                     Some(Err(error)) => error,
                 };
+                self.shared.metrics.failed(&error);
                 match self.failing.failed() {
                     StreakLog::First => {
                         tracing::warn!(target: "tidings::delivery", backend = %self.shared.name, %error, attempt, "batch failed; while the sink keeps failing, a summary is logged every 30 s")
@@ -490,7 +491,9 @@ impl Worker {
                             DropReason::Expired
                         } else {
                             Metrics::add(&self.shared.metrics.retried, events.len());
+                            self.shared.metrics.paused(Some(wait));
                             self.pause(Instant::now() + wait).await;
+                            self.shared.metrics.paused(None);
                             continue;
                         }
                     }
