@@ -49,6 +49,21 @@ pub enum Verdict {
     Drop,
 }
 
+/// What a processor decides about events from their name alone
+/// ([`Processor::interest`]): a tracker asks its root chain once per name and
+/// refuses the events it would drop before building them, as `tracing` asks
+/// a callsite's interest once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// Every event of this name passes, unchanged.
+    Always,
+    /// Every event of this name is dropped.
+    Never,
+    /// It depends on the event (its data or context), or the processor may
+    /// change it.
+    Sometimes,
+}
+
 /// One step of a processing chain.
 ///
 /// Implementations must be cheap and must not block: they run on the
@@ -62,17 +77,33 @@ pub trait Processor: Send + Sync + fmt::Debug {
     /// [`ProcessorError`] when the processor cannot do its job for this
     /// event; the router logs and counts it and the event goes on unchanged.
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError>;
+
+    /// What this processor does with every event named `name`, if the name
+    /// alone decides it. The default, [`Interest::Sometimes`], is always
+    /// right; a processor that decides by name alone (a name filter) says
+    /// [`Interest::Always`] or [`Interest::Never`], so that events it drops
+    /// cost almost nothing. It must agree with `process`, and never change.
+    fn interest(&self, name: &str) -> Interest {
+        let _ = name;
+        Interest::Sometimes
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
         (**self).process(event)
     }
+    fn interest(&self, name: &str) -> Interest {
+        (**self).interest(name)
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for Box<P> {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
         (**self).process(event)
+    }
+    fn interest(&self, name: &str) -> Interest {
+        (**self).interest(name)
     }
 }
 

@@ -4,7 +4,7 @@ use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind, Look};
 use tidings_event::Event;
 
-use crate::{Processor, ProcessorError, Verdict};
+use crate::{Interest, Processor, ProcessorError, Verdict};
 
 /// Whether a [`RegexFilter`]'s patterns list the names to keep or to drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,13 +160,29 @@ impl RegexFilter {
     }
 }
 
+impl RegexFilter {
+    /// Whether events named `name` pass.
+    fn keeps(&self, name: &str) -> bool {
+        self.matches(name) == (self.mode == FilterMode::Allowlist)
+    }
+}
+
 impl Processor for RegexFilter {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
-        let matched = self.matches(event.name());
-        Ok(match (self.mode, matched) {
-            (FilterMode::Allowlist, true) | (FilterMode::Blocklist, false) => Verdict::Keep,
-            (FilterMode::Allowlist, false) | (FilterMode::Blocklist, true) => Verdict::Drop,
+        Ok(if self.keeps(event.name()) {
+            Verdict::Keep
+        } else {
+            Verdict::Drop
         })
+    }
+
+    /// The name alone decides: [`Interest::Always`] or [`Interest::Never`].
+    fn interest(&self, name: &str) -> Interest {
+        if self.keeps(name) {
+            Interest::Always
+        } else {
+            Interest::Never
+        }
     }
 }
 
@@ -180,6 +196,23 @@ mod tests {
     fn verdict(filter: &RegexFilter, name: &'static str) -> Verdict {
         let mut event = Event::new(EventName::new(name).unwrap(), json!({}));
         filter.process(&mut event).unwrap()
+    }
+
+    #[test]
+    fn the_interest_of_a_name_agrees_with_the_verdict() {
+        let allow = RegexFilter::allowlist([r"edx\.", r"nav.*\.request$"]).unwrap();
+        let block = RegexFilter::blocklist([r"debug\."]).unwrap();
+        for name in ["edx.course", "navigation.request", "debug.tick", "other"] {
+            for filter in [&allow, &block] {
+                let expected = match verdict(filter, name) {
+                    Verdict::Keep => Interest::Always,
+                    Verdict::Drop => Interest::Never,
+                };
+                assert_eq!(filter.interest(name), expected, "{name} {filter:?}");
+            }
+        }
+        assert_eq!(allow.interest("other"), Interest::Never);
+        assert_eq!(block.interest("other"), Interest::Always);
     }
 
     #[test]

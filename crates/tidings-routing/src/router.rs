@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tidings_event::Event;
-use tidings_processors::{Processor, Verdict};
+use tidings_processors::{Interest, Processor, Verdict};
 
 use crate::{Backend, DrainError, SendError, Sink};
 
@@ -253,6 +253,32 @@ impl RoutingBackend {
     /// A builder for a router.
     pub fn builder() -> RoutingBackendBuilder {
         RoutingBackendBuilder::default()
+    }
+
+    /// What this router's processors decide about events named `name`
+    /// from the name alone: [`Interest::Never`] when one of them drops
+    /// every such event and each before it passes them unchanged,
+    /// [`Interest::Always`] when each passes them unchanged,
+    /// [`Interest::Sometimes`] otherwise. The facade's tracker asks once
+    /// per name and refuses the events its root would drop before building
+    /// them ([`RoutingBackend::count_refused_by_name`]).
+    #[must_use]
+    pub fn interest(&self, name: &str) -> Interest {
+        for processor in &self.processors {
+            match processor.interest(name) {
+                Interest::Always => {}
+                decided => return decided,
+            }
+        }
+        Interest::Always
+    }
+
+    /// Counts an event refused before it was built because this router's
+    /// [`RoutingBackend::interest`] in its name is [`Interest::Never`]: as
+    /// received and filtered, as if it had been processed.
+    pub fn count_refused_by_name(&self) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.filtered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The names of the backends, in delivery order.

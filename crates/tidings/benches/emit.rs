@@ -12,6 +12,10 @@
 //! `serialize_only` serializes the two events such an iteration produces,
 //! the baseline the target (emit at most 2x) is measured against.
 //!
+//! `emit_without_tracker/filtered_by_name` emits a name the root allowlist
+//! drops, decided once per name (`Tracker::emit` returns `None`), beside
+//! `global_emit_noop` (no tracker installed).
+//!
 //! `standard_workload_validated` adds a strict catalog processor to the root
 //! chain, declaring both events' properties as required and typed (one with
 //! a URL pattern): the catalog issue's target is at most 30% over
@@ -76,6 +80,13 @@ fn bench_emit(c: &mut Criterion) {
             ))
         });
     });
+    // Beside it, in the same run: an event the root allowlist drops by its
+    // name (issue 16's target: at most 20 ns).
+    let tracker = standard_tracker(false);
+    group.bench_function("filtered_by_name", |b| {
+        b.iter(|| black_box(tracker.emit(black_box("debug.tick"), black_box(&CLICK))));
+    });
+    assert!(tracker.stats().filtered > 0);
     group.finish();
 }
 

@@ -112,7 +112,8 @@ pub fn with_default<R>(f: impl FnOnce(&Tracker) -> R) -> Option<R> {
 ///
 /// Returns `Ok(None)` without looking at `name` or `data` when no tracker is
 /// installed, so instrumented libraries cost almost nothing in programs that
-/// do not track.
+/// do not track (and, as [`Tracker::emit`], when the tracker's root drops
+/// every event of this name).
 ///
 /// # Errors
 ///
@@ -122,5 +123,7 @@ pub fn emit(
     name: impl Into<Cow<'static, str>>,
     data: impl Serialize,
 ) -> Result<Option<EventId>, EmitError> {
-    with_default(|tracker| tracker.emit(name, data)).transpose()
+    with_default(|tracker| tracker.emit(name, data))
+        .transpose()
+        .map(Option::flatten)
 }

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -39,6 +39,8 @@ pub struct Tracker {
 
 #[derive(Debug)]
 struct Inner {
+    /// This tree's key in the per-thread name cache (never 0).
+    id: u64,
     root: Arc<RoutingBackend>,
     /// `shutdown` was called: its result told the caller.
     shut_down: AtomicBool,
@@ -55,6 +57,25 @@ impl Drop for Inner {
             );
         }
     }
+}
+
+/// The key of the next tree in [`NAME_CACHE`]; 0 marks an empty slot.
+static NEXT_TRACKER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Slots of the per-thread cache of names the root refuses.
+const NAME_CACHE_SLOTS: usize = 256;
+
+/// One cached decision: a tree, a static name (address and length), and
+/// whether the tree's root drops every event of that name.
+type NameSlot = (u64, usize, usize, bool);
+
+thread_local! {
+    /// Per thread, direct-mapped by the name's address: whether a tree's
+    /// root processors drop every event of a `&'static str` name, decided
+    /// once (as `tracing` caches a callsite's interest). A collision just
+    /// decides again; the processors of a built tree never change.
+    static NAME_CACHE: std::cell::RefCell<[NameSlot; NAME_CACHE_SLOTS]> =
+        const { std::cell::RefCell::new([(0, 0, 0, false); NAME_CACHE_SLOTS]) };
 }
 
 /// What the delivery stages of a tracker's tree accepted and did not
@@ -221,6 +242,7 @@ impl Tracker {
     pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_TRACKER_ID.fetch_add(1, Ordering::Relaxed),
                 root,
                 shut_down: AtomicBool::new(false),
             }),
@@ -282,7 +304,14 @@ impl Tracker {
     ///
     /// `data` is any serializable value; `null` (or `()`) becomes `{}`, as
     /// in edX. Processor and backend failures do not fail the emit: they are
-    /// isolated and counted (see [`Tracker::stats`]). Returns the event's id.
+    /// isolated and counted (see [`Tracker::stats`]).
+    ///
+    /// Returns the event's id, or `None` when no event was made: the root
+    /// processors drop every event of this name, decided from the name
+    /// alone (a root `RegexFilter`), once per name and thread for a
+    /// `&'static str` name. Such an emit costs a few nanoseconds: no data is
+    /// serialized, no id drawn, no context read; it is counted as received
+    /// and filtered all the same.
     ///
     /// # Errors
     ///
@@ -292,10 +321,34 @@ impl Tracker {
         &self,
         name: impl Into<Cow<'static, str>>,
         data: impl Serialize,
-    ) -> Result<EventId, EmitError> {
+    ) -> Result<Option<EventId>, EmitError> {
+        let name = name.into();
+        if let Cow::Borrowed(name) = name
+            && self.refuses(name)
+        {
+            self.inner.root.count_refused_by_name();
+            return Ok(None);
+        }
         let event = Event::from_serializable(EventName::new(name)?, &data)?
             .with_context(tidings_context::current());
-        Ok(self.send(event))
+        Ok(Some(self.send(event)))
+    }
+
+    /// Whether the root drops every event named `name` (a valid name whose
+    /// root interest is `Never`), from this thread's cache.
+    fn refuses(&self, name: &'static str) -> bool {
+        let (id, address) = (self.inner.id, name.as_ptr() as usize);
+        let slot = (address >> 3) % NAME_CACHE_SLOTS;
+        NAME_CACHE.with(|cache| {
+            let (cached_id, cached_address, cached_len, refused) = cache.borrow()[slot];
+            if (cached_id, cached_address, cached_len) == (id, address, name.len()) {
+                return refused;
+            }
+            let refused = EventName::new(name).is_ok()
+                && self.inner.root.interest(name) == tidings_processors::Interest::Never;
+            cache.borrow_mut()[slot] = (id, address, name.len(), refused);
+            refused
+        })
     }
 
     /// Emits a typed event: runs its [`validate`](tidings_catalog::TypedEvent::validate)
@@ -341,7 +394,7 @@ impl Tracker {
     pub fn emit_typed<T: tidings_catalog::TypedEvent>(
         &self,
         event: &T,
-    ) -> Result<EventId, EmitError> {
+    ) -> Result<Option<EventId>, EmitError> {
         event.validate()?;
         self.emit(T::NAME, event)
     }

@@ -21,7 +21,7 @@ fn tracker() -> (Tracker, RecordingBackend) {
 fn emit_stamps_id_and_timestamp_and_returns_the_id() {
     let (tracker, recorder) = tracker();
     let before = Timestamp::now();
-    let id = tracker.emit("a.b", json!({"k": 1})).unwrap();
+    let id = tracker.emit("a.b", json!({"k": 1})).unwrap().unwrap();
     let event = &recorder.events()[0];
     assert_eq!(event.id(), id);
     assert_eq!(id.as_uuid().get_version_num(), 7);
@@ -166,4 +166,47 @@ fn contexts_take_any_serializable_value() {
         serde_json::Value::Object(recorder.events()[0].context().clone()),
         json!({"org_id": 42, "course_id": "c-1"})
     );
+}
+
+#[test]
+fn a_name_the_root_filters_drop_is_refused_before_the_event_is_built() {
+    let recorder = RecordingBackend::new();
+    let tracker = Tracker::builder()
+        .processor(RegexFilter::blocklist([r"debug\."]).unwrap())
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
+    let other = Tracker::builder()
+        .backend("memory", recorder.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        // Data that cannot be serialized: refused by name, it is never looked at.
+        let unserializable = HashMap::from([((1, 2), "x")]);
+        assert!(
+            tracker
+                .emit("debug.tick", &unserializable)
+                .unwrap()
+                .is_none()
+        );
+        // Another tree decides for itself, from the same thread.
+        assert!(other.emit("debug.tick", json!({})).unwrap().is_some());
+        assert!(tracker.emit("app.tick", json!({})).unwrap().is_some());
+    }
+    let stats = tracker.stats();
+    assert_eq!((stats.received, stats.filtered), (6, 3));
+    assert_eq!(
+        recorder
+            .names()
+            .iter()
+            .filter(|n| *n == "debug.tick")
+            .count(),
+        3
+    );
+    // An invalid name is an error, refused or not.
+    assert!(tracker.emit("debug.\u{7}bell", json!({})).is_err());
+    // Names made at run time take the full path, with the same verdict.
+    let name = String::from("debug.") + "tock";
+    assert!(tracker.emit(name, json!({})).unwrap().is_some());
+    assert_eq!(tracker.stats().filtered, 4);
 }
