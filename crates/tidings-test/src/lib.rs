@@ -237,7 +237,10 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.ends_with("start it with: pg_ctlcluster 15 main start"),
+            message.ends_with(
+                "start it with: pg_ctlcluster 15 main start \
+                 (or run `scripts/test`, which installs and starts every service the tests need)"
+            ),
             "{message}"
         );
     }
