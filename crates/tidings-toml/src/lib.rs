@@ -145,6 +145,31 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        size: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Items {
+        items: Vec<Item>,
+    }
+
+    #[test]
+    fn mistakes_in_several_elements_of_an_array_of_tables_are_all_found() {
+        let text = "[[items]]\nname = 'a'\nsize = 'big'\n\n[[items]]\nname = 'b'\ncolor = 'red'\n";
+        let document = Document::parse(text).unwrap();
+        assert!(format!("{document:?}").starts_with("Document { table: "));
+        let value = toml::Value::Table(document.into_table());
+        let found = deserialize::<Items>(value, &KeyPath::root(), &[]).unwrap_err();
+        let paths: Vec<String> = found.iter().map(|m| m.path.to_string()).collect();
+        assert_eq!(paths, ["items[0].size", "items[1].color"]);
+    }
+
     #[test]
     fn a_valid_table_reads() {
         let value: toml::Value =

@@ -241,7 +241,9 @@ mod tests {
                 "{path}"
             );
         }
-        for bad in ["a..b", ".a", "a.", "a[x]", "\"open", "a b"] {
+        for bad in [
+            "a..b", ".a", "a.", "a[x]", "\"open", "a b", "a\"b\"", "a[0]b",
+        ] {
             assert_eq!(KeyPath::parse(bad), None, "{bad}");
         }
     }

@@ -267,6 +267,14 @@ mod tests {
             "expected a whole number, like 100, found the character \"c\""
         );
         assert_eq!(said("something custom\nin `x`", None), "something custom");
+        // What serde's visitor says it expects, kept when it is already words.
+        assert_eq!(
+            said(
+                "invalid type: integer `1`, expected \"none\" or a table",
+                Some("retry")
+            ),
+            "expected \"none\" or a table, found the number 1"
+        );
     }
 
     #[test]
@@ -328,6 +336,12 @@ mod tests {
         assert_eq!(nearest("patern", ["patterns", "pattern"]), Some("pattern"));
         assert_eq!(nearest("int", ["string", "integer"]), Some("integer"));
         assert_eq!(nearest("in", ["integer"]), None);
+        // Short words allow one typo, middling ones two, long ones three.
+        assert_eq!(nearest("ab", ["xb"]), Some("xb"));
+        assert_eq!(nearest("ab", ["xyz"]), None);
+        assert_eq!(nearest("abcdef", ["abxdyf"]), Some("abxdyf"));
+        assert_eq!(nearest("abcdef", ["abcxyz"]), None);
+        assert_eq!(nearest("abcdefghij", ["abcdefgxyz"]), Some("abcdefgxyz"));
         assert_eq!(nearest("anything", std::iter::empty()), None);
     }
 }
