@@ -242,7 +242,15 @@ mod tests {
             );
         }
         for bad in [
-            "a..b", ".a", "a.", "a[x]", "\"open", "a b", "a\"b\"", "a[0]b",
+            "a..b",
+            ".a",
+            "a.",
+            "a[x]",
+            "\"open",
+            "a b",
+            "a\"b\"",
+            "a[0]b",
+            "\"a\"\"b\"",
         ] {
             assert_eq!(KeyPath::parse(bad), None, "{bad}");
         }
