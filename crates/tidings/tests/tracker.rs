@@ -210,3 +210,67 @@ fn a_name_the_root_filters_drop_is_refused_before_the_event_is_built() {
     assert!(tracker.emit(name, json!({})).unwrap().is_some());
     assert_eq!(tracker.stats().filtered, 4);
 }
+
+#[test]
+fn undelivered_counts_dropped_dead_lettered_and_pending_per_stage() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tidings::{RetryPolicy, SinkBackend};
+    use tidings_test::{Answer, RecordingSink};
+
+    let kept = RecordingBackend::new();
+    let refusing = RecordingSink::scripted(std::iter::repeat_n(Answer::Status(400, None), 100));
+    let dropping = RecordingSink::scripted(std::iter::repeat_n(Answer::Status(400, None), 100));
+    let hanging = RecordingSink::scripted([Answer::Hang]);
+    let tracker = Tracker::builder()
+        .backend(
+            "dead",
+            SinkBackend::builder("dead", refusing)
+                .dead_letter(Arc::new(kept.clone()))
+                .build()
+                .unwrap(),
+        )
+        .backend(
+            "drop",
+            SinkBackend::builder("drop", dropping)
+                .retry(RetryPolicy::none())
+                .build()
+                .unwrap(),
+        )
+        .backend(
+            "hang",
+            SinkBackend::builder("hang", hanging).build().unwrap(),
+        )
+        .build()
+        .unwrap();
+    tracker.emit("a.b", json!({})).unwrap();
+    tracker.emit("a.b", json!({})).unwrap();
+    // The hanging sink never finishes its batch: flush says so.
+    assert!(tracker.flush(Duration::from_millis(300)).is_err());
+    let undelivered = tracker.undelivered();
+    assert_eq!(
+        (
+            undelivered.dropped,
+            undelivered.dead_lettered,
+            undelivered.pending
+        ),
+        (2, 2, 2),
+        "{undelivered}"
+    );
+    assert_eq!(undelivered.lost(), 4);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(
+        undelivered.by_stage,
+        [("drop".to_owned(), 2), ("hang".to_owned(), 2)]
+    );
+    assert_eq!(
+        undelivered.to_string(),
+        "4 events not delivered (dropped 2, still queued or in flight 2; 2 more kept as dead letters; drop: 2, hang: 2)"
+    );
+    let mut one = tidings::Undelivered::default();
+    one.pending = 1;
+    assert_eq!(
+        one.to_string(),
+        "1 event not delivered (dropped 0, still queued or in flight 1)"
+    );
+}
