@@ -225,3 +225,35 @@ fn backends_are_object_safe_and_routers_are_send_and_sync() {
     let boxed: Box<dyn Backend> = Box::new(RecordingBackend::new());
     boxed.send(event("a")).unwrap();
 }
+
+#[test]
+fn for_each_stage_visits_every_delivery_stage_through_routers_boxes_and_async_routers() {
+    use tidings_routing::{AsyncRouter, SinkBackend};
+    use tidings_test::RecordingSink;
+
+    let sink = |name: &'static str| {
+        SinkBackend::builder(name, RecordingSink::new())
+            .build()
+            .unwrap()
+    };
+    let inner = RoutingBackend::builder()
+        .backend("below", sink("below"))
+        .build()
+        .unwrap();
+    let boxed: Box<dyn Backend> = Box::new(sink("boxed"));
+    let root = RoutingBackend::builder()
+        .backend(
+            "async",
+            AsyncRouter::builder("async", Arc::new(inner))
+                .build()
+                .unwrap(),
+        )
+        .backend("boxed", boxed)
+        .backend("plain", RecordingBackend::new())
+        .build()
+        .unwrap();
+    let mut stages = Vec::new();
+    root.for_each_stage(&mut |stage| stages.push(stage.name));
+    assert_eq!(stages, ["async", "below", "boxed"]);
+    root.shutdown(Duration::from_secs(5)).unwrap();
+}
