@@ -844,6 +844,10 @@ fn relative_paths_resolve_against_the_config_files_directory() {
         type = "catalog"
         path = "catalog.toml"
 
+        [[processors]]
+        type = "pii_filter"
+        catalog = "catalog.toml"
+
         [backends.out]
         type = "file"
         path = "data"
@@ -915,6 +919,14 @@ fn preflight_finds_a_directory_that_cannot_be_created_and_changes_nothing() {
     )
     .unwrap();
     fine.preflight().unwrap();
+    // A sink type without checks of its own passes.
+    load(
+        "[backends.m]\ntype = \"memory\"\nid = \"preflight\"\n",
+        &registry(),
+    )
+    .unwrap()
+    .preflight()
+    .unwrap();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
