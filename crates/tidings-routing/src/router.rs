@@ -44,6 +44,9 @@ pub struct BranchStats {
 struct Counters {
     received: AtomicU64,
     filtered: AtomicU64,
+    /// Refused by name before they were built: received and filtered too
+    /// (one atomic add on that path instead of two).
+    refused_by_name: AtomicU64,
     processor_errors: AtomicU64,
 }
 
@@ -277,8 +280,7 @@ impl RoutingBackend {
     /// [`RoutingBackend::interest`] in its name is [`Interest::Never`]: as
     /// received and filtered, as if it had been processed.
     pub fn count_refused_by_name(&self) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+        self.counters.refused_by_name.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The names of the backends, in delivery order.
@@ -290,8 +292,10 @@ impl RoutingBackend {
     #[must_use]
     pub fn stats(&self) -> RouterStats {
         RouterStats {
-            received: self.counters.received.load(Ordering::Relaxed),
-            filtered: self.counters.filtered.load(Ordering::Relaxed),
+            received: self.counters.received.load(Ordering::Relaxed)
+                + self.counters.refused_by_name.load(Ordering::Relaxed),
+            filtered: self.counters.filtered.load(Ordering::Relaxed)
+                + self.counters.refused_by_name.load(Ordering::Relaxed),
             processor_errors: self.counters.processor_errors.load(Ordering::Relaxed),
             backends: self
                 .branches

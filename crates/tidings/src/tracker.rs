@@ -74,8 +74,8 @@ thread_local! {
     /// root processors drop every event of a `&'static str` name, decided
     /// once (as `tracing` caches a callsite's interest). A collision just
     /// decides again; the processors of a built tree never change.
-    static NAME_CACHE: std::cell::RefCell<[NameSlot; NAME_CACHE_SLOTS]> =
-        const { std::cell::RefCell::new([(0, 0, 0, false); NAME_CACHE_SLOTS]) };
+    static NAME_CACHE: [std::cell::Cell<NameSlot>; NAME_CACHE_SLOTS] =
+        const { [const { std::cell::Cell::new((0, 0, 0, false)) }; NAME_CACHE_SLOTS] };
 }
 
 /// What the delivery stages of a tracker's tree accepted and did not
@@ -340,13 +340,13 @@ impl Tracker {
         let (id, address) = (self.inner.id, name.as_ptr() as usize);
         let slot = (address >> 3) % NAME_CACHE_SLOTS;
         NAME_CACHE.with(|cache| {
-            let (cached_id, cached_address, cached_len, refused) = cache.borrow()[slot];
+            let (cached_id, cached_address, cached_len, refused) = cache[slot].get();
             if (cached_id, cached_address, cached_len) == (id, address, name.len()) {
                 return refused;
             }
             let refused = EventName::new(name).is_ok()
                 && self.inner.root.interest(name) == tidings_processors::Interest::Never;
-            cache.borrow_mut()[slot] = (id, address, name.len(), refused);
+            cache[slot].set((id, address, name.len(), refused));
             refused
         })
     }
