@@ -330,6 +330,9 @@ fn banner(config: &Config, config_path: Option<&PathBuf>, local: SocketAddr) {
             tracing::info!(target: TARGET, "ack = fast: 202 once queued in memory (`ack = \"durable\"` keeps events across a crash)")
         }
     }
+    if options.ui.enabled {
+        tracing::info!(target: TARGET, "live view at http://{local}/ui (admin key required; `tidings tail --url http://{local}` in a terminal)");
+    }
     tracing::info!(target: TARGET, "metrics at http://{local}/metrics, health at http://{local}/healthz");
 }
 

@@ -216,6 +216,7 @@ fn the_start_says_what_runs_and_where_its_data_goes_without_colour_in_a_pipe() {
         !stderr.contains('\u{1b}'),
         "colour codes in a pipe:\n{stderr}"
     );
+    assert!(!stderr.contains("live view"), "the live view is off by default");
     std::fs::remove_dir_all(&cwd).unwrap();
 }
 
@@ -353,4 +354,31 @@ fn the_embedded_default_keeps_every_event_in_its_files_and_lets_only_the_console
         files.contains("dead letters: file path=tidings-dead-letter/backends.files"),
         "{tree}"
     );
+}
+
+#[test]
+fn check_and_the_start_name_the_live_view_when_it_is_on_without_its_key() {
+    let text = "[collector.ui]\nenabled = true\nadmin_key = \"very-s3cret\"\n[backends.c]\ntype = \"console\"\n";
+    let file = write_config("ui-banner", text);
+    let check = tidings().arg("check").arg(&file).output().unwrap();
+    let tree = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        tree.contains("collector ui at /ui (admin key set, redacted)"),
+        "{tree}"
+    );
+    let (child, addr) = spawn_listening(|addr| {
+        let mut command = tidings();
+        command
+            .args(["serve", "--listen", addr, "--config"])
+            .arg(&file);
+        command
+    });
+    signal(&child, "-TERM");
+    let (status, _, stderr) = finish(child);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("live view at http://{addr}/ui")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("very-s3cret") && !tree.contains("very-s3cret"));
 }

@@ -454,6 +454,13 @@ impl fmt::Display for Config {
             c.allowed_origins,
             c.queue_capacity,
         )?;
+        if c.ui.enabled {
+            writeln!(
+                f,
+                "collector ui at /ui (admin key set, redacted) max_streams={} tail_buffer={}",
+                c.ui.max_streams, c.ui.tail_buffer
+            )?;
+        }
         if let Some(catalog) = &c.catalog {
             let mode = if catalog.strict { "strict" } else { "lenient" };
             writeln!(f, "collector catalog {} ({mode})", catalog.path)?;
