@@ -216,7 +216,10 @@ fn the_start_says_what_runs_and_where_its_data_goes_without_colour_in_a_pipe() {
         !stderr.contains('\u{1b}'),
         "colour codes in a pipe:\n{stderr}"
     );
-    assert!(!stderr.contains("live view"), "the live view is off by default");
+    assert!(
+        !stderr.contains("live view"),
+        "the live view is off by default"
+    );
     std::fs::remove_dir_all(&cwd).unwrap();
 }
 

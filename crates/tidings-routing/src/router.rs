@@ -280,7 +280,9 @@ impl RoutingBackend {
     /// [`RoutingBackend::interest`] in its name is [`Interest::Never`]: as
     /// received and filtered, as if it had been processed.
     pub fn count_refused_by_name(&self) {
-        self.counters.refused_by_name.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .refused_by_name
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The names of the backends, in delivery order.
