@@ -221,4 +221,99 @@ mod tidy {
             }
         }
     }
+
+    /// The normal (not dev, not build) dependencies of every package in
+    /// the resolved graph, by package name, for the features `cargo
+    /// metadata` resolves by default.
+    fn normal_dependencies() -> std::collections::HashMap<String, Vec<String>> {
+        let output = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(project_root())
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let name_of: std::collections::HashMap<&str, &str> = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+            .collect();
+        let mut graph = std::collections::HashMap::new();
+        for node in metadata["resolve"]["nodes"].as_array().unwrap() {
+            let deps = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| {
+                    dep["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|kind| kind["kind"].is_null())
+                })
+                .map(|dep| name_of[dep["pkg"].as_str().unwrap()].to_owned())
+                .collect();
+            graph.insert(name_of[node["id"].as_str().unwrap()].to_owned(), deps);
+        }
+        graph
+    }
+
+    /// Every package `name` depends on, directly or not (normal edges).
+    fn closure(graph: &std::collections::HashMap<String, Vec<String>>, name: &str) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![name.to_owned()];
+        while let Some(next) = todo.pop() {
+            for dep in graph.get(&next).into_iter().flatten() {
+                if seen.insert(dep.clone()) {
+                    todo.push(dep.clone());
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    /// The dependency rules of docs/architecture.md ("Dependency
+    /// direction"), checked on the resolved graph.
+    #[test]
+    fn the_dependency_rules_of_the_architecture_hold() {
+        let graph = normal_dependencies();
+        let sinks: Vec<&String> = graph
+            .keys()
+            .filter(|n| n.starts_with("tidings-sink-"))
+            .collect();
+        assert!(sinks.len() >= 6, "{sinks:?}");
+        for sink in sinks {
+            let direct = &graph[sink];
+            let forbidden: Vec<&String> = direct
+                .iter()
+                .filter(|dep| {
+                    (dep.starts_with("tidings-sink-") && *dep != sink)
+                        || ["tidings", "tidings-config", "tidings-collector"]
+                            .contains(&dep.as_str())
+                })
+                .collect();
+            assert!(
+                forbidden.is_empty(),
+                "{sink} depends on {forbidden:?}: a sink depends on tidings-routing and tidings-event only"
+            );
+        }
+        // The walk sees transitive edges: the delivery engine does pull tokio.
+        assert!(
+            closure(&graph, "tidings-routing")
+                .iter()
+                .any(|dep| dep == "tokio")
+        );
+        for pure in ["tidings-event", "tidings-context", "tidings-processors"] {
+            let all = closure(&graph, pure);
+            assert!(
+                !all.iter().any(|dep| dep == "tokio"),
+                "{pure} pulls tokio (it must do no I/O): {all:?}"
+            );
+        }
+    }
 }
