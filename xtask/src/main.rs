@@ -227,7 +227,7 @@ mod tidy {
     /// metadata` resolves by default.
     fn normal_dependencies() -> std::collections::HashMap<String, Vec<String>> {
         let output = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["metadata", "--format-version", "1"])
             .current_dir(project_root())
             .output()
             .expect("cargo metadata runs");
