@@ -127,14 +127,7 @@ impl fmt::Display for Undelivered {
 fn undelivered(root: &dyn Backend) -> Undelivered {
     let mut total = Undelivered::default();
     root.for_each_stage(&mut |stage| {
-        // Pending by the stage's accounting identity (received = delivered
-        // + dropped + dead-lettered + pending): its queue and batch lengths,
-        // read one after the other, can count an event moving from one to
-        // the other twice.
-        let dropped = stage.dropped_total();
-        let pending = stage
-            .received
-            .saturating_sub(stage.delivered + dropped + stage.dead_lettered_total());
+        let (dropped, pending) = (stage.dropped_total(), stage.pending());
         total.dropped += dropped;
         total.pending += pending;
         total.dead_lettered += stage.dead_lettered_total();

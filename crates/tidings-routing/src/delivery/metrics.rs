@@ -274,8 +274,14 @@ impl MetricsSnapshot {
     /// yet: queued, or taken by the worker (batching, in flight, waiting to
     /// retry).
     #[must_use]
+    ///
+    /// The queue and the worker's batch are read one after the other, so
+    /// an event moving from one to the other could be seen in both; the
+    /// stage's accounting (received − delivered − dropped − dead-lettered)
+    /// bounds the sum, so an event is never counted twice.
     pub fn pending(&self) -> u64 {
-        self.queued + self.buffered
+        let accounted = self.delivered + self.dropped_total() + self.dead_lettered_total();
+        (self.queued + self.buffered).min(self.received.saturating_sub(accounted))
     }
 }
 
@@ -284,4 +290,23 @@ fn count(counts: &[(DropReason, u64)], reason: DropReason) -> u64 {
         .iter()
         .find(|(r, _)| *r == reason)
         .map_or(0, |(_, n)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_never_counts_an_event_moving_from_queue_to_batch_twice() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.received, 27);
+        // The queue read before the worker took one event, its batch after.
+        metrics.buffered.store(1, Ordering::Relaxed);
+        assert_eq!(metrics.snapshot("s", 27, 0).pending(), 27);
+        // At a quiet point the two agree.
+        assert_eq!(metrics.snapshot("s", 26, 0).pending(), 27);
+        Metrics::add(&metrics.delivered, 1);
+        metrics.buffered.store(0, Ordering::Relaxed);
+        assert_eq!(metrics.snapshot("s", 26, 0).pending(), 26);
+    }
 }
