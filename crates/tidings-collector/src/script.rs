@@ -13,15 +13,26 @@ const CACHE_CONTROL: &str = "public, max-age=300";
 /// The answer to `GET` or `HEAD /tidings.js` (hyper leaves the body out of
 /// an answer to `HEAD`).
 pub(crate) fn response() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(SCRIPT.as_bytes())));
+    embedded(
+        SCRIPT,
+        "application/javascript; charset=utf-8",
+        CACHE_CONTROL,
+    )
+}
+
+/// A file embedded in the binary, as served: its type, how long it may be
+/// kept, and `nosniff` (the live view's page adds its own headers).
+pub(crate) fn embedded(
+    text: &'static str,
+    content_type: &'static str,
+    cache_control: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/javascript; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
+        HeaderValue::from_static(cache_control),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -286,6 +286,10 @@ fn the_page_is_public_and_its_data_needs_the_admin_key() {
             .unwrap()
             .contains("default-src 'none'")
     );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-cache");
     assert!(page.contains("<title>tidings · live view</title>"));
     assert!(!page.contains(KEY));
     let (status, headers, script) = support::exchange(addr, "GET", "/ui/ui.js", &[], b"");

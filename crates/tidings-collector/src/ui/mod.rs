@@ -288,17 +288,11 @@ fn stage_json(path: &str, kind: &str, m: &MetricsSnapshot, capacity: Option<usiz
 
 /// An embedded file, with the headers that keep the page to itself.
 fn asset(text: &'static str, content_type: &'static str) -> Response<ServeBody> {
-    let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut response = crate::script::embedded(text, content_type, "no-cache").map(Either::Left);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
