@@ -247,14 +247,16 @@ fn serve(config_path: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<u6
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        // The port first: a start that fails creates nothing on disk.
+        // Signals first: a SIGTERM once the port accepts connections drains.
+        let stop = shutdown_signal();
+        // The port next: a start that fails creates nothing on disk.
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let collector = Collector::from_config(&config).map_err(|e| format!("{source}: {e}"))?;
         banner(&config, config_path, local);
-        collector.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+        collector.serve(listener, stop).await.map_err(|e| e.to_string())?;
         tracing::info!(target: "tidings::collector", "stopped accepting; draining the pipeline");
         let drained = tokio::task::spawn_blocking({
             let collector = collector.clone();
@@ -336,25 +338,22 @@ fn banner(config: &Config, config_path: Option<&PathBuf>, local: SocketAddr) {
     tracing::info!(target: TARGET, "metrics at http://{local}/metrics, health at http://{local}/healthz");
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C. SIGTERM's handler is installed when this
+/// is called, not when the future is first polled: call it before the port
+/// is bound, so that a SIGTERM right after start drains instead of killing.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = ctrl_c => {}
+            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
