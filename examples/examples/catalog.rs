@@ -15,7 +15,7 @@ use serde_json::json;
 use tidings::catalog::{
     BoxError, Catalog, CatalogProcessor, HandleEvent, Handlers, PiiFilter, TypedEvent, Violation,
 };
-use tidings::{Event, RoutingBackend, Tracker};
+use tidings::{AsyncRouter, Event, RoutingBackend, Tracker};
 use tidings_test::RecordingBackend;
 
 /// `video.played`: a member of the catalog's `video.*` family.
@@ -82,7 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .backend("out", mirror.clone())
                 .build()?,
         )
-        .backend("handlers", handlers.spawn(1000)?)
+        .backend(
+            "handlers",
+            AsyncRouter::builder("handlers", handlers)
+                .queue_capacity(1000)
+                .build()?,
+        )
         .build()?;
 
     tracker.emit_typed(&VideoPlayed {

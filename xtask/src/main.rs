@@ -293,13 +293,22 @@ mod tidy {
                 .iter()
                 .filter(|dep| {
                     (dep.starts_with("tidings-sink-") && *dep != sink)
-                        || ["tidings", "tidings-config", "tidings-collector"]
-                            .contains(&dep.as_str())
+                        || [
+                            "tidings",
+                            "tidings-routing",
+                            "tidings-config",
+                            "tidings-collector",
+                        ]
+                        .contains(&dep.as_str())
                 })
                 .collect();
             assert!(
                 forbidden.is_empty(),
-                "{sink} depends on {forbidden:?}: a sink depends on tidings-routing and tidings-event only"
+                "{sink} depends on {forbidden:?}: a sink depends on the contract (tidings-core), not on the delivery engine, another sink, the config, the facade or the collector"
+            );
+            assert!(
+                direct.iter().any(|dep| dep == "tidings-core"),
+                "{sink} implements `Sink` from tidings-core"
             );
         }
         // The walk sees transitive edges: the delivery engine does pull tokio.
@@ -308,11 +317,25 @@ mod tidy {
                 .iter()
                 .any(|dep| dep == "tokio")
         );
-        for pure in ["tidings-event", "tidings-context", "tidings-processors"] {
+        // The contract, and what it is made of, carry no runtime, regex
+        // engine or HTTP stack: an emitting library or a sink pays for none.
+        for pure in ["tidings-core", "tidings-event", "tidings-context"] {
             let all = closure(&graph, pure);
+            let heavy: Vec<&String> = all
+                .iter()
+                .filter(|dep| {
+                    ["tokio", "regex", "hyper", "tidings-routing"].contains(&dep.as_str())
+                })
+                .collect();
+            assert!(heavy.is_empty(), "{pure} pulls {heavy:?}: {all:?}");
+        }
+        // Stock processors and the schema crate do no I/O.
+        for no_io in ["tidings-processors", "tidings-catalog"] {
+            let all = closure(&graph, no_io);
             assert!(
-                !all.iter().any(|dep| dep == "tokio"),
-                "{pure} pulls tokio (it must do no I/O): {all:?}"
+                !all.iter()
+                    .any(|dep| dep == "tokio" || dep == "tidings-routing"),
+                "{no_io} pulls tokio or the delivery engine: {all:?}"
             );
         }
     }

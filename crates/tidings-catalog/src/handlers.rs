@@ -7,8 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tidings_core::{Backend, BoxError, SendError};
 use tidings_event::Event;
-use tidings_routing::{AsyncRouter, Backend, BoxError, SendError, SpawnError};
 
 use crate::spec::NamePattern;
 use crate::typed::HandleEvent;
@@ -27,8 +27,9 @@ struct Entry {
 /// and never stops the others.
 ///
 /// `Handlers` is a [`Backend`] that runs the handlers on the thread that
-/// sends to it; [`Handlers::spawn`] puts them on a worker of their own, off
-/// the emitting thread, which is how they are meant to run.
+/// sends to it; put it behind an `AsyncRouter` (tidings-routing) to run
+/// them on a worker of their own, off the emitting thread, which is how
+/// they are meant to run.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -36,7 +37,7 @@ struct Entry {
 /// use std::time::Duration;
 /// use tidings_catalog::Handlers;
 /// use tidings_event::{Event, EventName};
-/// use tidings_routing::Backend;
+/// use tidings_routing::{AsyncRouter, Backend};
 ///
 /// let seen = Arc::new(AtomicUsize::new(0));
 /// let counter = seen.clone();
@@ -47,7 +48,7 @@ struct Entry {
 ///     })?
 ///     .build();
 /// let counts = handlers.counters();
-/// let worker = handlers.spawn(1000)?;
+/// let worker = AsyncRouter::builder("handlers", handlers).queue_capacity(1000).build()?;
 /// worker.send(Event::new(EventName::new("edx.video.played")?, serde_json::json!({})))?;
 /// worker.flush(Duration::from_secs(5))?;
 /// assert_eq!(seen.load(Ordering::Relaxed), 1);
@@ -225,19 +226,6 @@ impl Handlers {
             }
         }
         failures
-    }
-
-    /// Moves the handlers to a worker of their own behind a queue of
-    /// `queue_capacity` events (see [`AsyncRouter`]): put the returned
-    /// router in the routing tree.
-    ///
-    /// # Errors
-    ///
-    /// [`SpawnError`] when the worker thread cannot start.
-    pub fn spawn(self, queue_capacity: usize) -> Result<AsyncRouter, SpawnError> {
-        AsyncRouter::builder("handlers", self)
-            .queue_capacity(queue_capacity)
-            .build()
     }
 }
 

@@ -59,6 +59,6 @@ pub use handlers::{HandlerCounters, HandlerNameError, HandlerStats, Handlers, Ha
 pub use lint::{Level, Lint, lint};
 pub use processor::{CatalogProcessor, CatalogStats, OnInvalid, PiiFilter, VIOLATION_KEY};
 pub use spec::{EventSpec, MAX_REQUIRED, NamePattern, Pattern, Property, PropertyType, Shape};
-pub use tidings_routing::BoxError;
+pub use tidings_core::BoxError;
 pub use typed::{HandleEvent, TypedEvent};
 pub use validate::{Violation, ViolationKind};

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tidings_event::Event;
 
-use tidings_routing::BoxError;
+use tidings_core::BoxError;
 
 use crate::Violation;
 

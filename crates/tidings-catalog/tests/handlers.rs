@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tidings_catalog::{BoxError, HandleEvent, HandlerStats, Handlers, TypedEvent};
 use tidings_event::{Event, EventName};
-use tidings_routing::Backend;
+use tidings_routing::{AsyncRouter, Backend};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -107,7 +107,10 @@ fn spawned_handlers_run_off_the_emitting_thread() {
         .unwrap()
         .build();
     let counters = handlers.counters();
-    let worker = handlers.spawn(100).unwrap();
+    let worker = AsyncRouter::builder("handlers", handlers)
+        .queue_capacity(100)
+        .build()
+        .unwrap();
     for i in 0..10 {
         worker.send(played(&format!("v{i}"))).unwrap();
     }

@@ -2,8 +2,11 @@
 //! [`RoutingBackend`], which runs a processor chain and then fans each event
 //! out to named backends (edX `event-tracking`'s `RoutingBackend`).
 //!
-//! Sink authors depend on this crate and on `tidings-event`, not on the
-//! `tidings` facade, so that their dependency stays small and stable.
+//! This is the delivery engine: [`SinkBackend`] (a bounded queue, batching,
+//! retry, dead letters and accounting in front of a [`Sink`]),
+//! [`AsyncRouter`], and the synchronous [`RoutingBackend`]. The traits they
+//! implement and call (`Backend`, `Sink`, `Processor`) live in
+//! `tidings-core`, which is all a sink author depends on.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,14 +44,16 @@
 //! - One backend failing or panicking never stops the others; every failure
 //!   is counted in [`RouterStats`].
 
-mod backend;
 mod delivery;
 mod router;
 
-pub use async_trait::async_trait;
-pub use backend::{Backend, BoxError, DrainError, SendError};
 pub use delivery::*;
 pub use router::{
     AsBackend, AsSink, BranchStats, BuildError, IntoBackend, RouterStats, RoutingBackend,
     RoutingBackendBuilder,
+};
+/// The contract, defined in `tidings-core` and re-exported here.
+pub use tidings_core::{
+    Backend, BoxError, DrainError, DropReason, LastError, MetricsSnapshot, SendError, Sink,
+    SinkError, SinkErrorKind, async_trait,
 };

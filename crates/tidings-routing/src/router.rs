@@ -258,33 +258,6 @@ impl RoutingBackend {
         RoutingBackendBuilder::default()
     }
 
-    /// What this router's processors decide about events named `name`
-    /// from the name alone: [`Interest::Never`] when one of them drops
-    /// every such event and each before it passes them unchanged,
-    /// [`Interest::Always`] when each passes them unchanged,
-    /// [`Interest::Sometimes`] otherwise. The facade's tracker asks once
-    /// per name and refuses the events its root would drop before building
-    /// them ([`RoutingBackend::count_refused_by_name`]).
-    #[must_use]
-    pub fn interest(&self, name: &str) -> Interest {
-        for processor in &self.processors {
-            match processor.interest(name) {
-                Interest::Always => {}
-                decided => return decided,
-            }
-        }
-        Interest::Always
-    }
-
-    /// Counts an event refused before it was built because this router's
-    /// [`RoutingBackend::interest`] in its name is [`Interest::Never`]: as
-    /// received and filtered, as if it had been processed.
-    pub fn count_refused_by_name(&self) {
-        self.counters
-            .refused_by_name
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
     /// The names of the backends, in delivery order.
     pub fn backend_names(&self) -> impl Iterator<Item = &str> {
         self.branches.iter().map(|b| &*b.name)
@@ -418,6 +391,32 @@ impl RoutingBackend {
 }
 
 impl Backend for RoutingBackend {
+    /// What this router's processors decide about events named `name`
+    /// from the name alone: [`Interest::Never`] when one of them drops
+    /// every such event and each before it passes them unchanged,
+    /// [`Interest::Always`] when each passes them unchanged,
+    /// [`Interest::Sometimes`] otherwise. A [`Dispatch`](tidings_core::Dispatch)
+    /// asks once per name and refuses the events its root would drop
+    /// before building them.
+    fn interest(&self, name: &str) -> Interest {
+        for processor in &self.processors {
+            match processor.interest(name) {
+                Interest::Always => {}
+                decided => return decided,
+            }
+        }
+        Interest::Always
+    }
+
+    /// Counts an event refused before it was built because this router's
+    /// [`Backend::interest`] in its name is [`Interest::Never`]: as
+    /// received and filtered, as if it had been processed.
+    fn count_refused_by_name(&self) {
+        self.counters
+            .refused_by_name
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Processes the event and fans it out. Failures of processors and
     /// backends are isolated and counted, so this always returns `Ok`.
     fn send(&self, event: Event) -> Result<(), SendError> {

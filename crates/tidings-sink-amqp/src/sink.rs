@@ -16,8 +16,8 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind,
 };
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
-use tidings_routing::{Sink, SinkError, async_trait};
 use tokio::sync::Mutex;
 
 use crate::routing_key::RoutingKeyTemplate;

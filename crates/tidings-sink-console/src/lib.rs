@@ -1,7 +1,7 @@
 //! The console sink: writes events to stdout or stderr, as JSON lines or
 //! pretty-printed JSON (tachyon's console reporter).
 //!
-//! Like every sink it runs behind a [`SinkBackend`](tidings_routing::SinkBackend),
+//! Like every sink it runs behind a `SinkBackend` (tidings-routing),
 //! so writing to the terminal never happens on the emitting thread.
 //!
 //! ```
@@ -21,8 +21,8 @@ use std::io::{self, Write};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
-use tidings_routing::{Sink, SinkError, async_trait};
 
 /// How events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::{Event, Lease, Timestamp};
-use tidings_routing::{Sink, SinkError, async_trait};
 
 use crate::names::{TMP_SUFFIX, file_name, is_gzip};
 use crate::recover::recover_orphans;

@@ -17,7 +17,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tidings_routing::SinkError;
+use tidings_core::SinkError;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinHandle};
@@ -553,7 +553,7 @@ mod tests {
         };
         assert_eq!(
             aborted.into_sink_error().kind(),
-            tidings_routing::SinkErrorKind::Fatal
+            tidings_core::SinkErrorKind::Fatal
         );
     }
 }

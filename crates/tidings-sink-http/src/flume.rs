@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use http::header::HeaderMap;
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::{Event, EventId};
 use tidings_processors::PropertyAllowlist;
-use tidings_routing::{Sink, SinkError, async_trait};
 
 use crate::endpoint::{Endpoint, FORM};
 use crate::properties::{Element, merged};

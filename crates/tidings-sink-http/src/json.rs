@@ -11,8 +11,8 @@ use flate2::write::GzEncoder;
 use http::header::{
     CONTENT_ENCODING, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
 };
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
-use tidings_routing::{Sink, SinkError, async_trait};
 
 use crate::endpoint::Endpoint;
 use crate::{BuildError, HttpClient};

@@ -27,9 +27,9 @@
 //!
 //! # What the sinks do, and what they leave to `SinkBackend`
 //!
-//! Each sink implements [`tidings_routing::Sink`]: one `send_batch` call is
+//! Each sink implements [`tidings_core::Sink`]: one `send_batch` call is
 //! one attempt. Failures are classified for the
-//! [`SinkBackend`](tidings_routing::SinkBackend)'s retry policy: `408`,
+//! `SinkBackend` (tidings-routing)'s retry policy: `408`,
 //! `429` and `5xx` answers are retryable (with their `Retry-After`, in
 //! seconds or as an HTTP date), `413` splits the batch, other statuses drop
 //! it; connection failures, resets and timeouts are retryable.

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::Method;
 use http::header::{ACCEPT, HeaderMap, HeaderValue};
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::{Event, Value};
-use tidings_routing::{Sink, SinkError, async_trait};
 use tokio::sync::watch;
 
 use crate::client::{AbortOnDrop, Exec};

@@ -12,8 +12,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{Client, ConnectOptions};
 use bytes::Bytes;
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
-use tidings_routing::{Sink, SinkError, async_trait};
 
 use crate::SubjectTemplate;
 use crate::io::IoThread;

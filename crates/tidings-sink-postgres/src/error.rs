@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use tidings_routing::SinkError;
+use tidings_core::SinkError;
 
 /// The PostgreSQL sink could not be built, or could not deliver a batch.
 ///

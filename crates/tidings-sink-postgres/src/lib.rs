@@ -1,4 +1,4 @@
-//! The PostgreSQL sink: a durable, deduplicating [`Sink`](tidings_routing::Sink)
+//! The PostgreSQL sink: a durable, deduplicating [`Sink`](tidings_core::Sink)
 //! that writes each batch in one transaction, with binary `COPY` into a
 //! temporary table and `INSERT … ON CONFLICT (id) DO NOTHING` from there.
 //!
@@ -74,7 +74,7 @@
 //!   engine splits the batch and drops that event alone.
 //! - **Secrets.** `Debug`, errors and [`redacted`] show the server as
 //!   `host=… port=… user=… dbname=…`, never the password.
-//! - **Batches.** [`Sink::size_hint`](tidings_routing::Sink::size_hint) is
+//! - **Batches.** [`Sink::size_hint`](tidings_core::Sink::size_hint) is
 //!   0, so only the engine's `max_events` bounds a batch; 1000 to 5000
 //!   events per batch is a good range.
 //!

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt as _;
+use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
-use tidings_routing::{Sink, SinkError, async_trait};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;

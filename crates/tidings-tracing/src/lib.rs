@@ -43,7 +43,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde_json::Value;
-use tidings::{Event, EventName, Map, Tracker};
+use tidings_core::{Dispatch, Event, EventName, Map};
 use tracing::Subscriber;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -59,10 +59,10 @@ thread_local! {
     static EMITTING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Where events go: a tracker, or the global default tracker.
+/// Where events go: a dispatch (a tracker), or the default at each event.
 #[derive(Debug, Clone)]
 enum Target {
-    Tracker(Tracker),
+    Dispatch(Dispatch),
     Default,
 }
 
@@ -74,11 +74,12 @@ pub struct TidingsLayer {
 }
 
 impl TidingsLayer {
-    /// A layer emitting into `tracker`.
+    /// A layer emitting into `tracker` (a `tidings::Tracker`, or any
+    /// [`Dispatch`]).
     #[must_use]
-    pub fn new(tracker: Tracker) -> Self {
+    pub fn new(tracker: impl Into<Dispatch>) -> Self {
         Self {
-            target: Target::Tracker(tracker),
+            target: Target::Dispatch(tracker.into()),
             marker: DEFAULT_MARKER,
         }
     }
@@ -103,11 +104,13 @@ impl TidingsLayer {
 
     fn send(&self, event: Event) {
         match &self.target {
-            Target::Tracker(tracker) => {
-                tracker.send(event);
+            // A tracker's routing tree never refuses an event; another
+            // backend's refusal is its own to count.
+            Target::Dispatch(dispatch) => {
+                let _ = dispatch.send(event);
             }
             Target::Default => {
-                tidings::with_default(|tracker| tracker.send(event));
+                let _ = tidings_core::with_default(|dispatch| dispatch.send(event));
             }
         }
     }
@@ -227,7 +230,7 @@ where
         else {
             return;
         };
-        let mut context = tidings::current_context().into_map();
+        let mut context = tidings_core::current_context().into_map();
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {

@@ -1,129 +1,34 @@
-//! The process-wide default tracker and per-thread scoped overrides.
+//! Installing a [`Tracker`] as the default that [`emit`](crate::emit) uses.
+//! The default itself lives in `tidings-core`, so that an instrumented
+//! library that only emits depends on that crate alone.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use tidings_core::{DefaultGuard, FlushGuard, SetGlobalError};
 
-use serde::Serialize;
-use tidings_event::EventId;
+use crate::Tracker;
 
-use crate::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker};
-
-static GLOBAL: OnceLock<Tracker> = OnceLock::new();
-
-/// Live [`DefaultGuard`]s across all threads; while zero, no thread-local is
-/// read on the emit path.
-static SCOPED: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static LOCAL: RefCell<Option<Tracker>> = const { RefCell::new(None) };
-}
-
-/// A global default tracker was already installed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("a global default tracker is already installed")]
-pub struct SetGlobalError(());
-
-/// Drains the global tracker's backends when dropped, waiting at most
-/// [`DEFAULT_DRAIN_TIMEOUT`]. Returned by [`init`] and [`try_init`].
-///
-/// Bind it to a named variable in `main` (`let _guard = tidings::init(..);`):
-/// `let _ = ...` drops it, and so shuts the backends down, at once.
-#[must_use = "dropping the guard shuts the global tracker's backends down; bind it with `let _guard = ...`"]
-#[derive(Debug)]
-pub struct FlushGuard(());
-
-impl Drop for FlushGuard {
-    fn drop(&mut self) {
-        if let Some(tracker) = GLOBAL.get() {
-            if let Err(error) = tracker.shutdown(DEFAULT_DRAIN_TIMEOUT) {
-                tracing::warn!(%error, "tidings: backends did not drain at shutdown");
-            }
-            crate::tracker::report(
-                &tracker.undelivered(),
-                "when the `init` guard was dropped (its drain waits at most 5 s)",
-            );
-        }
-    }
-}
-
-/// Installs `tracker` as the process-wide default used by [`emit`].
+/// Installs `tracker` as the process-wide default used by
+/// [`emit`](crate::emit).
 ///
 /// # Errors
 ///
 /// [`SetGlobalError`] when a global default was already installed (it stays).
 pub fn try_init(tracker: Tracker) -> Result<FlushGuard, SetGlobalError> {
-    GLOBAL.set(tracker).map_err(|_| SetGlobalError(()))?;
-    Ok(FlushGuard(()))
+    tidings_core::try_init(tracker.dispatch())
 }
 
-/// Installs `tracker` as the process-wide default used by [`emit`].
+/// Installs `tracker` as the process-wide default used by
+/// [`emit`](crate::emit). Keep the returned guard alive until the program
+/// exits: dropping it drains the tracker's backends.
 ///
 /// # Panics
 ///
 /// When a global default was already installed; use [`try_init`] to handle that.
 pub fn init(tracker: Tracker) -> FlushGuard {
-    match try_init(tracker) {
-        Ok(guard) => guard,
-        Err(err) => panic!("tidings::init: {err}"),
-    }
-}
-
-/// Restores the previous thread default when dropped. Returned by [`set_default`].
-#[must_use = "the default is removed as soon as the guard is dropped; bind it with `let _guard = ...`"]
-#[derive(Debug)]
-pub struct DefaultGuard {
-    previous: Option<Tracker>,
-}
-
-impl Drop for DefaultGuard {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = LOCAL.try_with(|local| *local.borrow_mut() = previous);
-        SCOPED.fetch_sub(1, Ordering::Release);
-    }
+    tidings_core::init(tracker.dispatch())
 }
 
 /// Makes `tracker` the default for this thread until the guard is dropped,
 /// taking precedence over the global default. Meant for tests.
 pub fn set_default(tracker: &Tracker) -> DefaultGuard {
-    SCOPED.fetch_add(1, Ordering::Acquire);
-    let previous = LOCAL.with(|local| local.borrow_mut().replace(tracker.clone()));
-    DefaultGuard { previous }
-}
-
-/// Runs `f` with the current default tracker: this thread's, else the
-/// global one. Returns `None` when there is neither.
-pub fn with_default<R>(f: impl FnOnce(&Tracker) -> R) -> Option<R> {
-    if SCOPED.load(Ordering::Acquire) > 0 {
-        let local = LOCAL
-            .try_with(|local| local.borrow().clone())
-            .ok()
-            .flatten();
-        if let Some(tracker) = local {
-            return Some(f(&tracker));
-        }
-    }
-    GLOBAL.get().map(f)
-}
-
-/// Emits through the default tracker (see [`Tracker::emit`]).
-///
-/// Returns `Ok(None)` without looking at `name` or `data` when no tracker is
-/// installed, so instrumented libraries cost almost nothing in programs that
-/// do not track (and, as [`Tracker::emit`], when the tracker's root drops
-/// every event of this name).
-///
-/// # Errors
-///
-/// [`EmitError`] when the name is invalid or the data is not representable
-/// as JSON.
-pub fn emit(
-    name: impl Into<Cow<'static, str>>,
-    data: impl Serialize,
-) -> Result<Option<EventId>, EmitError> {
-    with_default(|tracker| tracker.emit(name, data))
-        .transpose()
-        .map(Option::flatten)
+    tidings_core::set_default(&tracker.dispatch())
 }

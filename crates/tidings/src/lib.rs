@@ -2,10 +2,10 @@
 //! them with processors; route them through a tree of backends to sinks.
 //!
 //! This is the facade most applications import. It re-exports the pieces
-//! (`tidings-event`, `tidings-context`, `tidings-processors`,
-//! `tidings-routing`) and adds the [`Tracker`] and a global default tracker.
-//! Sink authors should depend on `tidings-routing` and `tidings-event`
-//! instead of this crate.
+//! (`tidings-core`, the contract; `tidings-processors`; `tidings-routing`,
+//! the delivery engine) and adds the [`Tracker`], which builds a routing
+//! tree and installs it as the default. Sink authors and instrumented
+//! libraries depend on `tidings-core` alone instead of this crate.
 //!
 //! ```
 //! use serde_json::json;
@@ -39,31 +39,28 @@
 mod global;
 mod tracker;
 
-pub use global::{
-    DefaultGuard, FlushGuard, SetGlobalError, emit, init, set_default, try_init, with_default,
-};
+pub use global::{init, set_default, try_init};
 /// The TOML config (feature `config`): what [`Tracker::from_config_str`]
 /// reads, and the registry third-party sink and processor types join.
 #[cfg(feature = "config")]
 pub use tidings_config::{ConfigError, ConfigErrors, ProcessorType, Registry, SinkType};
-pub use tidings_context::{
-    Context, ContextGuard, IntoContextMap, WithContext, WithContextExt, current as current_context,
-    enter as enter_context, exit as exit_context, in_scope as in_context,
-};
-pub use tidings_event::{
-    Event, EventId, EventName, Limits, Map, NameError, Timestamp, Value, WireError, decode,
+pub use tidings_core::{
+    Backend, BoxError, Context, ContextGuard, DEFAULT_DRAIN_TIMEOUT, DefaultGuard, Dispatch,
+    DrainError, DropReason, EmitError, Event, EventId, EventName, FlushGuard, Interest,
+    IntoContextMap, Limits, Map, MetricsSnapshot, NameError, Processor, ProcessorError, SendError,
+    SetGlobalError, Sink, SinkError, SinkErrorKind, Timestamp, Undelivered, Value, Verdict,
+    WireError, WithContext, WithContextExt, async_trait, current_context, decode, emit,
+    enter_context, exit_context, in_context, processor_fn, with_default,
 };
 pub use tidings_processors::{
-    AllowlistError, FilterMode, PatternError, Processor, ProcessorError, PropertyAllowlist,
-    RegexFilter, Verdict, processor_fn,
+    AllowlistError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
 };
 pub use tidings_routing::{
-    AsyncRouter, AsyncRouterBuilder, Backend, BatchConfig, BoxError, BuildError, DrainError,
-    DropReason, IntoBackend, MetricsSnapshot, RetryPolicy, RouterStats, RoutingBackend,
-    RoutingBackendBuilder, SendError, Sink, SinkBackend, SinkBackendBuilder, SinkError,
-    SinkErrorKind, SpawnError, WhenFull, async_trait,
+    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, IntoBackend, RetryPolicy,
+    RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend, SinkBackendBuilder,
+    SpawnError, WhenFull,
 };
-pub use tracker::{DEFAULT_DRAIN_TIMEOUT, EmitError, Tracker, TrackerBuilder, Undelivered};
+pub use tracker::{Tracker, TrackerBuilder};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -111,15 +108,15 @@ pub mod sinks {
 
 /// The underlying crates, for items not re-exported at the top level.
 pub mod crates {
-    pub use tidings_context as context;
-    pub use tidings_event as event;
+    pub use tidings_core as core;
+    pub use tidings_core::{context, event};
     pub use tidings_processors as processors;
     pub use tidings_routing as routing;
 }
 
 /// The traits and types most programs need: `use tidings::prelude::*;`.
 pub mod prelude {
-    pub use tidings_context::WithContextExt as _;
+    pub use tidings_core::WithContextExt as _;
 
     pub use crate::{Backend, Event, EventName, Processor, Tracker, Verdict};
 }

@@ -1,21 +1,14 @@
 //! `Tracker`: stamps events at the call site and hands them to the routing tree.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tidings_event::{DataError, Event, EventId, EventName, NameError};
-use tidings_processors::Processor;
+use tidings_core::{Dispatch, DrainError, EmitError, Event, EventId, Processor, Undelivered};
 use tidings_routing::{
-    Backend, BuildError, DrainError, IntoBackend, RouterStats, RoutingBackend,
-    RoutingBackendBuilder,
+    BuildError, IntoBackend, RouterStats, RoutingBackend, RoutingBackendBuilder,
 };
-
-/// How long [`FlushGuard`](crate::FlushGuard) waits for backends to drain: 5 s.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Emits events into a routing tree.
 ///
@@ -24,7 +17,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`enter_context`](crate::enter_context)) before any processor or backend
 /// runs, so workers never read thread-locals. The root of the tree is a
 /// [`RoutingBackend`]: processors in order, then every backend in name
-/// order. Cloning a tracker is cheap; clones share the tree.
+/// order. Cloning a tracker is cheap; clones share the tree. A tracker is a
+/// [`Dispatch`] over a [`RoutingBackend`] with the builders and the config
+/// loading of this crate; [`Tracker::dispatch`] gives the dispatch itself.
 ///
 /// Call [`Tracker::shutdown`] before the program exits: it delivers what
 /// the backends queued and says what it could not. When the last clone of
@@ -34,123 +29,12 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// without a word.
 #[derive(Debug, Clone)]
 pub struct Tracker {
-    inner: Arc<Inner>,
+    dispatch: Dispatch<Arc<RoutingBackend>>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    /// This tree's key in the per-thread name cache (never 0).
-    id: u64,
-    root: Arc<RoutingBackend>,
-    /// `shutdown` was called: its result told the caller.
-    shut_down: AtomicBool,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // A tree shared with something else (an embedded collector) is
-        // still running: its queues are not lost.
-        if !self.shut_down.load(Ordering::Acquire) && Arc::strong_count(&self.root) == 1 {
-            report(
-                &undelivered(&*self.root),
-                "when the last tracker was dropped without `shutdown(timeout)`, which delivers what is queued",
-            );
-        }
-    }
-}
-
-/// The key of the next tree in [`NAME_CACHE`]; 0 marks an empty slot.
-static NEXT_TRACKER_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Slots of the per-thread cache of names the root refuses.
-const NAME_CACHE_SLOTS: usize = 256;
-
-/// One cached decision: a tree, a static name (address and length), and
-/// whether the tree's root drops every event of that name.
-type NameSlot = (u64, usize, usize, bool);
-
-thread_local! {
-    /// Per thread, direct-mapped by the name's address: whether a tree's
-    /// root processors drop every event of a `&'static str` name, decided
-    /// once (as `tracing` caches a callsite's interest). A collision just
-    /// decides again; the processors of a built tree never change.
-    static NAME_CACHE: [std::cell::Cell<NameSlot>; NAME_CACHE_SLOTS] =
-        const { [const { std::cell::Cell::new((0, 0, 0, false)) }; NAME_CACHE_SLOTS] };
-}
-
-/// What the delivery stages of a tracker's tree accepted and did not
-/// deliver ([`Tracker::undelivered`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Undelivered {
-    /// Dropped: a full queue with a drop policy, a batch given up on with
-    /// no dead-letter destination, the end of a drain.
-    pub dropped: u64,
-    /// Given up on and handed to a dead-letter destination (kept there,
-    /// not lost).
-    pub dead_lettered: u64,
-    /// Still queued, batched or in flight.
-    pub pending: u64,
-    /// Each stage with events dropped or pending, and how many.
-    pub by_stage: Vec<(String, u64)>,
-}
-
-impl Undelivered {
-    /// Events that reached no destination: dropped or still pending.
-    #[must_use]
-    pub fn lost(&self) -> u64 {
-        self.dropped + self.pending
-    }
-}
-
-impl fmt::Display for Undelivered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} not delivered (dropped {}, still queued or in flight {}",
-            self.lost(),
-            if self.lost() == 1 { "event" } else { "events" },
-            self.dropped,
-            self.pending
-        )?;
-        if self.dead_lettered > 0 {
-            write!(f, "; {} more kept as dead letters", self.dead_lettered)?;
-        }
-        for (i, (stage, n)) in self.by_stage.iter().enumerate() {
-            write!(f, "{}{stage}: {n}", if i == 0 { "; " } else { ", " })?;
-        }
-        f.write_str(")")
-    }
-}
-
-/// Sums what the stages under `root` did not deliver.
-fn undelivered(root: &dyn Backend) -> Undelivered {
-    let mut total = Undelivered::default();
-    root.for_each_stage(&mut |stage| {
-        let (dropped, pending) = (stage.dropped_total(), stage.pending());
-        total.dropped += dropped;
-        total.pending += pending;
-        total.dead_lettered += stage.dead_lettered_total();
-        if dropped + pending > 0 {
-            total.by_stage.push((stage.name, dropped + pending));
-        }
-    });
-    total
-}
-
-/// One line about `undelivered` events, `when` saying when it was seen:
-/// through `tracing` when a subscriber is installed, else on stderr.
-pub(crate) fn report(undelivered: &Undelivered, when: &str) {
-    if undelivered.lost() == 0 {
-        return;
-    }
-    if tracing::dispatcher::has_been_set() {
-        tracing::error!(target: "tidings", "{undelivered} {when}");
-    } else {
-        #[allow(clippy::print_stderr)] // the only voice left without a subscriber
-        {
-            eprintln!("tidings: {undelivered} {when} (install a `tracing` subscriber to see why)");
-        }
+impl From<Tracker> for Dispatch {
+    fn from(tracker: Tracker) -> Self {
+        tracker.dispatch.into_dyn()
     }
 }
 
@@ -161,22 +45,6 @@ pub struct TrackerBuilder {
     root: RoutingBackendBuilder,
 }
 
-/// An event could not be emitted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmitError {
-    /// The name is not a valid event name.
-    #[error(transparent)]
-    InvalidName(#[from] NameError),
-    /// The data could not be converted to JSON.
-    #[error(transparent)]
-    InvalidData(#[from] DataError),
-    /// A typed event failed its own checks ([`Tracker::emit_typed`]).
-    #[cfg(feature = "catalog")]
-    #[error(transparent)]
-    Invalid(#[from] tidings_catalog::Violation),
-}
-
 impl TrackerBuilder {
     /// Appends a processor to the root chain; processors run in the order added.
     pub fn processor(mut self, processor: impl Processor + 'static) -> Self {
@@ -184,7 +52,7 @@ impl TrackerBuilder {
         self
     }
 
-    /// Adds a backend under `name`: a [`Backend`], or a [`Sink`](crate::Sink),
+    /// Adds a backend under `name`: a [`Backend`](crate::Backend), or a [`Sink`](crate::Sink),
     /// which gets a [`SinkBackend`](crate::SinkBackend) of its own under the
     /// same name with the default queue, batching and retry (build one with
     /// [`SinkBackend::builder`](crate::SinkBackend::builder) to choose them).
@@ -227,7 +95,9 @@ impl Tracker {
     /// A tracker over an already built routing tree.
     #[must_use]
     pub fn from_root(root: RoutingBackend) -> Self {
-        Self::from_shared_root(Arc::new(root))
+        Self {
+            dispatch: Dispatch::new(Arc::new(root)),
+        }
     }
 
     /// A tracker over a routing tree shared with something else, such as an
@@ -241,11 +111,7 @@ impl Tracker {
     #[must_use]
     pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                id: NEXT_TRACKER_ID.fetch_add(1, Ordering::Relaxed),
-                root,
-                shut_down: AtomicBool::new(false),
-            }),
+            dispatch: Dispatch::over_shared(root),
         }
     }
 
@@ -322,33 +188,7 @@ impl Tracker {
         name: impl Into<Cow<'static, str>>,
         data: impl Serialize,
     ) -> Result<Option<EventId>, EmitError> {
-        let name = name.into();
-        if let Cow::Borrowed(name) = name
-            && self.refuses(name)
-        {
-            self.inner.root.count_refused_by_name();
-            return Ok(None);
-        }
-        let event = Event::from_serializable(EventName::new(name)?, &data)?
-            .with_context(tidings_context::current());
-        Ok(Some(self.send(event)))
-    }
-
-    /// Whether the root drops every event named `name` (a valid name whose
-    /// root interest is `Never`), from this thread's cache.
-    fn refuses(&self, name: &'static str) -> bool {
-        let (id, address) = (self.inner.id, name.as_ptr() as usize);
-        let slot = (address >> 3) % NAME_CACHE_SLOTS;
-        NAME_CACHE.with(|cache| {
-            let (cached_id, cached_address, cached_len, refused) = cache[slot].get();
-            if (cached_id, cached_address, cached_len) == (id, address, name.len()) {
-                return refused;
-            }
-            let refused = EventName::new(name).is_ok()
-                && self.inner.root.interest(name) == tidings_processors::Interest::Never;
-            cache[slot].set((id, address, name.len(), refused));
-            refused
-        })
+        self.dispatch.emit(name, data)
     }
 
     /// Emits a typed event: runs its [`validate`](tidings_catalog::TypedEvent::validate)
@@ -395,7 +235,9 @@ impl Tracker {
         &self,
         event: &T,
     ) -> Result<Option<EventId>, EmitError> {
-        event.validate()?;
+        event
+            .validate()
+            .map_err(|violation| EmitError::Invalid(Box::new(violation)))?;
         self.emit(T::NAME, event)
     }
 
@@ -404,7 +246,7 @@ impl Tracker {
     pub fn send(&self, event: Event) -> EventId {
         let id = event.id();
         // A `RoutingBackend` isolates and counts every failure; it never errs.
-        let _ = self.inner.root.send(event);
+        let _ = self.dispatch.send(event);
         id
     }
 
@@ -414,7 +256,7 @@ impl Tracker {
     ///
     /// [`DrainError`] naming each backend that did not drain in time.
     pub fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.inner.root.flush(timeout)
+        self.dispatch.flush(timeout)
     }
 
     /// Stops the backends, delivering what they accepted, waiting at most
@@ -438,8 +280,7 @@ impl Tracker {
     ///
     /// [`DrainError`] naming each backend that did not drain in time.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
-        self.inner.shut_down.store(true, Ordering::Release);
-        self.inner.root.shutdown(timeout)
+        self.dispatch.shutdown(timeout)
     }
 
     /// What the delivery stages of the tree (sink backends, async routers,
@@ -447,18 +288,25 @@ impl Tracker {
     /// dead-lettered, still pending, by stage.
     #[must_use]
     pub fn undelivered(&self) -> Undelivered {
-        undelivered(&*self.inner.root)
+        self.dispatch.undelivered()
     }
 
     /// The root router's counters.
     #[must_use]
     pub fn stats(&self) -> RouterStats {
-        self.inner.root.stats()
+        self.root().stats()
     }
 
     /// The root of the routing tree.
     #[must_use]
     pub fn root(&self) -> &RoutingBackend {
-        &self.inner.root
+        self.dispatch.backend()
+    }
+
+    /// This tracker as a [`Dispatch`] (what [`init`](crate::init) and
+    /// [`set_default`](crate::set_default) install); it shares the tree.
+    #[must_use]
+    pub fn dispatch(&self) -> Dispatch {
+        self.dispatch.clone().into_dyn()
     }
 }

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tidings::{SinkBackend, Tracker};
+use tidings::{Backend as _, RoutingBackend, SinkBackend, Tracker};
 use tidings_test::{Answer, RecordingSink};
 
 const SCENARIO: &str = "TIDINGS_UNDELIVERED_SCENARIO";
@@ -31,16 +31,21 @@ fn run(scenario: &str) -> String {
     stderr
 }
 
-/// A tracker over one sink answering `status` to every batch.
-fn tracker(status: u16) -> Tracker {
+/// A tree of one sink answering `status` to every batch.
+fn root(status: u16) -> RoutingBackend {
     let sink = RecordingSink::scripted(std::iter::repeat_n(Answer::Status(status, None), 10_000));
-    Tracker::builder()
+    RoutingBackend::builder()
         .backend(
             "failing",
             SinkBackend::builder("failing", sink).build().unwrap(),
         )
         .build()
         .unwrap()
+}
+
+/// A tracker over [`root`].
+fn tracker(status: u16) -> Tracker {
+    Tracker::from_root(root(status))
 }
 
 #[test]
@@ -94,6 +99,20 @@ fn lossy_program() {
             let tracker = tracker_with_timeout();
             assert!(tracker.shutdown(Duration::from_millis(50)).is_err());
             assert_eq!(tracker.undelivered().lost(), 1);
+            // A tracker over a tree something else owns (an embedded
+            // collector): its owner shuts it down, and is told.
+            let shared = std::sync::Arc::new(root(503));
+            let over_shared = Tracker::from_shared_root(shared.clone());
+            over_shared.emit("app.tick", ()).unwrap();
+            drop(over_shared);
+            // A dispatch that outlives its tracker still uses the tree; it
+            // is the one shut down, and told.
+            let tracker = tracker_with_timeout();
+            let dispatch = tracker.dispatch();
+            drop(tracker);
+            assert!(dispatch.shutdown(Duration::from_millis(50)).is_err());
+            drop(dispatch);
+            assert!(shared.shutdown(Duration::from_millis(50)).is_err());
         }
         other => panic!("unknown scenario {other}"),
     }

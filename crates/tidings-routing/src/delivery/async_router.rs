@@ -13,8 +13,9 @@ use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
 use super::queue::Pushed;
 use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
 use super::stage::Stage;
-use super::{DropReason, Metrics, MetricsSnapshot, WhenFull};
+use super::{Metrics, WhenFull};
 use crate::{Backend, DrainError, SendError};
+use crate::{DropReason, MetricsSnapshot};
 
 /// Events a worker hands on between checks for flush and shutdown requests.
 const CHUNK: usize = 256;

@@ -7,20 +7,17 @@ mod control;
 mod metrics;
 mod queue;
 mod retry;
-mod sink;
 mod sink_backend;
 mod stage;
 
 pub use async_router::{AsyncRouter, AsyncRouterBuilder, Reservation};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
 pub(crate) use metrics::Metrics;
-pub use metrics::{DropReason, LastError, MetricsSnapshot};
 pub use queue::WhenFull;
 pub use retry::{
     DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BATCH_AGE,
     RetryPolicy,
 };
-pub use sink::{Sink, SinkError, SinkErrorKind};
 pub use sink_backend::{
     BatchOutcome, BatchReport, DEFAULT_QUEUE_CAPACITY, SinkBackend, SinkBackendBuilder, SpawnError,
 };

@@ -14,10 +14,8 @@ use tidings_event::{Event, FailureStreak, StreakLog};
 use super::batch::Batch;
 use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
 use super::stage::Stage;
-use super::{
-    BatchConfig, DropReason, Metrics, MetricsSnapshot, RetryPolicy, Sink, SinkErrorKind, WhenFull,
-};
-use crate::{Backend, DrainError, SendError};
+use super::{BatchConfig, Metrics, RetryPolicy, WhenFull};
+use crate::{Backend, DrainError, DropReason, MetricsSnapshot, SendError, Sink, SinkErrorKind};
 
 /// Default for [`SinkBackendBuilder::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;

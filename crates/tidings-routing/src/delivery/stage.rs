@@ -8,8 +8,9 @@ use tidings_event::Event;
 
 use super::control::{Control, SHUTDOWN_SLACK};
 use super::queue::{Pushed, Queue};
-use super::{DropReason, Metrics, MetricsSnapshot, WhenFull};
+use super::{Metrics, WhenFull};
 use crate::{DrainError, SendError};
+use crate::{DropReason, MetricsSnapshot};
 
 /// How long a stage dropped without a shutdown keeps delivering.
 const ABANDON_DEADLINE: Duration = Duration::from_secs(5);

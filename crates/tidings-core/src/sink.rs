@@ -11,12 +11,27 @@ use crate::BoxError;
 /// Delivers batches of events to an external system: a file, an HTTP
 /// service, a database, a broker.
 ///
-/// A sink never sees the emitting thread: [`SinkBackend`](crate::SinkBackend)
-/// queues events, batches them and calls the sink from a worker of its own,
-/// retrying failed batches according to its [`RetryPolicy`](crate::RetryPolicy).
-/// The batch is borrowed so that the caller can retry it.
+/// A sink never sees the emitting thread: a delivery engine (tidings-routing's
+/// `SinkBackend`) queues events, batches them and calls the sink from a
+/// worker of its own, retrying failed batches according to its retry
+/// policy. The batch is borrowed so that the caller can retry it.
 ///
 /// Sinks own connections, files or buffers, so `shutdown` is required.
+///
+/// # Concurrency
+///
+/// A `SinkBackend` calls its sink from one worker, one call at a time:
+/// `send_batch`, `flush`, `tick` and `shutdown` never overlap, each call
+/// finishes (or is dropped at a deadline) before the next starts, and
+/// `shutdown` is the last. So state that only these methods touch may sit
+/// behind a lock that is never contended, and a sink need not be written for
+/// parallel batches. The exception is a sink shared by several backends
+/// (`SinkBackend::builder_arc` with one `Arc` given twice): each backend's
+/// worker calls it, so such a sink must be safe under concurrent calls.
+/// `size_hint` and `tick_interval` are called from the same worker between
+/// those calls. A call may be dropped at any `.await` (a shutdown deadline):
+/// a sink must leave its state usable, or report the next call as failed,
+/// when a future of its own is dropped.
 #[async_trait]
 pub trait Sink: Send + Sync + fmt::Debug + 'static {
     /// Delivers one batch, all or nothing.

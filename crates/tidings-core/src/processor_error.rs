@@ -1,9 +1,8 @@
 //! `ProcessorError`: a processor could not do its job for one event.
 
 use std::borrow::Cow;
-use std::error::Error;
 
-type BoxError = Box<dyn Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 /// A processor failed on one event. The router logs and counts it, and the
 /// event goes on unchanged.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tidings_event::Event;
 
+use crate::{Interest, MetricsSnapshot};
+
 /// A boxed error from a backend or sink.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -50,9 +52,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// destinations): how a report at shutdown or a health page finds every
     /// queue in a tree. The default visits nothing, which is right for a
     /// backend without a queue of its own; a router visits its branches.
-    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+    fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
         let _ = visit;
     }
+
+    /// What this backend does with every event named `name`, if the name
+    /// alone decides it (its processors are name filters). A
+    /// [`Dispatch`](crate::Dispatch) asks once per name and thread, and does
+    /// not build the events of a name whose interest is
+    /// [`Interest::Never`]. The default, [`Interest::Sometimes`], is always
+    /// right.
+    fn interest(&self, name: &str) -> Interest {
+        let _ = name;
+        Interest::Sometimes
+    }
+
+    /// Counts one event that was refused before it was built because this
+    /// backend's [`interest`](Backend::interest) in its name is
+    /// [`Interest::Never`], as if it had been sent and dropped. The default
+    /// counts nothing.
+    fn count_refused_by_name(&self) {}
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -65,8 +84,14 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         (**self).shutdown(timeout)
     }
-    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+    fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
         (**self).for_each_stage(visit);
+    }
+    fn interest(&self, name: &str) -> Interest {
+        (**self).interest(name)
+    }
+    fn count_refused_by_name(&self) {
+        (**self).count_refused_by_name();
     }
 }
 
@@ -80,8 +105,14 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         (**self).shutdown(timeout)
     }
-    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+    fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
         (**self).for_each_stage(visit);
+    }
+    fn interest(&self, name: &str) -> Interest {
+        (**self).interest(name)
+    }
+    fn count_refused_by_name(&self) {
+        (**self).count_refused_by_name();
     }
 }
 
