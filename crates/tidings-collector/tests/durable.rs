@@ -303,14 +303,24 @@ fn a_drain_cut_short_keeps_the_undelivered_events_for_the_next_start() {
 #[test]
 fn a_collector_dropped_without_shutdown_keeps_the_log_for_the_next_start() {
     let dir = wal_dir("dropped");
-    let text = format!("{}{}", durable_collector(&dir, ""), unreachable_sink());
-    let config = load(&text, &registry()).unwrap();
-    let served = Served::start(Collector::from_config(&config).unwrap());
-    assert_eq!(post(served.addr, &["dropped.one", "dropped.two"]).0, 202);
-    drop(served); // no shutdown: an embedding host that forgot `drain`
-    // The abandoned sink keeps trying for 5 s, then drops its batch as
-    // `shutdown`; that must not retire the segment.
-    std::thread::sleep(Duration::from_secs(6));
+    // The host that forgets to drain runs in a process of its own, so that
+    // the sink workers it waits for are its own.
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "abandoning_host",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(ABANDONED_WAL, &dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!segments(&dir).is_empty(), "the log was deleted");
 
     let served = durable("durable-dropped", &dir, "", "flush_interval_ms = 10");
@@ -320,6 +330,41 @@ fn a_collector_dropped_without_shutdown_keeps_the_log_for_the_next_start() {
     let mut names: Vec<String> = sink.events().iter().map(|e| e.name().to_string()).collect();
     names.sort();
     assert_eq!(names, ["dropped.one", "dropped.two"]);
+}
+
+/// Where [`abandoning_host`] keeps its log.
+const ABANDONED_WAL: &str = "TIDINGS_TEST_ABANDONED_WAL";
+
+#[test]
+#[ignore = "a child process of a_collector_dropped_without_shutdown_keeps_the_log_for_the_next_start"]
+fn abandoning_host() {
+    let dir = PathBuf::from(std::env::var(ABANDONED_WAL).expect("run by its parent test"));
+    let text = format!("{}{}", durable_collector(&dir, ""), unreachable_sink());
+    let config = load(&text, &registry()).unwrap();
+    let served = Served::start(Collector::from_config(&config).unwrap());
+    assert_eq!(post(served.addr, &["dropped.one", "dropped.two"]).0, 202);
+    assert!(sink_workers() > 0);
+    drop(served); // no shutdown: an embedding host that forgot `drain`
+    // The abandoned sink keeps trying for 5 s, then drops its batch as
+    // `shutdown` and its worker ends; that must not retire the segment.
+    let started = std::time::Instant::now();
+    while sink_workers() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the abandoned sink never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sink workers running in this process: threads named
+/// `tidings-backends.…` (Linux keeps the first 15 bytes of a name).
+fn sink_workers() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tidings-backend"))
+        .count()
 }
 
 #[test]

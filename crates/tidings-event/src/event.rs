@@ -249,15 +249,30 @@ impl Event {
         self.timestamp.write_ascii(out);
         out.push(b'"');
         out.extend_from_slice(b",\"context\":");
-        write_value(out, &*self.context);
+        self.write_context_json(out);
         out.extend_from_slice(b",\"data\":");
-        self.data.write_json(out);
+        self.write_data_json(out);
         if let Some(received_at) = &self.received_at {
             out.extend_from_slice(b",\"received_at\":\"");
             received_at.write_ascii(out);
             out.push(b'"');
         }
         out.push(b'}');
+    }
+
+    /// Appends the event's context as a JSON object: the `context` member
+    /// of [`Event::write_json`], byte for byte.
+    pub fn write_context_json(&self, out: &mut Vec<u8>) {
+        write_value(out, &*self.context);
+    }
+
+    /// Appends the event's data as JSON: the `data` member of
+    /// [`Event::write_json`], byte for byte. Data from a typed emit is
+    /// copied as the text it was serialized to, without parsing it; a sink
+    /// storing context and data apart (a database's columns) uses these two
+    /// rather than cutting the whole event's JSON apart.
+    pub fn write_data_json(&self, out: &mut Vec<u8>) {
+        self.data.write_json(out);
     }
 
     /// Builds an event from one decoded JSON object, applying the wire

@@ -523,7 +523,11 @@ fn reserved_room_is_kept_for_its_events_and_given_back_when_dropped() {
         .build()
         .unwrap();
     router.send(event(0)).unwrap(); // taken by the worker, which waits at the gate
-    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    while router.metrics().queued > 0 {
+        assert!(started.elapsed() < LONG, "the worker never took the event");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let reservation = router.reserve(3).unwrap();
     assert_eq!(reservation.len(), 3);
     router.send(event(1)).unwrap(); // the one free place

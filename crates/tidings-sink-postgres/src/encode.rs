@@ -88,13 +88,6 @@ pub(crate) fn replace_nul_escapes(json: &mut [u8]) {
     }
 }
 
-/// Where an event's context and data lie in its wire-format JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Parts {
-    pub(crate) context: (usize, usize),
-    pub(crate) data: (usize, usize),
-}
-
 /// Encodes events' context and data as JSON text, reusing one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
@@ -129,118 +122,15 @@ impl Scratch {
         put_jsonb(out, data, "data")
     }
 
-    /// The JSON text of `event`'s context and data.
-    ///
-    /// The fast path writes the event with [`Event::write_json`] (which
-    /// copies typed data as the text it was serialized to at emit) and
-    /// finds the two values in it; should the wire format ever not match
-    /// what [`split`] expects, both are serialized on their own instead.
+    /// The JSON text of `event`'s context and data, as the event writes
+    /// them (typed data copied as the text it was serialized to at emit).
     pub(crate) fn context_and_data(&mut self, event: &Event) -> (&[u8], &[u8]) {
         self.buf.clear();
-        event.write_json(&mut self.buf);
-        match split(&self.buf, event.received_at().is_some()) {
-            Some(parts) => (
-                &self.buf[parts.context.0..parts.context.1],
-                &self.buf[parts.data.0..parts.data.1],
-            ),
-            None => {
-                self.buf.clear();
-                // A map with string keys and JSON values always serializes.
-                if serde_json::to_writer(&mut self.buf, event.context()).is_err() {
-                    self.buf.extend_from_slice(b"{}");
-                }
-                let context_end = self.buf.len();
-                if serde_json::to_writer(&mut self.buf, event.data()).is_err() {
-                    self.buf.extend_from_slice(b"null");
-                }
-                self.buf.split_at(context_end)
-            }
-        }
+        event.write_context_json(&mut self.buf);
+        let context_end = self.buf.len();
+        event.write_data_json(&mut self.buf);
+        self.buf.split_at(context_end)
     }
-}
-
-/// Finds the context and the data in `json`, the wire format written by
-/// [`Event::write_json`]:
-/// `{"id":"<36>","name":<string>,"timestamp":"<27>","context":<object>,"data":<value>}`,
-/// with `,"received_at":"<27>"` before the closing brace when
-/// `received_at` is set. `None` when `json` does not have that shape.
-pub(crate) fn split(json: &[u8], received_at: bool) -> Option<Parts> {
-    let mut at = expect(json, 0, b"{\"id\":\"")? + 36;
-    at = expect(json, at, b"\",\"name\":")?;
-    at = string_end(json, at)?;
-    at = expect(json, at, b",\"timestamp\":\"")? + 27;
-    at = expect(json, at, b"\",\"context\":")?;
-    let context_start = at;
-    at = object_end(json, at)?;
-    let context = (context_start, at);
-    at = expect(json, at, b",\"data\":")?;
-    let suffix: &[u8] = if received_at {
-        b",\"received_at\":\"YYYY-MM-DDTHH:MM:SS.ffffffZ\"}"
-    } else {
-        b"}"
-    };
-    let data_end = json.len().checked_sub(suffix.len())?;
-    if data_end <= at {
-        return None;
-    }
-    let tail = &json[data_end..];
-    let prefix_len = if received_at { 16 } else { 1 };
-    if tail[..prefix_len] != suffix[..prefix_len] || tail.last() != Some(&b'}') {
-        return None;
-    }
-    Some(Parts {
-        context,
-        data: (at, data_end),
-    })
-}
-
-/// The index after `literal`, if `json` has it at `at`.
-fn expect(json: &[u8], at: usize, literal: &[u8]) -> Option<usize> {
-    let end = at.checked_add(literal.len())?;
-    (json.get(at..end)? == literal).then_some(end)
-}
-
-/// The index after the JSON string starting at `at`.
-fn string_end(json: &[u8], at: usize) -> Option<usize> {
-    if json.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut i = at + 1;
-    while i < json.len() {
-        match json[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// The index after the JSON object starting at `at`.
-fn object_end(json: &[u8], at: usize) -> Option<usize> {
-    if json.get(at) != Some(&b'{') {
-        return None;
-    }
-    let mut depth = 0usize;
-    let mut i = at;
-    while i < json.len() {
-        match json[i] {
-            b'"' => {
-                i = string_end(json, i)?;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -254,12 +144,14 @@ mod tests {
         let mut scratch = Scratch::default();
         let mut wire = Vec::new();
         event.write_json(&mut wire);
+        let (context, data) = scratch.context_and_data(event);
+        // What the other sinks write, byte for byte.
+        let members = [&b",\"context\":"[..], context, b",\"data\":", data].concat();
         assert!(
-            split(&wire, event.received_at().is_some()).is_some(),
-            "fast path missed {}",
+            wire.windows(members.len()).any(|w| w == members),
+            "{}",
             String::from_utf8_lossy(&wire)
         );
-        let (context, data) = scratch.context_and_data(event);
         let context: Value = serde_json::from_slice(context).unwrap();
         let data: Value = serde_json::from_slice(data).unwrap();
         assert_eq!(context, Value::Object(event.context().clone()));
@@ -317,25 +209,6 @@ mod tests {
         let (context, data) = scratch.context_and_data(&event);
         assert_eq!(context, b"{}");
         assert_eq!(data, br#"{"url":"/a","depth":2}"#);
-    }
-
-    #[test]
-    fn other_shapes_are_not_mistaken_for_the_wire_format() {
-        for text in [
-            &b""[..],
-            b"{}",
-            b"{\"id\":\"x\"}",
-            br#"{"id":"00000000-0000-0000-0000-000000000000","name":"a","timestamp":"2026-01-01T00:00:00.000000Z","context":{},"data":}"#,
-            br#"{"id":"00000000-0000-0000-0000-000000000000","name":"a","timestamp":"2026-01-01T00:00:00.000000Z","context":{"a":1,"data":{}}"#,
-            br#"{"id":"00000000-0000-0000-0000-000000000000","name":"a,"timestamp":"2026-01-01T00:00:00.000000Z","context":{},"data":{}}"#,
-        ] {
-            assert_eq!(split(text, false), None, "{}", String::from_utf8_lossy(text));
-        }
-        let ok = br#"{"id":"00000000-0000-0000-0000-000000000000","name":"a","timestamp":"2026-01-01T00:00:00.000000Z","context":{"a":1},"data":[1]}"#;
-        let parts = split(ok, false).unwrap();
-        assert_eq!(&ok[parts.context.0..parts.context.1], br#"{"a":1}"#);
-        assert_eq!(&ok[parts.data.0..parts.data.1], b"[1]");
-        assert_eq!(split(ok, true), None, "received_at expected but absent");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::stats::Counters;
+use crate::writer::Msg;
 
 /// The file name of segment `seq`: zero-padded, so names sort as numbers.
 pub(crate) fn file_name(seq: u64) -> String {
@@ -46,9 +48,22 @@ pub fn segments_in(dir: &Path) -> std::io::Result<usize> {
 }
 
 /// Deletes settled segments, or keeps them aside while deletions are held.
+///
+/// A segment is settled where the last event from it is dropped: on a
+/// sink's worker, or on an emitting thread inside a queue's lock (an event
+/// displaced by `drop_oldest`). So the file is not deleted there: it is
+/// queued for the writer thread, which deletes it between group commits.
+/// Once the writer is gone (the log closed), the thread that settles a
+/// segment deletes it.
 #[derive(Debug)]
 pub(crate) struct Retirer {
     held: Mutex<Option<Vec<(PathBuf, u64)>>>,
+    /// Settled segments the writer has yet to delete.
+    pending: Mutex<Vec<(PathBuf, u64)>>,
+    /// Wakes the writer to delete what is pending.
+    writer: OnceLock<Sender<Msg>>,
+    /// The writer has ended: whoever settles a segment deletes it.
+    writer_gone: AtomicBool,
     pub(crate) counters: Counters,
 }
 
@@ -56,7 +71,31 @@ impl Retirer {
     pub(crate) fn new(counters: Counters) -> Self {
         Self {
             held: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
+            writer: OnceLock::new(),
+            writer_gone: AtomicBool::new(false),
             counters,
+        }
+    }
+
+    /// Sends settled segments to the writer behind `writer` from now on.
+    pub(crate) fn set_writer(&self, writer: Sender<Msg>) {
+        let _ = self.writer.set(writer);
+    }
+
+    /// The writer has ended: deletes what it left pending, and makes every
+    /// later settlement delete its segment where it happens.
+    pub(crate) fn writer_gone(&self) {
+        self.writer_gone.store(true, Ordering::SeqCst);
+        self.delete_pending();
+    }
+
+    /// Deletes the settled segments queued for the writer.
+    pub(crate) fn delete_pending(&self) {
+        let pending =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        for (path, bytes) in pending {
+            self.delete(&path, bytes);
         }
     }
 
@@ -73,7 +112,20 @@ impl Retirer {
             return;
         }
         drop(held);
-        self.delete(&path, bytes);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((path, bytes));
+        // Pushed before the writer's state is read: a writer that ends
+        // after this read deletes it in `writer_gone`.
+        let woken = !self.writer_gone.load(Ordering::SeqCst)
+            && self
+                .writer
+                .get()
+                .is_some_and(|w| w.send(Msg::Retire).is_ok());
+        if !woken {
+            self.delete_pending();
+        }
     }
 
     fn delete(&self, path: &Path, bytes: u64) {
@@ -147,5 +199,72 @@ impl Drop for SegmentLease {
             let bytes = self.bytes.load(Ordering::SeqCst);
             self.retirer.settled(std::mem::take(&mut self.path), bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn segment(dir: &Path, name: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, b"segment").unwrap();
+        path
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tidings-wal-retire-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_thread_that_settles_a_segment_only_asks_the_writer_to_delete_it() {
+        let dir = scratch("asks");
+        let path = segment(&dir, "1.wal");
+        let retirer = Arc::new(Retirer::new(Counters::default()));
+        let (writer, inbox) = mpsc::channel();
+        retirer.set_writer(writer);
+        drop(SegmentLease::new(path.clone(), 7, retirer.clone()));
+        assert!(path.exists(), "deleted on the settling thread");
+        assert!(matches!(inbox.try_recv(), Ok(Msg::Retire)));
+        retirer.delete_pending(); // what the writer does on `Retire`
+        assert!(!path.exists());
+        assert_eq!(retirer.counters.snapshot().retired_segments, 1);
+    }
+
+    #[test]
+    fn once_the_writer_is_gone_the_settling_thread_deletes_and_nothing_is_left_pending() {
+        let dir = scratch("gone");
+        let (early, late) = (segment(&dir, "1.wal"), segment(&dir, "2.wal"));
+        let retirer = Arc::new(Retirer::new(Counters::default()));
+        let (writer, inbox) = mpsc::channel();
+        retirer.set_writer(writer);
+        // Settled while the writer ran, not yet deleted when it ends.
+        drop(SegmentLease::new(early.clone(), 7, retirer.clone()));
+        assert!(early.exists());
+        retirer.writer_gone();
+        assert!(!early.exists(), "left pending by the writer");
+        drop(inbox);
+        drop(SegmentLease::new(late.clone(), 7, retirer.clone()));
+        assert!(!late.exists());
+        assert_eq!(retirer.counters.snapshot().retired_segments, 2);
+    }
+
+    #[test]
+    fn held_deletions_wait_for_release_whatever_the_writer() {
+        let dir = scratch("held");
+        let path = segment(&dir, "1.wal");
+        let retirer = Arc::new(Retirer::new(Counters::default()));
+        retirer.hold();
+        retirer.writer_gone();
+        drop(SegmentLease::new(path.clone(), 7, retirer.clone()));
+        assert!(path.exists());
+        assert_eq!(retirer.release(), 1);
+        assert!(!path.exists());
     }
 }

@@ -13,7 +13,7 @@ use crate::record::{FRAME_LEN, MAX_PAYLOAD, frame};
 use crate::replay::Replay;
 use crate::segment::{Retirer, list};
 use crate::stats::{Counters, WalStats};
-use crate::writer::{Job, Writer};
+use crate::writer::{Job, Msg, Writer};
 
 /// A first guess at an event's size in a record; the buffer grows past it
 /// as needed (measuring each event first would encode it twice).
@@ -39,7 +39,7 @@ pub struct Wal {
 /// What an open log holds.
 #[derive(Debug)]
 struct Open {
-    jobs: Sender<Job>,
+    jobs: Sender<Msg>,
     writer: JoinHandle<()>,
     /// The directory's `LOCK` file, locked while the log is open.
     _lock: std::fs::File,
@@ -73,6 +73,7 @@ impl Wal {
         let next_seq = existing.last().map_or(1, |(seq, _, _)| seq + 1);
         let retirer = Arc::new(Retirer::new(counters));
         let (sender, receiver) = mpsc::channel();
+        retirer.set_writer(sender.clone());
         let writer = Writer::new(options.clone(), next_seq, retirer.clone(), receiver);
         let handle = std::thread::Builder::new()
             .name("tidings-wal".to_owned())
@@ -112,7 +113,9 @@ impl Wal {
         {
             let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
             let open = open.as_ref().ok_or(AppendError::Closed)?;
-            open.jobs.send(job).map_err(|_| AppendError::Closed)?;
+            open.jobs
+                .send(Msg::Append(job))
+                .map_err(|_| AppendError::Closed)?;
         }
         let segment = answer.await.map_err(|_| AppendError::Closed)??;
         let lease = Lease::new(segment);
@@ -171,7 +174,9 @@ impl Wal {
             _lock,
         }) = open
         {
-            drop(jobs); // the writer ends once the appends already sent are done
+            // The writer ends once the appends already sent are done (the
+            // retirer holds a sender too, so it is told, not disconnected).
+            let _ = jobs.send(Msg::Close);
             let _ = writer.join();
         }
     }

@@ -23,6 +23,16 @@ const GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// What an append hears back: the lease of the segment now holding it.
 pub(crate) type Reply = Result<Arc<SegmentLease>, AppendError>;
 
+/// What the writer thread is asked to do.
+pub(crate) enum Msg {
+    /// Append a record.
+    Append(Job),
+    /// Delete the segments settled since ([`Retirer`]).
+    Retire,
+    /// Finish the appends already sent, close the segment and end.
+    Close,
+}
+
 /// One append waiting for the writer: a framed record.
 pub(crate) struct Job {
     pub(crate) record: Vec<u8>,
@@ -48,7 +58,7 @@ pub(crate) struct Writer {
     next_seq: u64,
     active: Option<Active>,
     retirer: Arc<Retirer>,
-    jobs: Receiver<Job>,
+    jobs: Receiver<Msg>,
     /// The current streak of failed group commits, for the log.
     failing: FailureStreak,
 }
@@ -58,7 +68,7 @@ impl Writer {
         options: WalOptions,
         next_seq: u64,
         retirer: Arc<Retirer>,
-        jobs: Receiver<Job>,
+        jobs: Receiver<Msg>,
     ) -> Self {
         Self {
             options,
@@ -70,10 +80,12 @@ impl Writer {
         }
     }
 
-    /// Commits groups until every sender is gone, then closes the segment.
+    /// Commits groups and deletes settled segments until told to close (or
+    /// every sender is gone), then closes the segment.
     pub(crate) fn run(mut self) {
         let mut group = Vec::new();
-        loop {
+        let mut closing = false;
+        while !closing {
             let first = match &self.active {
                 Some(active) => {
                     let left = self
@@ -81,7 +93,7 @@ impl Writer {
                         .segment_age
                         .saturating_sub(active.opened.elapsed());
                     match self.jobs.recv_timeout(left) {
-                        Ok(job) => job,
+                        Ok(msg) => msg,
                         Err(RecvTimeoutError::Timeout) => {
                             self.close_active();
                             continue;
@@ -90,24 +102,31 @@ impl Writer {
                     }
                 }
                 None => match self.jobs.recv() {
-                    Ok(job) => job,
+                    Ok(msg) => msg,
                     Err(_) => break,
                 },
             };
-            let mut bytes = first.record.len();
-            group.push(first);
-            while bytes < GROUP_BYTES {
-                match self.jobs.try_recv() {
-                    Ok(job) => {
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Append(job) => {
                         bytes += job.record.len();
                         group.push(job);
                     }
-                    Err(_) => break,
+                    Msg::Retire => self.retirer.delete_pending(),
+                    Msg::Close => closing = true,
+                }
+                if bytes < GROUP_BYTES && !closing {
+                    next = self.jobs.try_recv().ok();
                 }
             }
-            self.commit(&mut group);
+            if !group.is_empty() {
+                self.commit(&mut group);
+            }
         }
         self.close_active();
+        self.retirer.writer_gone();
     }
 
     fn close_active(&mut self) {
