@@ -505,7 +505,7 @@ fn http_sink_types_validate_and_never_print_credentials() {
     )
     .unwrap();
     let tree = config.to_string();
-    assert!(tree.contains("spade: spade url=http://127.0.0.1:9/… rotator_url=http://127.0.0.1:9/… refresh_seconds=60"), "{tree}");
+    assert!(tree.contains("spade: spade url=http://***@127.0.0.1:9/… rotator_url=http://127.0.0.1:9/… refresh_seconds=60"), "{tree}");
     assert!(
         tree.contains(
             r#"flume: flume url=http://127.0.0.1:9/… allowed_properties=["url", "page.title"]"#

@@ -9,6 +9,7 @@
 //! - [`Sink`], which delivers batches from a delivery engine's worker, and
 //!   [`SinkError`];
 //! - what a delivery stage reports ([`MetricsSnapshot`], [`DropReason`]);
+//! - [`RedactedUrl`], how every crate shows a URL;
 //! - the emit and context API: [`emit`], [`enter_context`], and
 //!   [`Dispatch`], which an application installs as the default.
 //!
@@ -42,6 +43,7 @@ mod dispatch;
 mod global;
 mod processor;
 mod processor_error;
+mod redact;
 mod sink;
 mod stage;
 mod undelivered;
@@ -54,6 +56,7 @@ pub use global::{
 };
 pub use processor::{FnProcessor, Interest, Processor, Verdict, processor_fn};
 pub use processor_error::ProcessorError;
+pub use redact::RedactedUrl;
 pub use sink::{Sink, SinkError, SinkErrorKind};
 pub use stage::{DropReason, LastError, MetricsSnapshot};
 /// The context crate, for items not re-exported at the top level.

@@ -189,7 +189,7 @@ pub struct AmqpSinkBuilder {
 impl fmt::Debug for AmqpSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpSinkBuilder")
-            .field("url", &crate::url::redact(&self.url))
+            .field("url", &tidings_core::RedactedUrl::new(&self.url))
             .field("exchange", &self.exchange)
             .field("routing_key", &self.routing_key)
             .field("declare", &self.declare)

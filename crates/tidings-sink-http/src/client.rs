@@ -17,14 +17,13 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tidings_core::SinkError;
+use tidings_core::{RedactedUrl, SinkError};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use crate::BuildError;
-use crate::endpoint::redact;
 
 /// Default for [`HttpClientBuilder::connect_timeout`]: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,7 +220,7 @@ impl HttpClient {
     /// [`RequestError`] when no complete answer arrived in time. An answer
     /// with an error status is not an error here.
     pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse, RequestError> {
-        let target = redact(request.uri());
+        let target = RedactedUrl::new(&request.uri().to_string()).to_string();
         let exchange = self.spawn(request, target.clone()).await?;
         let body = exchange
             .body
@@ -242,7 +241,7 @@ impl HttpClient {
     ///
     /// [`SinkError`] classified as above.
     pub async fn deliver(&self, request: Request<Bytes>) -> Result<(), SinkError> {
-        let target = redact(request.uri());
+        let target = RedactedUrl::new(&request.uri().to_string()).to_string();
         let exchange = self
             .spawn(request, target)
             .await

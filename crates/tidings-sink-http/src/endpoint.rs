@@ -2,6 +2,7 @@
 //! and the redacted form used in logs and errors.
 
 use std::fmt;
+use tidings_core::RedactedUrl;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -90,7 +91,7 @@ impl Endpoint {
             .path_and_query(path)
             .build()
             .map_err(|_| "not a valid URL")?;
-        let redacted = redact(&uri);
+        let redacted = RedactedUrl::new(&uri.to_string()).to_string();
         Ok(Self {
             uri,
             authorization,
@@ -144,27 +145,6 @@ impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted)
     }
-}
-
-/// `scheme://host:port`, plus `/…` when the URL has a path or query: the
-/// part of a URL that never carries a secret.
-pub(crate) fn redact(uri: &Uri) -> String {
-    let mut out = String::new();
-    if let Some(scheme) = uri.scheme_str() {
-        out.push_str(scheme);
-        out.push_str("://");
-    }
-    if let Some(host) = uri.host() {
-        out.push_str(host);
-    }
-    if let Some(port) = uri.port_u16() {
-        out.push(':');
-        out.push_str(&port.to_string());
-    }
-    if uri.path() != "/" || uri.query().is_some() {
-        out.push_str("/…");
-    }
-    out
 }
 
 /// `Basic base64(user:password)` from the percent-encoded userinfo of a URL.

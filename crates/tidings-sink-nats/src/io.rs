@@ -26,16 +26,26 @@ pub(crate) struct IoThread {
 impl IoThread {
     /// Starts the thread.
     pub(crate) fn start() -> io::Result<Self> {
-        let runtime = Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
-        let handle = runtime.handle().clone();
+        // Built and dropped on its own thread: a runtime dropped on the
+        // caller's thread panics when the caller is inside a runtime.
+        let (started, start) = std::sync::mpsc::sync_channel(1);
         let (stop, stop_requested) = oneshot::channel::<()>();
         let (done, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("tidings-nats".to_owned())
             .spawn(move || {
+                let runtime = match Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
                 // Runs until `stop` sends or is dropped (the sink was dropped).
                 runtime.block_on(async {
                     let _ = stop_requested.await;
@@ -43,6 +53,9 @@ impl IoThread {
                 drop(runtime);
                 let _ = done.send(());
             })?;
+        let handle = start
+            .recv()
+            .map_err(|_| io::Error::other("the NATS thread ended before it started"))??;
         Ok(Self {
             handle,
             stop: Mutex::new(Some(stop)),

@@ -55,6 +55,6 @@ mod subject;
 pub use sink::{
     DEFAULT_ACK_TIMEOUT_MS, DEFAULT_DUPLICATE_WINDOW_SECONDS, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_RETRY_HORIZON, DEFAULT_SUBJECT, DEFAULT_URL, NatsError, NatsSink, NatsSinkBuilder,
-    duplicate_window_warning, redacted,
+    duplicate_window_warning,
 };
 pub use subject::SubjectTemplate;

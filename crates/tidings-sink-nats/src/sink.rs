@@ -12,7 +12,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{Client, ConnectOptions};
 use bytes::Bytes;
-use tidings_core::{Sink, SinkError, async_trait};
+use tidings_core::{RedactedUrl, Sink, SinkError, async_trait};
 use tidings_event::Event;
 
 use crate::SubjectTemplate;
@@ -114,7 +114,7 @@ pub struct NatsSinkBuilder {
 impl fmt::Debug for NatsSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsSinkBuilder")
-            .field("url", &redact(&self.url))
+            .field("url", &RedactedUrl::new(&self.url))
             .field("subject", &self.subject)
             .field("stream", &self.stream)
             .field("create_stream", &self.create_stream)
@@ -262,7 +262,7 @@ impl NatsSinkBuilder {
     pub fn build(self) -> Result<NatsSink, NatsError> {
         let Checked { template, create } = self.checked()?;
         let ack_timeout = Duration::from_millis(self.ack_timeout_ms);
-        let redacted: Arc<str> = redact(&self.url).into();
+        let redacted: Arc<str> = RedactedUrl::new(&self.url).as_str().into();
         let io = IoThread::start().map_err(NatsError::Thread)?;
         let setup = Setup {
             url: self.url.clone(),
@@ -749,36 +749,6 @@ fn classify(error: &PublishError, what: &str) -> SinkError {
     }
 }
 
-/// Shows a server URL (or a comma-separated list) without user
-/// information, path or query, as every message of this crate does.
-///
-/// ```
-/// assert_eq!(tidings_sink_nats::redacted("nats://u:p@h:4222"), "nats://h:4222");
-/// ```
-#[must_use]
-pub fn redacted(url: &str) -> String {
-    redact(url)
-}
-
-fn redact(url: &str) -> String {
-    url.split(',')
-        .map(|one| {
-            let one = one.trim();
-            let (scheme, rest) = match one.split_once("://") {
-                Some((scheme, rest)) => (Some(scheme), rest),
-                None => (None, one),
-            };
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = host.rsplit('@').next().unwrap_or(host);
-            match scheme {
-                Some(scheme) => format!("{scheme}://{host}"),
-                None => host.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Removes the user information of `url` from `text`, should a client
 /// message quote it.
 fn scrub(text: &str, url: &str) -> String {
@@ -828,16 +798,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_shown_without_credentials() {
-        assert_eq!(
-            redact("nats://user:secret@host:4222/x?y"),
-            "nats://host:4222"
-        );
-        assert_eq!(
-            redact("tls://token@a:1, nats://b:2"),
-            "tls://a:1,nats://b:2"
-        );
-        assert_eq!(redact("127.0.0.1:4222"), "127.0.0.1:4222");
+    fn client_messages_quoting_the_url_lose_its_user_information() {
         assert_eq!(
             scrub("bad auth for user:secret here", "nats://user:secret@h:1"),
             "bad auth for *** here"

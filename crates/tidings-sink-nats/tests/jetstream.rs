@@ -237,7 +237,7 @@ fn build_fails_fast_with_clear_errors_and_no_credentials() {
         .unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, NatsError::Connect { .. }), "{error:?}");
-    assert!(text.contains("nats://127.0.0.1:1"), "{text}");
+    assert!(text.contains("nats://***@127.0.0.1:1"), "{text}");
     assert!(!text.contains("hunter2") && !format!("{error:?}").contains("hunter2"));
     assert!(started.elapsed() < Duration::from_secs(3));
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_amqp::{
     AmqpSink, AmqpSinkBuilder, BuildError, DEFAULT_EXCHANGE, DEFAULT_PUBLISH_TIMEOUT_MS,
-    DEFAULT_ROUTING_KEY, DEFAULT_URL, redact_url,
+    DEFAULT_ROUTING_KEY, DEFAULT_URL,
 };
 
 use crate::{Delivery, SinkType};
@@ -93,7 +93,7 @@ impl SinkType for AmqpType {
     fn describe(options: &AmqpOptions) -> String {
         let mut text = format!(
             "url={} exchange={:?} routing_key={:?} declare={}",
-            redact_url(&options.url),
+            tidings_core::RedactedUrl::new(&options.url),
             options.exchange,
             options.routing_key,
             options.declare
@@ -142,13 +142,13 @@ mod tests {
         let tree = config.to_string();
         assert!(
             tree.contains(
-                r#"rabbit: amqp url=amqp://app:***@127.0.0.1:1/%2f exchange="analytics" routing_key="tidings.{name}" declare=true queue="analytics.all" binding_key="tidings.#" publish_timeout_ms=1000"#
+                r#"rabbit: amqp url=amqp://***@127.0.0.1:1/… exchange="analytics" routing_key="tidings.{name}" declare=true queue="analytics.all" binding_key="tidings.#" publish_timeout_ms=1000"#
             ),
             "{tree}"
         );
         assert!(
             tree.contains(
-                r#"defaults: amqp url=amqp://guest:***@127.0.0.1:5672/%2f exchange="tidings.events" routing_key="events.{name}" declare=false publish_timeout_ms=5000"#
+                r#"defaults: amqp url=amqp://***@127.0.0.1:5672/… exchange="tidings.events" routing_key="events.{name}" declare=false publish_timeout_ms=5000"#
             ),
             "{tree}"
         );

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
+use tidings_core::RedactedUrl;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_http::{FlumeSink, HttpClient, HttpJsonSink, SpadeSink};
 
@@ -18,14 +19,6 @@ fn client() -> Result<HttpClient, BoxError> {
     }
     let client = HttpClient::new()?;
     Ok(CLIENT.get_or_init(|| client).clone())
-}
-
-/// Shows a URL without credentials, path or query.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}/…")
 }
 
 /// `type = "spade"`: `url`, `rotator_url`, `refresh_seconds`.
@@ -79,10 +72,10 @@ impl SinkType for SpadeType {
     fn describe(options: &SpadeOptions) -> String {
         let mut parts = Vec::new();
         if let Some(url) = &options.url {
-            parts.push(format!("url={}", redact(url)));
+            parts.push(format!("url={}", RedactedUrl::new(url)));
         }
         if let Some(url) = &options.rotator_url {
-            parts.push(format!("rotator_url={}", redact(url)));
+            parts.push(format!("rotator_url={}", RedactedUrl::new(url)));
         }
         if let Some(seconds) = options.refresh_seconds {
             parts.push(format!("refresh_seconds={seconds}"));
@@ -120,7 +113,7 @@ impl SinkType for FlumeType {
     fn describe(options: &FlumeOptions) -> String {
         format!(
             "url={} allowed_properties={:?}",
-            redact(&options.url),
+            RedactedUrl::new(&options.url),
             options.allowed_properties
         )
     }
@@ -158,7 +151,7 @@ impl SinkType for HttpType {
     fn describe(options: &HttpOptions) -> String {
         format!(
             "url={} gzip={} headers={:?}",
-            redact(&options.url),
+            RedactedUrl::new(&options.url),
             options.gzip,
             options.headers.keys().collect::<Vec<_>>()
         )

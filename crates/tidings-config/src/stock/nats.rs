@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tidings_routing::{BoxError, Sink};
 use tidings_sink_nats::{
     DEFAULT_ACK_TIMEOUT_MS, DEFAULT_DUPLICATE_WINDOW_SECONDS, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_SUBJECT, DEFAULT_URL, NatsError, NatsSink, NatsSinkBuilder, SubjectTemplate, redacted,
+    DEFAULT_SUBJECT, DEFAULT_URL, NatsError, NatsSink, NatsSinkBuilder, SubjectTemplate,
 };
 
 use crate::{Delivery, SinkType};
@@ -116,7 +116,7 @@ impl SinkType for NatsType {
 
     fn describe(options: &NatsOptions) -> String {
         let mut parts = vec![
-            format!("url={}", redacted(&options.url)),
+            format!("url={}", tidings_core::RedactedUrl::new(&options.url)),
             format!("subject={}", options.subject),
         ];
         if let Some(stream) = &options.stream {
@@ -156,7 +156,7 @@ mod tests {
         let tree = config.to_string();
         assert!(
             tree.contains(
-                "js: nats url=nats://127.0.0.1:4222 subject=events.{name} stream=EVENTS \
+                "js: nats url=nats://***@127.0.0.1:4222 subject=events.{name} stream=EVENTS \
                  create_stream=true duplicate_window_seconds=120 max_in_flight=256 \
                  ack_timeout_ms=5000"
             ),
@@ -210,7 +210,7 @@ mod tests {
         .unwrap();
         let message = config.build().unwrap_err().to_string();
         assert!(
-            message.contains("cannot connect to NATS at nats://127.0.0.1:1"),
+            message.contains("cannot connect to NATS at nats://***@127.0.0.1:1"),
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");

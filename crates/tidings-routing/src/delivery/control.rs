@@ -103,12 +103,36 @@ pub(crate) fn spawn_worker<F>(name: &str, worker: F) -> std::io::Result<JoinHand
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
+    // The runtime is built (and dropped) on the worker's own thread: one
+    // dropped on the caller's thread panics when the caller is itself inside
+    // a runtime (a collector building its tree), should the spawn fail.
+    let (started, start) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
         .name(format!("tidings-{name}"))
-        .spawn(move || runtime.block_on(worker))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(()));
+                    runtime.block_on(worker);
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                }
+            }
+        })?;
+    match start.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(error)) => {
+            let _ = handle.join();
+            Err(error)
+        }
+        Err(_) => Err(std::io::Error::other(
+            "the worker thread ended before it started",
+        )),
+    }
 }
 
 /// Joins `handle` if its worker has finished; a worker still running past
