@@ -147,6 +147,10 @@ impl Backend for Stages {
         b.received = 5;
         b.delivered = 5;
         visit(b);
+        let mut c = MetricsSnapshot::new("c");
+        c.received = 2;
+        c.queued = 2;
+        visit(c);
     }
 }
 
@@ -156,14 +160,47 @@ fn undelivered_sums_the_stages_and_names_each_that_lost_events() {
     let mut expected = Undelivered::default();
     expected.dropped = 3;
     expected.dead_lettered = 1;
-    expected.pending = 2;
-    expected.by_stage = vec![("a".to_owned(), 5)];
+    expected.pending = 4;
+    expected.by_stage = vec![("a".to_owned(), 5), ("c".to_owned(), 2)];
     assert_eq!(undelivered, expected);
-    assert_eq!(undelivered.lost(), 5);
+    assert_eq!(undelivered.lost(), 7);
     assert_eq!(
         undelivered.to_string(),
-        "5 events not delivered (dropped 3, still queued or in flight 2; 1 more kept as dead letters; a: 5)"
+        "7 events not delivered (dropped 3, still queued or in flight 4; 1 more kept as dead letters; a: 5, c: 2)"
     );
+    let mut one = Undelivered::default();
+    one.pending = 1;
+    assert_eq!(
+        one.to_string(),
+        "1 event not delivered (dropped 0, still queued or in flight 1)"
+    );
+}
+
+/// A backend whose drains always run out of time.
+#[derive(Debug)]
+struct Stuck;
+
+impl Backend for Stuck {
+    fn send(&self, _: Event) -> Result<(), SendError> {
+        Ok(())
+    }
+    fn flush(&self, timeout: std::time::Duration) -> Result<(), tidings_core::DrainError> {
+        Err(tidings_core::DrainError::TimedOut {
+            timeout,
+            pending: 1,
+        })
+    }
+    fn shutdown(&self, timeout: std::time::Duration) -> Result<(), tidings_core::DrainError> {
+        self.flush(timeout)
+    }
+}
+
+#[test]
+fn flush_and_shutdown_say_what_the_backend_could_not_drain() {
+    let dispatch = Dispatch::new(Stuck);
+    let second = std::time::Duration::from_secs(1);
+    assert!(dispatch.flush(second).is_err());
+    assert!(dispatch.shutdown(second).is_err());
 }
 
 #[test]

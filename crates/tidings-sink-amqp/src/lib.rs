@@ -29,11 +29,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builder;
+mod connection;
+mod error;
 mod routing_key;
 mod sink;
 mod url;
 
-pub use sink::{
-    AmqpSink, AmqpSinkBuilder, BuildError, DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE,
-    DEFAULT_PUBLISH_TIMEOUT_MS, DEFAULT_ROUTING_KEY, DEFAULT_URL, DeliveryError,
+pub use builder::{
+    AmqpSinkBuilder, DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_PUBLISH_TIMEOUT_MS,
+    DEFAULT_ROUTING_KEY, DEFAULT_URL,
 };
+pub use error::{BuildError, DeliveryError};
+pub use sink::AmqpSink;

@@ -5,354 +5,23 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::builder::{AmqpSinkBuilder, CONTENT_TYPE, PERSISTENT};
+use crate::connection::{Session, Stage};
+use crate::error::{DeliveryError, is_permanent};
+
 use futures_util::future::join_all;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
-    ExchangeKind,
-};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::Event;
 use tokio::sync::Mutex;
 
 use crate::routing_key::RoutingKeyTemplate;
 use crate::url::BrokerUrl;
-
-/// Default for [`AmqpSinkBuilder::url`]: the local broker's default user and
-/// virtual host.
-pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// Default for [`AmqpSinkBuilder::exchange`].
-pub const DEFAULT_EXCHANGE: &str = "tidings.events";
-/// Default for [`AmqpSinkBuilder::routing_key`].
-pub const DEFAULT_ROUTING_KEY: &str = "events.{name}";
-/// Default for [`AmqpSinkBuilder::binding_key`]: every routing key.
-pub const DEFAULT_BINDING_KEY: &str = "#";
-/// Default for [`AmqpSinkBuilder::publish_timeout_ms`].
-pub const DEFAULT_PUBLISH_TIMEOUT_MS: u64 = 5_000;
-
-/// The longest exchange, queue or routing key AMQP 0-9-1 allows, in bytes.
-const MAX_SHORT_STRING: usize = 255;
-/// AMQP delivery mode 2: the broker writes the message to disk (on a
-/// durable queue).
-const PERSISTENT: u8 = 2;
-const CONTENT_TYPE: &str = "application/json";
-
-/// The AMQP sink's options are inconsistent or invalid.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// `url` is not an `amqp://` or `amqps://` URL.
-    #[error("invalid AMQP url {url}: {reason}")]
-    Url {
-        /// The URL, password replaced by `***`.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// `routing_key` is not a valid template.
-    #[error("invalid routing_key template {template:?}: {reason}")]
-    RoutingKey {
-        /// The template.
-        template: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An exchange, queue or key is longer than AMQP allows.
-    #[error("{option} is {len} bytes long, AMQP allows at most 255")]
-    TooLong {
-        /// The option (`exchange`, `queue`, `binding_key`, `routing_key`).
-        option: &'static str,
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// `queue` or `binding_key` is set without `declare = true`, or
-    /// `binding_key` without `queue`.
-    #[error("{option} requires {requires}")]
-    Requires {
-        /// The option set.
-        option: &'static str,
-        /// What it needs.
-        requires: &'static str,
-    },
-    /// `declare = true` with the default exchange (`""`), which cannot be declared.
-    #[error("declare = true needs a named exchange; the default exchange \"\" cannot be declared")]
-    DeclareDefaultExchange,
-    /// `publish_timeout_ms` is zero.
-    #[error("publish_timeout_ms must be at least 1")]
-    ZeroTimeout,
-}
-
-/// Why a batch was not delivered; the source of the [`SinkError`] that
-/// [`AmqpSink`] returns. Messages name the broker by its redacted URL and
-/// never contain its password.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeliveryError {
-    /// Connecting, opening the confirm channel or declaring the topology
-    /// failed.
-    #[error("AMQP broker {url}: cannot {step}: {reason}")]
-    Setup {
-        /// What was being done.
-        step: &'static str,
-        /// The broker, password redacted.
-        url: String,
-        /// What the client library reported.
-        reason: String,
-        /// Whether the broker refused for good (access, missing or
-        /// conflicting exchange or queue).
-        permanent: bool,
-    },
-    /// A publish or its confirm failed (connection or channel lost, or the
-    /// broker closed the channel).
-    #[error("cannot publish to exchange {exchange:?} on AMQP broker {url}: {reason}")]
-    Publish {
-        /// The exchange.
-        exchange: String,
-        /// The broker, password redacted.
-        url: String,
-        /// What the client library reported.
-        reason: String,
-        /// Whether the broker refused for good (access, missing exchange).
-        permanent: bool,
-    },
-    /// The broker answered `basic.nack` for some messages.
-    #[error("AMQP broker {url} refused (nack) {nacked} of {total} events on exchange {exchange:?}")]
-    Nacked {
-        /// The exchange.
-        exchange: String,
-        /// The broker, password redacted.
-        url: String,
-        /// Messages nacked.
-        nacked: usize,
-        /// Messages in the batch.
-        total: usize,
-    },
-    /// Mandatory messages were returned: no queue is bound for their routing key.
-    #[error(
-        "{returned} of {total} events were returned unroutable by exchange {exchange:?} on AMQP broker {url} (first routing key {routing_key:?}: {reply})"
-    )]
-    Returned {
-        /// The exchange.
-        exchange: String,
-        /// The broker, password redacted.
-        url: String,
-        /// Messages returned.
-        returned: usize,
-        /// Messages in the batch.
-        total: usize,
-        /// The routing key of the first returned message.
-        routing_key: String,
-        /// The broker's reply (`312 NO_ROUTE`).
-        reply: String,
-    },
-    /// An event's routing key would be longer than AMQP allows.
-    #[error(
-        "routing key for event {event_id} ({len} bytes) is longer than AMQP allows (255 bytes)"
-    )]
-    RoutingKeyTooLong {
-        /// The event.
-        event_id: String,
-        /// The key's length in bytes.
-        len: usize,
-    },
-    /// The broker did not answer within `publish_timeout_ms`.
-    #[error("no answer from AMQP broker {url} within {timeout_ms} ms while {stage}")]
-    Timeout {
-        /// The broker, password redacted.
-        url: String,
-        /// The timeout.
-        timeout_ms: u64,
-        /// What was under way.
-        stage: &'static str,
-    },
-}
-
-/// Builds an [`AmqpSink`]. Created by [`AmqpSink::builder`]; the setters are
-/// named as the keys of `type = "amqp"` in a config file.
-#[derive(Clone)]
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct AmqpSinkBuilder {
-    url: String,
-    exchange: String,
-    routing_key: String,
-    declare: bool,
-    queue: Option<String>,
-    binding_key: Option<String>,
-    publish_timeout_ms: u64,
-}
-
-impl fmt::Debug for AmqpSinkBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AmqpSinkBuilder")
-            .field("url", &tidings_core::RedactedUrl::new(&self.url))
-            .field("exchange", &self.exchange)
-            .field("routing_key", &self.routing_key)
-            .field("declare", &self.declare)
-            .field("queue", &self.queue)
-            .field("binding_key", &self.binding_key)
-            .field("publish_timeout_ms", &self.publish_timeout_ms)
-            .finish()
-    }
-}
-
-impl AmqpSinkBuilder {
-    /// The broker, `amqp://user:password@host:port/vhost` (the virtual host
-    /// percent-encoded: `%2f` is `/`) or `amqps://…`. Defaults to
-    /// [`DEFAULT_URL`]. The password is shown as `***` everywhere.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
-        self
-    }
-
-    /// The exchange published to. Defaults to [`DEFAULT_EXCHANGE`]; `""` is
-    /// the default exchange, which routes by queue name.
-    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
-        self.exchange = exchange.into();
-        self
-    }
-
-    /// The routing key, where `{name}` is replaced by the event name.
-    /// Defaults to [`DEFAULT_ROUTING_KEY`] (`events.{name}`).
-    pub fn routing_key(mut self, template: impl Into<String>) -> Self {
-        self.routing_key = template.into();
-        self
-    }
-
-    /// Declares the exchange (type `topic`, durable) on every new connection,
-    /// and the [`queue`](Self::queue) if one is set. Defaults to false: the
-    /// exchange must exist.
-    pub fn declare(mut self, declare: bool) -> Self {
-        self.declare = declare;
-        self
-    }
-
-    /// A durable queue to declare and bind to the exchange with
-    /// [`binding_key`](Self::binding_key); needs `declare(true)`. Without
-    /// any bound queue, every publish is returned unroutable and fails.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// The binding key of [`queue`](Self::queue). Defaults to
-    /// [`DEFAULT_BINDING_KEY`] (`#`, every routing key).
-    pub fn binding_key(mut self, binding_key: impl Into<String>) -> Self {
-        self.binding_key = Some(binding_key.into());
-        self
-    }
-
-    /// The most one `send_batch` may take, in milliseconds: connecting,
-    /// declaring, publishing and waiting for every confirm. Defaults to 5000.
-    pub fn publish_timeout_ms(mut self, timeout_ms: u64) -> Self {
-        self.publish_timeout_ms = timeout_ms;
-        self
-    }
-
-    /// Checks the options. Does no I/O: the connection is made by the first
-    /// `send_batch`, on the delivery worker's runtime.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] when the URL does not parse, the routing key template
-    /// is invalid, a name is too long, `queue`/`binding_key` are set without
-    /// `declare`, or the timeout is zero.
-    pub fn build(self) -> Result<AmqpSink, BuildError> {
-        let url =
-            BrokerUrl::parse(&self.url).map_err(|(url, reason)| BuildError::Url { url, reason })?;
-        let template = RoutingKeyTemplate::parse(&self.routing_key).map_err(|reason| {
-            BuildError::RoutingKey {
-                template: self.routing_key.clone(),
-                reason,
-            }
-        })?;
-        if template.literal_len() > MAX_SHORT_STRING {
-            return Err(BuildError::TooLong {
-                option: "routing_key",
-                len: template.literal_len(),
-            });
-        }
-        if self.publish_timeout_ms == 0 {
-            return Err(BuildError::ZeroTimeout);
-        }
-        let exchange = short("exchange", self.exchange)?;
-        let queue = match (self.declare, self.queue, self.binding_key) {
-            (_, None, Some(_)) => {
-                return Err(BuildError::Requires {
-                    option: "binding_key",
-                    requires: "queue",
-                });
-            }
-            (false, Some(_), _) => {
-                return Err(BuildError::Requires {
-                    option: "queue",
-                    requires: "declare = true",
-                });
-            }
-            (true, Some(queue), binding_key) => Some((
-                short("queue", queue)?,
-                short(
-                    "binding_key",
-                    binding_key.unwrap_or_else(|| DEFAULT_BINDING_KEY.to_owned()),
-                )?,
-            )),
-            (_, None, None) => None,
-        };
-        if self.declare && exchange.as_str().is_empty() {
-            return Err(BuildError::DeclareDefaultExchange);
-        }
-        Ok(AmqpSink {
-            url,
-            exchange,
-            template,
-            declare: self.declare,
-            queue,
-            timeout: Duration::from_millis(self.publish_timeout_ms),
-            session: Mutex::new(None),
-        })
-    }
-}
-
-fn short(option: &'static str, value: String) -> Result<ShortString, BuildError> {
-    let len = value.len();
-    ShortString::try_new(value).map_err(|_| BuildError::TooLong { option, len })
-}
-
-/// An open connection and its confirm-mode channel.
-struct Session {
-    connection: Connection,
-    channel: Channel,
-}
-
-impl Session {
-    fn is_usable(&self) -> bool {
-        self.connection.status().connected() && self.channel.status().connected()
-    }
-}
-
-/// What a `send_batch` was doing, for timeout messages.
-#[derive(Clone, Copy)]
-enum Stage {
-    Connecting,
-    Declaring,
-    Publishing,
-    Confirming,
-}
-
-impl Stage {
-    fn describe(self) -> &'static str {
-        match self {
-            Stage::Connecting => "connecting",
-            Stage::Declaring => "declaring the exchange and queue",
-            Stage::Publishing => "publishing",
-            Stage::Confirming => "waiting for publisher confirms",
-        }
-    }
-}
 
 /// Publishes events to a RabbitMQ (AMQP 0-9-1) exchange, one message per
 /// event, with publisher confirms.
@@ -381,13 +50,13 @@ impl Stage {
 /// the delivery worker, and dropped after any failure; the next call opens
 /// a new one. Each call is bounded by `publish_timeout_ms` as a whole.
 pub struct AmqpSink {
-    url: BrokerUrl,
-    exchange: ShortString,
-    template: RoutingKeyTemplate,
-    declare: bool,
-    queue: Option<(ShortString, ShortString)>,
-    timeout: Duration,
-    session: Mutex<Option<Session>>,
+    pub(crate) url: BrokerUrl,
+    pub(crate) exchange: ShortString,
+    pub(crate) template: RoutingKeyTemplate,
+    pub(crate) declare: bool,
+    pub(crate) queue: Option<(ShortString, ShortString)>,
+    pub(crate) timeout: Duration,
+    pub(crate) session: Mutex<Option<Session>>,
 }
 
 impl fmt::Debug for AmqpSink {
@@ -406,34 +75,10 @@ impl fmt::Debug for AmqpSink {
     }
 }
 
-/// Whether `error` is a refusal that lasts until the broker's configuration
-/// changes.
-fn is_permanent(error: &lapin::Error) -> bool {
-    match error.kind() {
-        ErrorKind::ProtocolError(amqp) => matches!(
-            amqp.kind(),
-            AMQPErrorKind::Soft(
-                AMQPSoftError::ACCESSREFUSED
-                    | AMQPSoftError::NOTFOUND
-                    | AMQPSoftError::PRECONDITIONFAILED
-            )
-        ),
-        _ => false,
-    }
-}
-
 impl AmqpSink {
     /// A builder with every option at its default.
     pub fn builder() -> AmqpSinkBuilder {
-        AmqpSinkBuilder {
-            url: DEFAULT_URL.to_owned(),
-            exchange: DEFAULT_EXCHANGE.to_owned(),
-            routing_key: DEFAULT_ROUTING_KEY.to_owned(),
-            declare: false,
-            queue: None,
-            binding_key: None,
-            publish_timeout_ms: DEFAULT_PUBLISH_TIMEOUT_MS,
-        }
+        AmqpSinkBuilder::new()
     }
 
     /// The broker URL, password replaced by `***`.
@@ -646,33 +291,6 @@ impl AmqpSink {
             });
         }
         Ok(())
-    }
-}
-
-impl DeliveryError {
-    /// How the delivery engine should treat this failure.
-    fn into_sink_error(self) -> SinkError {
-        match &self {
-            DeliveryError::Setup { permanent, .. } | DeliveryError::Publish { permanent, .. }
-                if *permanent =>
-            {
-                SinkError::fatal(self)
-            }
-            DeliveryError::Returned { .. } => SinkError::fatal(self),
-            DeliveryError::RoutingKeyTooLong { .. } => SinkError::too_large(self),
-            _ => SinkError::retryable(self),
-        }
-    }
-
-    /// Whether the connection must be dropped: after anything but a clean
-    /// broker answer (confirms all received), its state is unknown.
-    fn breaks_session(&self) -> bool {
-        !matches!(
-            self,
-            DeliveryError::Nacked { .. }
-                | DeliveryError::Returned { .. }
-                | DeliveryError::RoutingKeyTooLong { .. }
-        )
     }
 }
 

@@ -48,13 +48,17 @@
 //! control characters, `*` and `>` in a name become `_`, and so does an
 //! empty token (`.a..b` → `_.a._.b`); see [`SubjectTemplate`].
 
+mod builder;
+mod connection;
+mod error;
 mod io;
 mod sink;
 mod subject;
 
-pub use sink::{
+pub use builder::{
     DEFAULT_ACK_TIMEOUT_MS, DEFAULT_DUPLICATE_WINDOW_SECONDS, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_RETRY_HORIZON, DEFAULT_SUBJECT, DEFAULT_URL, NatsError, NatsSink, NatsSinkBuilder,
-    duplicate_window_warning,
+    DEFAULT_RETRY_HORIZON, DEFAULT_SUBJECT, DEFAULT_URL, NatsSinkBuilder, duplicate_window_warning,
 };
+pub use error::NatsError;
+pub use sink::NatsSink;
 pub use subject::SubjectTemplate;

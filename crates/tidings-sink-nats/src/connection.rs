@@ -1,0 +1,131 @@
+//! Connecting to the server (and reconnecting after an outage) on the
+//! sink's own I/O thread, and checking or creating the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::{Client, ConnectOptions};
+
+use crate::builder::TARGET;
+use crate::error::NatsError;
+
+/// The connection options and stream wishes, moved onto the I/O thread.
+pub(crate) struct Setup {
+    pub(crate) url: String,
+    pub(crate) redacted: Arc<str>,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) stream: Option<String>,
+    pub(crate) create: Option<(String, String)>,
+    pub(crate) duplicate_window: Duration,
+    pub(crate) sample: String,
+}
+
+pub(crate) struct Connected {
+    pub(crate) client: Client,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) stream: String,
+    pub(crate) duplicate_window: Duration,
+}
+
+/// Reconnect attempts follow each other quickly and forever: 0, 100, 200
+/// ms, then every 500 ms, so delivery resumes within about half a second
+/// of the server coming back.
+pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
+    let steps = u64::try_from(attempts.saturating_sub(1)).unwrap_or(u64::MAX);
+    Duration::from_millis(steps.saturating_mul(100).min(500))
+}
+
+impl Setup {
+    pub(crate) async fn run(&self) -> Result<Connected, NatsError> {
+        let url = self.redacted.clone();
+        let options = ConnectOptions::new()
+            .name("tidings")
+            .connection_timeout(self.ack_timeout)
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |event| {
+                let url = url.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(target: TARGET, %url, "disconnected from NATS; reconnecting");
+                        }
+                        async_nats::Event::Connected => {
+                            tracing::info!(target: TARGET, %url, "connected to NATS");
+                        }
+                        other => {
+                            tracing::debug!(target: TARGET, %url, event = %other, "NATS client event");
+                        }
+                    }
+                }
+            });
+        let client = async_nats::connect_with_options(self.url.as_str(), options)
+            .await
+            .map_err(|e| NatsError::Connect {
+                url: self.redacted.to_string(),
+                reason: e.to_string(),
+            })?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(self.ack_timeout)
+            .ack_timeout(self.ack_timeout)
+            // The sink bounds what is in flight itself; this only has to
+            // leave room for the acks of abandoned attempts.
+            .max_ack_inflight(self.max_in_flight.saturating_mul(8).max(4096))
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let stream_error = |stream: &str, reason: String| NatsError::Stream {
+            stream: stream.to_owned(),
+            url: self.redacted.to_string(),
+            reason,
+        };
+        let stream = match (&self.create, &self.stream) {
+            (Some((name, subject)), _) => jetstream
+                .get_or_create_stream(jetstream::stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subject.clone()],
+                    duplicate_window: self.duplicate_window,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| stream_error(name, e.to_string()))?,
+            (None, Some(name)) => jetstream
+                .get_stream(name)
+                .await
+                .map_err(|e| stream_error(name, e.to_string()))?,
+            (None, None) => {
+                let name = jetstream
+                    .stream_by_subject(self.sample.clone())
+                    .await
+                    .map_err(|e| NatsError::NoStream {
+                        url: self.redacted.to_string(),
+                        subject: self.sample.clone(),
+                        reason: e.to_string(),
+                    })?;
+                jetstream
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| stream_error(&name, e.to_string()))?
+            }
+        };
+        let config = &stream.cached_info().config;
+        Ok(Connected {
+            stream: config.name.clone(),
+            duplicate_window: config.duplicate_window,
+            client,
+            jetstream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_are_attempted_at_most_half_a_second_apart() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(100), Duration::from_millis(500));
+    }
+}
