@@ -264,10 +264,8 @@ fn build_backend(
                 )?),
                 None => None,
             };
-            let context = Delivery {
-                batch: delivery.batch(),
-                retry: delivery.retry(),
-            };
+            let (batch, retry) = (delivery.batch(), delivery.retry());
+            let context = Delivery::new(batch.max_events(), batch.max_bytes(), retry.horizon());
             let built = sink
                 .build(&context)
                 .map_err(|e| e.to_string())
@@ -276,8 +274,8 @@ fn build_backend(
                     let mut builder = SinkBackend::builder_arc(path.clone(), sink)
                         .queue_capacity(queue.capacity())
                         .when_full(queue.when_full(feed))
-                        .batch(context.batch)
-                        .retry(context.retry);
+                        .batch(batch)
+                        .retry(retry);
                     if let Some(dead_letter) = dead_letter {
                         builder = builder.dead_letter(dead_letter);
                     }

@@ -68,7 +68,6 @@ mod build;
 mod error;
 mod options;
 mod path;
-mod probe;
 mod registry;
 mod stock;
 mod tree;
@@ -77,11 +76,17 @@ pub use build::{Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
 pub use path::ConfigPath;
-pub use probe::probe_directory;
-pub use registry::{Delivery, ProcessorType, Registry, SinkType};
+pub use registry::{ProcessorType, Registry};
 pub use stock::{
     PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
 };
+/// The sink side of the registry, defined in `tidings-core` so that a sink
+/// crate implements it without depending on this crate.
+pub use tidings_core::{Delivery, SinkType};
+/// Whether a directory can be created and written (the `file` sink's and
+/// the collector's write-ahead log's preflight).
+#[cfg(feature = "file")]
+pub use tidings_sink_file::probe_directory;
 pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR, SinkSummary};
 
 /// Parses and validates a config, without I/O.

@@ -6,8 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use tidings_core::{Delivery, SinkType};
 use tidings_processors::Processor;
-use tidings_routing::{BatchConfig, BoxError, RetryPolicy, Sink};
+use tidings_routing::{BoxError, Sink};
 
 use crate::options::DELIVERY_KEYS;
 use crate::tree::Parse;
@@ -25,57 +26,6 @@ const SINK_FRAMEWORK_KEYS: [&str; 9] = [
     DELIVERY_KEYS[6],
     "dead_letter",
 ];
-
-/// A sink type that config files can name with `type = "NAME"`.
-///
-/// The options are the sink's own keys of its table, deserialized with
-/// serde (use `#[serde(deny_unknown_fields)]` so typos are reported). The
-/// delivery keys every sink takes (`queue_capacity`, `when_full`,
-/// `max_events`, `max_bytes`, `flush_interval_ms`, `retry`, ...) are handled
-/// by the framework and never reach `Options`.
-pub trait SinkType: Send + Sync + 'static {
-    /// The name used in `type = "..."`.
-    const NAME: &'static str;
-    /// The sink's options. They may hold secrets (passwords in URLs, auth
-    /// headers), so they are only ever shown through [`SinkType::describe`].
-    type Options: DeserializeOwned + Send + Sync + 'static;
-
-    /// Checks what serde cannot, without any I/O. Each problem is the key
-    /// (relative to the sink's table, empty for the table itself) and a
-    /// message.
-    fn validate(options: &Self::Options) -> Vec<(String, String)> {
-        let _ = options;
-        Vec::new()
-    }
-
-    /// Resolves the relative paths among the options (files, directories)
-    /// against `dir`, the directory of the config file: a config means the
-    /// same wherever `tidings` is started from. The default does nothing.
-    fn resolve_paths(options: &mut Self::Options, dir: &std::path::Path) {
-        let _ = (options, dir);
-    }
-
-    /// Checks what needs the machine but changes nothing on it, such as a
-    /// directory that cannot be created, so that `tidings check` fails
-    /// exactly when `serve` would. Each problem is the key and a message.
-    fn preflight(options: &Self::Options) -> Vec<(String, String)> {
-        let _ = options;
-        Vec::new()
-    }
-
-    /// Builds the sink. May connect or open files. `delivery` is how the
-    /// framework will batch and retry for it, for sinks whose own settings
-    /// depend on that (a deduplication window must outlast the retries).
-    ///
-    /// # Errors
-    ///
-    /// Any error that keeps the sink from starting.
-    fn build(options: &Self::Options, delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError>;
-
-    /// A one-line summary for `tidings check` and `Debug` output, such as
-    /// `url=http://host:port/… table=events`. It must not show secrets.
-    fn describe(options: &Self::Options) -> String;
-}
 
 /// A processor type that config files can name with `type = "NAME"` in a
 /// `processors` list.
@@ -104,17 +54,6 @@ pub trait ProcessorType: Send + Sync + 'static {
     fn describe(options: &Self::Options) -> String {
         format!("{options:?}")
     }
-}
-
-/// How the framework delivers to a sink built from config: its batching and
-/// retry policy, from the delivery keys of its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Delivery {
-    /// When batches are sent.
-    pub batch: BatchConfig,
-    /// How failed batches are retried.
-    pub retry: RetryPolicy,
 }
 
 /// A sink whose options are valid, ready to be built.

@@ -9,6 +9,7 @@
 //! - [`Sink`], which delivers batches from a delivery engine's worker, and
 //!   [`SinkError`];
 //! - what a delivery stage reports ([`MetricsSnapshot`], [`DropReason`]);
+//! - [`SinkType`], how a sink is named and built from a config file;
 //! - [`RedactedUrl`], how every crate shows a URL;
 //! - the emit and context API: [`emit`], [`enter_context`], and
 //!   [`Dispatch`], which an application installs as the default.
@@ -39,6 +40,7 @@
 //! `tidings` facade puts them together.
 
 mod backend;
+mod config;
 mod dispatch;
 mod global;
 mod processor;
@@ -50,6 +52,7 @@ mod undelivered;
 
 pub use async_trait::async_trait;
 pub use backend::{Backend, BoxError, DrainError, SendError};
+pub use config::{Delivery, SinkType};
 pub use dispatch::{DEFAULT_DRAIN_TIMEOUT, Dispatch, EmitError};
 pub use global::{
     DefaultGuard, FlushGuard, SetGlobalError, emit, init, set_default, try_init, with_default,

@@ -49,6 +49,21 @@ pub enum BuildError {
     ZeroTimeout,
 }
 
+impl BuildError {
+    /// The option at fault, as a config file names it (`url`,
+    /// `routing_key`, `publish_timeout_ms`, ...): every variant says which.
+    #[must_use]
+    pub fn option(&self) -> &'static str {
+        match self {
+            Self::Url { .. } => "url",
+            Self::RoutingKey { .. } => "routing_key",
+            Self::TooLong { option, .. } | Self::Requires { option, .. } => option,
+            Self::DeclareDefaultExchange => "exchange",
+            Self::ZeroTimeout => "publish_timeout_ms",
+        }
+    }
+}
+
 /// Why a batch was not delivered; the source of the [`SinkError`] that
 /// [`AmqpSink`](crate::AmqpSink) returns. Messages name the broker by its redacted URL and
 /// never contain its password.

@@ -30,6 +30,8 @@
 //! ```
 
 mod builder;
+#[cfg(feature = "config")]
+mod config;
 mod connection;
 mod error;
 mod routing_key;
@@ -40,5 +42,7 @@ pub use builder::{
     AmqpSinkBuilder, DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_PUBLISH_TIMEOUT_MS,
     DEFAULT_ROUTING_KEY, DEFAULT_URL,
 };
+#[cfg(feature = "config")]
+pub use config::{AmqpOptions, AmqpType};
 pub use error::{BuildError, DeliveryError};
 pub use sink::AmqpSink;

@@ -16,6 +16,11 @@
 //! Sink authors: this crate is also the smallest complete example of a
 //! [`Sink`].
 
+#[cfg(feature = "config")]
+mod config;
+#[cfg(feature = "config")]
+pub use config::{ConsoleOptions, ConsoleType};
+
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;

@@ -16,9 +16,15 @@
 //! ```
 
 mod compact;
+mod config;
 mod names;
+#[cfg(feature = "config")]
+mod probe;
 mod recover;
 mod sink;
 
 pub use compact::{CompactReport, Period, PeriodError, compact};
+#[cfg(feature = "config")]
+pub use config::{FileOptions, FileType};
+pub use probe::probe_directory;
 pub use sink::{DEFAULT_ROLL_EVENTS, DEFAULT_ROLL_SECONDS, FileError, FileSink, FileSinkBuilder};

@@ -41,6 +41,8 @@
 //! output, where a URL is shown as `scheme://host:port` only.
 
 mod client;
+#[cfg(feature = "config")]
+mod config;
 mod endpoint;
 mod error;
 mod flume;
@@ -52,6 +54,8 @@ pub use client::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, HttpClient,
     HttpClientBuilder, HttpResponse, MAX_ANSWER_BYTES, RequestError, parse_retry_after,
 };
+#[cfg(feature = "config")]
+pub use config::{FlumeOptions, FlumeType, HttpOptions, HttpType, SpadeOptions, SpadeType};
 pub use error::BuildError;
 pub use flume::{FlumeSink, FlumeSinkBuilder, PartialDelivery};
 pub use json::{HttpJsonSink, HttpJsonSinkBuilder};

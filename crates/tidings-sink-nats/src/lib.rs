@@ -49,6 +49,8 @@
 //! empty token (`.a..b` → `_.a._.b`); see [`SubjectTemplate`].
 
 mod builder;
+#[cfg(feature = "config")]
+mod config;
 mod connection;
 mod error;
 mod io;
@@ -59,6 +61,8 @@ pub use builder::{
     DEFAULT_ACK_TIMEOUT_MS, DEFAULT_DUPLICATE_WINDOW_SECONDS, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_RETRY_HORIZON, DEFAULT_SUBJECT, DEFAULT_URL, NatsSinkBuilder, duplicate_window_warning,
 };
+#[cfg(feature = "config")]
+pub use config::{NatsOptions, NatsType};
 pub use error::NatsError;
 pub use sink::NatsSink;
 pub use subject::SubjectTemplate;

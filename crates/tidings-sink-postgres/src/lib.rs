@@ -101,12 +101,16 @@
 //! with its index check) and one commit per batch dominate, so larger
 //! batches go faster.
 
+#[cfg(feature = "config")]
+mod config;
 mod encode;
 mod error;
 mod sink;
 mod table;
 mod target;
 
+#[cfg(feature = "config")]
+pub use config::{PostgresOptions, PostgresType};
 pub use error::PostgresError;
 pub use sink::{
     DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, PostgresSink, PostgresSinkBuilder,

@@ -1,4 +1,5 @@
-//! The stock processor and sink types, registered by `Registry::default()`.
+//! The stock processor types, and the registration of the stock sink
+//! types (each defined in its sink crate), by `Registry::default()`.
 
 use std::sync::Arc;
 
@@ -15,22 +16,24 @@ pub(crate) fn register(registry: &mut Registry) {
         registry.register_processor::<catalog::CatalogType>();
         registry.register_processor::<catalog::PiiFilterType>();
     }
+    // Each sink crate owns its types (options, checks, `describe`) behind
+    // its `config` feature: one line each here.
     #[cfg(feature = "console")]
-    registry.register_sink::<console::ConsoleType>();
+    registry.register_sink::<tidings_sink_console::ConsoleType>();
     #[cfg(feature = "file")]
-    registry.register_sink::<file::FileType>();
+    registry.register_sink::<tidings_sink_file::FileType>();
     #[cfg(feature = "http")]
     {
-        registry.register_sink::<http::SpadeType>();
-        registry.register_sink::<http::FlumeType>();
-        registry.register_sink::<http::HttpType>();
+        registry.register_sink::<tidings_sink_http::SpadeType>();
+        registry.register_sink::<tidings_sink_http::FlumeType>();
+        registry.register_sink::<tidings_sink_http::HttpType>();
     }
     #[cfg(feature = "postgres")]
-    registry.register_sink::<postgres::PostgresType>();
+    registry.register_sink::<tidings_sink_postgres::PostgresType>();
     #[cfg(feature = "amqp")]
-    registry.register_sink::<amqp::AmqpType>();
+    registry.register_sink::<tidings_sink_amqp::AmqpType>();
     #[cfg(feature = "nats")]
-    registry.register_sink::<nats::NatsType>();
+    registry.register_sink::<tidings_sink_nats::NatsType>();
 }
 
 /// `type = "regex_filter"`: `filter = "allowlist" | "blocklist"`, `patterns`.
@@ -101,32 +104,5 @@ impl ProcessorType for PropertyAllowlistType {
     }
 }
 
-#[cfg(feature = "amqp")]
-mod amqp;
 #[cfg(feature = "catalog")]
 mod catalog;
-#[cfg(feature = "console")]
-mod console;
-#[cfg(feature = "file")]
-mod file;
-#[cfg(feature = "http")]
-mod http;
-#[cfg(feature = "nats")]
-mod nats;
-#[cfg(feature = "postgres")]
-mod postgres;
-
-#[cfg(all(test, any(feature = "postgres", feature = "amqp")))]
-pub(crate) mod tests {
-    use crate::{Registry, load};
-
-    /// The path and message of every mistake in `text`.
-    pub(crate) fn problems(text: &str) -> Vec<(String, String)> {
-        load(text, &Registry::default())
-            .unwrap_err()
-            .errors()
-            .iter()
-            .map(|e| (e.path.clone(), e.message.clone()))
-            .collect()
-    }
-}
