@@ -277,6 +277,49 @@ mod tidy {
         seen.into_iter().collect()
     }
 
+    /// An application embedding the collector with no default features
+    /// pays for no sink client and none of the binary's own dependencies.
+    #[test]
+    fn the_embedded_collector_pulls_no_sink_client_and_no_cli() {
+        let output = std::process::Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "-e",
+                "normal",
+                "-p",
+                "tidings-collector",
+                "--no-default-features",
+                "--prefix",
+                "none",
+            ])
+            .current_dir(project_root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tree = String::from_utf8_lossy(&output.stdout);
+        let pulled: Vec<&str> = tree
+            .lines()
+            .filter_map(|line| line.split(' ').next())
+            .filter(|name| {
+                [
+                    "lapin",
+                    "async-nats",
+                    "tokio-postgres",
+                    "clap",
+                    "mimalloc",
+                    "tracing-subscriber",
+                ]
+                .contains(name)
+            })
+            .collect();
+        assert!(pulled.is_empty(), "the embedded collector pulls {pulled:?}");
+        assert!(tree.lines().any(|line| line.starts_with("hyper ")));
+    }
+
     /// The dependency rules of docs/architecture.md ("Dependency
     /// direction"), checked on the resolved graph.
     #[test]

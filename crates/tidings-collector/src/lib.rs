@@ -68,6 +68,16 @@
 //! The `tidings` binary in this crate runs it: `tidings serve [--config FILE]
 //! [--listen ADDR]`, `tidings check --config FILE` and `tidings tail --url
 //! URL [--name PATTERN] [--key KEY]`.
+//!
+//! # Features
+//!
+//! `cli` (default) builds the binary and brings what only it uses (clap,
+//! mimalloc, log formatting). `console`, `http`, `postgres`, `amqp` and
+//! `nats` (default) are the sink types a config may name; the `file` sink
+//! (the default destination of dead letters) and the catalog are always
+//! there. An application embedding the collector sets
+//! `default-features = false` and names the sink types it uses: without
+//! them it builds 87 crates instead of 271.
 
 mod access;
 mod body;

@@ -164,3 +164,27 @@ fn uncompressed_bodies_stay_within_max_bytes() {
     assert_eq!(backend.metrics().delivered, 30);
     backend.shutdown(support::PATIENCE).unwrap();
 }
+
+#[test]
+fn the_sink_passes_the_compliance_checks() {
+    let server = TestServer::start();
+    let sink = HttpJsonSink::builder()
+        .url(server.url("/events"))
+        .client(support::client(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let report = tidings_test::assert_sink_compliance(std::sync::Arc::new(sink), || {
+        server
+            .accepted()
+            .iter()
+            .flat_map(|request| {
+                let batch: Vec<Value> = serde_json::from_slice(&request.body).unwrap();
+                batch
+                    .into_iter()
+                    .map(|event| event["id"].as_str().unwrap().parse().unwrap())
+                    .collect::<Vec<tidings_event::EventId>>()
+            })
+            .collect()
+    });
+    assert_eq!(report.events, 1000);
+}

@@ -188,7 +188,7 @@ fn event(n: usize) -> Event {
     Event::new(name, json!({"n": n, "text": "\"quoted\" \\ and ünïcode"})).with_context(context)
 }
 
-fn send(backend: &SinkBackend, n: usize) -> EventId {
+pub(crate) fn send(backend: &SinkBackend, n: usize) -> EventId {
     let event = event(n);
     let id = event.id();
     if let Err(error) = backend.send(event) {
@@ -197,7 +197,7 @@ fn send(backend: &SinkBackend, n: usize) -> EventId {
     id
 }
 
-fn assert_accounted(described: &str, m: &tidings_routing::MetricsSnapshot) {
+pub(crate) fn assert_accounted(described: &str, m: &tidings_routing::MetricsSnapshot) {
     assert_eq!(
         m.received,
         m.delivered + m.dropped_total() + m.pending(),
@@ -205,7 +205,7 @@ fn assert_accounted(described: &str, m: &tidings_routing::MetricsSnapshot) {
     );
 }
 
-fn assert_ids(described: &str, when: &str, sent: &[EventId], found: Vec<EventId>) {
+pub(crate) fn assert_ids(described: &str, when: &str, sent: &[EventId], found: Vec<EventId>) {
     let mut counts: HashMap<EventId, usize> = HashMap::with_capacity(found.len());
     for id in found {
         *counts.entry(id).or_default() += 1;

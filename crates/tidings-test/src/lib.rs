@@ -25,6 +25,7 @@ mod buffer;
 mod compliance;
 #[cfg(feature = "config")]
 mod memory;
+mod outage;
 mod proxy;
 mod sink;
 
@@ -36,6 +37,7 @@ pub use buffer::SharedBuffer;
 pub use compliance::{Compliance, ComplianceReport, assert_sink_compliance};
 #[cfg(feature = "config")]
 pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};
+pub use outage::{Outage, OutageReport};
 pub use proxy::CuttableProxy;
 pub use sink::{Answer, RecordingSink};
 use tidings_event::Event;
