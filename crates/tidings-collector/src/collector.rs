@@ -1,6 +1,7 @@
 //! `Collector`: the ingest routes over a pipeline, and the HTTP server.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::access::{add_cors, allowed_origin, authorized, preflight};
 use crate::budget::{self, Budget};
 use crate::durable::Durable;
-use crate::metrics::{Counters, render};
+use crate::metrics::{Counters, Scrape};
 use crate::protocol::JsonErrors;
 use crate::reject::{Reject, json_response};
 use crate::ui::{ServeBody, Ui, UiRoute, View};
@@ -51,6 +52,32 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Collector {
     inner: Arc<Inner>,
+}
+
+/// A collector's metrics for an application's `prometheus-client`
+/// registry ([`Collector::metrics_collector`]).
+pub struct MetricsCollector {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsCollector")
+            .field("collector_alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl prometheus_client::collector::Collector for MetricsCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
+        match self.inner.upgrade() {
+            Some(inner) => Collector::scrape(&inner).encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 struct Inner {
@@ -313,19 +340,41 @@ impl Collector {
         &self.inner.options
     }
 
-    /// The Prometheus text served at `/metrics`.
+    /// The text served at `/metrics` (OpenMetrics, which Prometheus reads):
+    /// [`Collector::metrics_collector`] encoded on its own.
     #[must_use]
     pub fn metrics_text(&self) -> String {
-        let inner = &self.inner;
-        render(
-            &inner.counters,
-            &inner.intake.metrics(),
-            inner.options.queue_capacity,
-            &inner.budgets,
-            &inner.root.stats(),
-            &inner.stages,
-            inner.durable.as_ref().map(|d| d.stats()).as_ref(),
-        )
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self.metrics_collector()));
+        let mut text = String::new();
+        // Writing into a `String` never fails.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// The collector's metrics as a `prometheus-client` collector: register
+    /// it in your application's registry
+    /// (`registry.register_collector(Box::new(collector.metrics_collector()))`)
+    /// and your own exporter shows every family of `/metrics`, read at each
+    /// scrape. It does not keep the collector alive: once the collector is
+    /// gone it shows nothing.
+    #[must_use]
+    pub fn metrics_collector(&self) -> MetricsCollector {
+        MetricsCollector {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    fn scrape(inner: &Inner) -> Scrape<'_> {
+        Scrape {
+            counters: &inner.counters,
+            intake: inner.intake.metrics(),
+            capacity: inner.options.queue_capacity,
+            limits: &inner.budgets,
+            root: inner.root.stats(),
+            stages: &inner.stages,
+            wal: inner.durable.as_ref().map(|d| d.stats()),
+        }
     }
 
     /// Answers one request. Never fails: errors are JSON responses.
@@ -406,7 +455,9 @@ impl Collector {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics_text())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 Ok(response)
             }

@@ -92,7 +92,7 @@ mod script;
 mod service;
 mod ui;
 
-pub use collector::{Collector, Route};
+pub use collector::{Collector, MetricsCollector, Route};
 pub use service::{IngestService, ResponseFuture};
 
 /// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for

@@ -1,9 +1,14 @@
-//! The collector's counters and the Prometheus text of `/metrics`.
+//! The collector's counters, and the families `/metrics` shows, encoded by
+//! `prometheus-client` (so an application's own registry can show them).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use tidings_config::{Stage, StageMetrics};
 use tidings_routing::{DropReason, MetricsSnapshot, RouterStats};
@@ -57,363 +62,347 @@ fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
         .or_default() += 1;
 }
 
-/// Escapes a label value for the Prometheus text format.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
+/// One metric family: its name (a counter's without `_total`, which the
+/// encoder adds), help, kind, and samples, each a label set and a value.
 struct Family<'a> {
-    out: &'a mut String,
+    name: &'a str,
+    help: &'a str,
+    kind: MetricType,
+    samples: Vec<(Labels, u64)>,
 }
 
-impl Family<'_> {
-    /// A counter family with one sample per `reason` label.
-    fn by_reason(&mut self, name: &str, help: &str, counts: &Mutex<BTreeMap<&'static str, u64>>) {
-        self.head(name, "counter", help);
-        let counts = counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (reason, n) in counts.iter() {
-            self.sample(name, &[("reason", reason)], *n);
+type Labels = Vec<(&'static str, String)>;
+
+impl<'a> Family<'a> {
+    fn counter(name: &'a str, help: &'a str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Counter,
+            samples: Vec::new(),
         }
     }
 
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    fn gauge(name: &'a str, help: &'a str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            samples: Vec::new(),
+        }
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
-            .collect();
-        if labels.is_empty() {
-            let _ = writeln!(self.out, "{name} {value}");
-        } else {
-            let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
+    fn sample(mut self, labels: Labels, value: u64) -> Self {
+        self.samples.push((labels, value));
+        self
+    }
+
+    fn samples(mut self, samples: impl IntoIterator<Item = (Labels, u64)>) -> Self {
+        self.samples.extend(samples);
+        self
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut metric = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
+        for (labels, value) in &self.samples {
+            let family = metric.encode_family(labels)?;
+            match self.kind {
+                MetricType::Counter => ConstCounter::new(*value).encode(family)?,
+                _ => ConstGauge::new(*value).encode(family)?,
+            }
         }
+        Ok(())
     }
 }
 
-/// Renders every metric. `intake` is the collector's own queue; `root` the
-/// root router; `stages` everything below it.
-pub(crate) fn render(
-    counters: &Counters,
-    intake: &MetricsSnapshot,
-    capacity: usize,
-    limits: &crate::budget::Limits,
-    root: &RouterStats,
-    stages: &[Stage],
-    wal: Option<&WalStats>,
-) -> String {
-    let mut out = String::with_capacity(4096);
-    let mut f = Family { out: &mut out };
-
-    f.head(
-        "tidings_collector_requests_total",
-        "counter",
-        "HTTP requests, by route and status.",
-    );
-    for ((route, status), n) in counters
-        .requests
+/// A `reason` label set for each count of `counts`.
+fn by_reason(counts: &Mutex<BTreeMap<&'static str, u64>>) -> Vec<(Labels, u64)> {
+    counts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
-    {
-        f.sample(
-            "tidings_collector_requests_total",
-            &[("route", route), ("status", &status.to_string())],
-            *n,
-        );
-    }
-    f.by_reason(
-        "tidings_collector_rejected_requests_total",
-        "Requests refused as a whole, by reason.",
-        &counters.rejected,
-    );
-    f.by_reason(
-        "tidings_collector_invalid_events_total",
-        "Requests refused for an event that does not match the catalog, by violation.",
-        &counters.invalid,
-    );
-    f.head(
-        "tidings_collector_events_received_total",
-        "counter",
-        "Events decoded from requests.",
-    );
-    f.sample(
-        "tidings_collector_events_received_total",
-        &[],
-        counters.events_received.load(Ordering::Relaxed),
-    );
-    f.head(
-        "tidings_collector_events_accepted_total",
-        "counter",
-        "Events answered with 202.",
-    );
-    f.sample(
-        "tidings_collector_events_accepted_total",
-        &[],
-        counters.events_accepted.load(Ordering::Relaxed),
-    );
-    f.head(
-        "tidings_collector_queue_depth",
-        "gauge",
-        "Accepted events waiting for the pipeline.",
-    );
-    f.sample(
-        "tidings_collector_queue_depth",
-        &[],
-        intake.queued + intake.buffered,
-    );
-    f.head(
-        "tidings_collector_queue_capacity",
-        "gauge",
-        "Room of the collector's queue, in events.",
-    );
-    f.sample("tidings_collector_queue_capacity", &[], capacity as u64);
-    f.head(
-        "tidings_collector_inflight_body_bytes",
-        "gauge",
-        "Request-body bytes held right now, against max_inflight_body_bytes.",
-    );
-    f.sample(
-        "tidings_collector_inflight_body_bytes",
-        &[],
-        limits.bodies.in_use() as u64,
-    );
-    f.head(
-        "tidings_collector_connections",
-        "gauge",
-        "Connections open right now, against max_connections.",
-    );
-    f.sample(
-        "tidings_collector_connections",
-        &[],
-        limits.connections.in_use() as u64,
-    );
+        .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n))
+        .collect()
+}
 
-    let mut routers: Vec<(&str, &RouterStats)> = vec![("root", root)];
-    let mut deliveries: Vec<&MetricsSnapshot> = vec![intake];
-    let metrics: Vec<(String, StageMetrics)> = stages
-        .iter()
-        .map(|s| (s.path.clone(), s.metrics()))
-        .collect();
-    for (path, m) in &metrics {
-        match m {
-            StageMetrics::Router(stats) => routers.push((path, stats)),
-            StageMetrics::Delivery(snapshot) => deliveries.push(snapshot),
-            _ => {}
-        }
-    }
+/// What `/metrics` shows, read at each scrape: the collector's counters,
+/// its queue and budgets, and every stage of its routing tree.
+pub(crate) struct Scrape<'a> {
+    pub(crate) counters: &'a Counters,
+    pub(crate) intake: MetricsSnapshot,
+    pub(crate) capacity: usize,
+    pub(crate) limits: &'a crate::budget::Limits,
+    pub(crate) root: RouterStats,
+    pub(crate) stages: &'a [Stage],
+    pub(crate) wal: Option<WalStats>,
+}
 
-    f.head(
-        "tidings_router_received_total",
-        "counter",
-        "Events given to a router.",
-    );
-    for (name, s) in &routers {
-        f.sample(
-            "tidings_router_received_total",
-            &[("router", name)],
-            s.received,
-        );
-    }
-    f.head(
-        "tidings_router_filtered_total",
-        "counter",
-        "Events a router's processors dropped.",
-    );
-    for (name, s) in &routers {
-        f.sample(
-            "tidings_router_filtered_total",
-            &[("router", name)],
-            s.filtered,
-        );
-    }
-    f.head(
-        "tidings_router_processor_errors_total",
-        "counter",
-        "Processor failures (the event went on).",
-    );
-    for (name, s) in &routers {
-        f.sample(
-            "tidings_router_processor_errors_total",
-            &[("router", name)],
-            s.processor_errors,
-        );
-    }
-    f.head(
-        "tidings_router_backend_failures_total",
-        "counter",
-        "Events a router's backend refused or panicked on.",
-    );
-    for (name, s) in &routers {
-        for b in &s.backends {
-            f.sample(
-                "tidings_router_backend_failures_total",
-                &[("router", name), ("backend", &b.name)],
-                b.failed + b.panicked,
-            );
-        }
-    }
+impl Scrape<'_> {
+    /// Every family, in the order `/metrics` shows them.
+    fn families(&self) -> Vec<Family<'static>> {
+        let counters = self.counters;
+        let requests: Vec<(Labels, u64)> = counters
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|((route, status), n)| {
+                (
+                    vec![
+                        ("route", (*route).to_owned()),
+                        ("status", status.to_string()),
+                    ],
+                    *n,
+                )
+            })
+            .collect();
+        let mut families = vec![
+            Family::counter(
+                "tidings_collector_requests",
+                "HTTP requests, by route and status.",
+            )
+            .samples(requests),
+            Family::counter(
+                "tidings_collector_rejected_requests",
+                "Requests refused as a whole, by reason.",
+            )
+            .samples(by_reason(&counters.rejected)),
+            Family::counter(
+                "tidings_collector_invalid_events",
+                "Requests refused for an event that does not match the catalog, by violation.",
+            )
+            .samples(by_reason(&counters.invalid)),
+            Family::counter(
+                "tidings_collector_events_received",
+                "Events decoded from requests.",
+            )
+            .sample(vec![], counters.events_received.load(Ordering::Relaxed)),
+            Family::counter(
+                "tidings_collector_events_accepted",
+                "Events answered with 202.",
+            )
+            .sample(vec![], counters.events_accepted.load(Ordering::Relaxed)),
+            Family::gauge(
+                "tidings_collector_queue_depth",
+                "Accepted events waiting for the pipeline.",
+            )
+            .sample(vec![], self.intake.queued + self.intake.buffered),
+            Family::gauge(
+                "tidings_collector_queue_capacity",
+                "Room of the collector's queue, in events.",
+            )
+            .sample(vec![], self.capacity as u64),
+            Family::gauge(
+                "tidings_collector_inflight_body_bytes",
+                "Request-body bytes held right now, against max_inflight_body_bytes.",
+            )
+            .sample(vec![], self.limits.bodies.in_use() as u64),
+            Family::gauge(
+                "tidings_collector_connections",
+                "Connections open right now, against max_connections.",
+            )
+            .sample(vec![], self.limits.connections.in_use() as u64),
+        ];
 
-    type DeliveryFamily = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&MetricsSnapshot) -> u64,
-    );
-    let families: [DeliveryFamily; 7] = [
-        (
-            "tidings_backend_received_total",
-            "counter",
-            "Events offered to a delivery stage.",
-            |m| m.received,
-        ),
-        (
-            "tidings_backend_delivered_total",
-            "counter",
-            "Events a delivery stage delivered.",
-            |m| m.delivered,
-        ),
-        (
-            "tidings_backend_retried_total",
-            "counter",
-            "Event deliveries retried.",
-            |m| m.retried,
-        ),
-        (
-            "tidings_backend_batches_total",
-            "counter",
-            "Batches a sink accepted.",
-            |m| m.batches,
-        ),
-        (
-            "tidings_backend_queue_depth",
-            "gauge",
-            "Events waiting in a stage's queue.",
-            |m| m.queued,
-        ),
-        (
-            "tidings_backend_buffered_events",
-            "gauge",
-            "Events being batched, in flight or waiting to retry.",
-            |m| m.buffered,
-        ),
-        (
-            "tidings_backend_waiting_events",
-            "gauge",
-            "Events whose sender waits for room in a stage's full queue (backpressure).",
-            |m| m.waiting,
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        f.head(name, kind, help);
-        for m in &deliveries {
-            f.sample(name, &[("backend", &m.name)], value(m));
-        }
-    }
-    type ReasonFamily = (
-        &'static str,
-        &'static str,
-        fn(&MetricsSnapshot, DropReason) -> u64,
-    );
-    let by_reason: [ReasonFamily; 2] = [
-        (
-            "tidings_backend_dropped_total",
-            "Events a delivery stage dropped, by reason.",
-            MetricsSnapshot::dropped,
-        ),
-        (
-            "tidings_backend_dead_lettered_total",
-            "Events a sink gave up on and handed to its dead-letter destination, by reason.",
-            MetricsSnapshot::dead_lettered,
-        ),
-    ];
-    for (name, help, value) in by_reason {
-        f.head(name, "counter", help);
-        for m in &deliveries {
-            for reason in DropReason::ALL {
-                f.sample(
-                    name,
-                    &[("backend", &m.name), ("reason", reason.as_str())],
-                    value(m, reason),
-                );
+        let mut routers: Vec<(String, RouterStats)> = vec![("root".to_owned(), self.root.clone())];
+        let mut deliveries: Vec<MetricsSnapshot> = vec![self.intake.clone()];
+        for stage in self.stages {
+            match stage.metrics() {
+                StageMetrics::Router(stats) => routers.push((stage.path.clone(), stats)),
+                StageMetrics::Delivery(snapshot) => deliveries.push(snapshot),
+                _ => {}
             }
         }
+        let router = |name: &str| vec![("router", name.to_owned())];
+        type RouterFamily = (&'static str, &'static str, fn(&RouterStats) -> u64);
+        let router_families: [RouterFamily; 3] = [
+            (
+                "tidings_router_received",
+                "Events given to a router.",
+                |s| s.received,
+            ),
+            (
+                "tidings_router_filtered",
+                "Events a router's processors dropped.",
+                |s| s.filtered,
+            ),
+            (
+                "tidings_router_processor_errors",
+                "Processor failures (the event went on).",
+                |s| s.processor_errors,
+            ),
+        ];
+        for (name, help, value) in router_families {
+            families.push(
+                Family::counter(name, help)
+                    .samples(routers.iter().map(|(n, s)| (router(n), value(s)))),
+            );
+        }
+        families.push(
+            Family::counter(
+                "tidings_router_backend_failures",
+                "Events a router's backend refused or panicked on.",
+            )
+            .samples(routers.iter().flat_map(|(n, s)| {
+                s.backends.iter().map(move |b| {
+                    (
+                        vec![("router", n.clone()), ("backend", b.name.clone())],
+                        b.failed + b.panicked,
+                    )
+                })
+            })),
+        );
+
+        let backend = |m: &MetricsSnapshot| vec![("backend", m.name.clone())];
+        type DeliveryFamily = (
+            fn(&'static str, &'static str) -> Family<'static>,
+            &'static str,
+            &'static str,
+            fn(&MetricsSnapshot) -> u64,
+        );
+        let delivery_families: [DeliveryFamily; 7] = [
+            (
+                Family::counter,
+                "tidings_backend_received",
+                "Events offered to a delivery stage.",
+                |m| m.received,
+            ),
+            (
+                Family::counter,
+                "tidings_backend_delivered",
+                "Events a delivery stage delivered.",
+                |m| m.delivered,
+            ),
+            (
+                Family::counter,
+                "tidings_backend_retried",
+                "Event deliveries retried.",
+                |m| m.retried,
+            ),
+            (
+                Family::counter,
+                "tidings_backend_batches",
+                "Batches a sink accepted.",
+                |m| m.batches,
+            ),
+            (
+                Family::gauge,
+                "tidings_backend_queue_depth",
+                "Events waiting in a stage's queue.",
+                |m| m.queued,
+            ),
+            (
+                Family::gauge,
+                "tidings_backend_buffered_events",
+                "Events being batched, in flight or waiting to retry.",
+                |m| m.buffered,
+            ),
+            (
+                Family::gauge,
+                "tidings_backend_waiting_events",
+                "Events whose sender waits for room in a stage's full queue (backpressure).",
+                |m| m.waiting,
+            ),
+        ];
+        for (family, name, help, value) in delivery_families {
+            families.push(
+                family(name, help).samples(deliveries.iter().map(|m| (backend(m), value(m)))),
+            );
+        }
+        type ReasonFamily = (
+            &'static str,
+            &'static str,
+            fn(&MetricsSnapshot, DropReason) -> u64,
+        );
+        let reason_families: [ReasonFamily; 2] = [
+            (
+                "tidings_backend_dropped",
+                "Events a delivery stage dropped, by reason.",
+                MetricsSnapshot::dropped,
+            ),
+            (
+                "tidings_backend_dead_lettered",
+                "Events a sink gave up on and handed to its dead-letter destination, by reason.",
+                MetricsSnapshot::dead_lettered,
+            ),
+        ];
+        for (name, help, value) in reason_families {
+            families.push(
+                Family::counter(name, help).samples(deliveries.iter().flat_map(|m| {
+                    DropReason::ALL.into_iter().map(move |reason| {
+                        (
+                            vec![
+                                ("backend", m.name.clone()),
+                                ("reason", reason.as_str().to_owned()),
+                            ],
+                            value(m, reason),
+                        )
+                    })
+                })),
+            );
+        }
+        if let Some(wal) = &self.wal {
+            families.extend(wal_families(wal));
+        }
+        families
     }
-    if let Some(wal) = wal {
-        render_wal(&mut f, wal);
-    }
-    out
 }
 
 /// The write-ahead log's families (durable mode only).
-fn render_wal(f: &mut Family<'_>, wal: &WalStats) {
-    let families: [(&str, &str, &str, u64); 8] = [
-        (
-            "tidings_wal_appended_events_total",
-            "counter",
+fn wal_families(wal: &WalStats) -> Vec<Family<'static>> {
+    vec![
+        Family::counter(
+            "tidings_wal_appended_events",
             "Events made durable in the write-ahead log before their 202.",
-            wal.appended_events,
-        ),
-        (
-            "tidings_wal_syncs_total",
-            "counter",
+        )
+        .sample(vec![], wal.appended_events),
+        Family::counter(
+            "tidings_wal_syncs",
             "Group commits: one write and fsync for every append waiting.",
-            wal.syncs,
-        ),
-        (
+        )
+        .sample(vec![], wal.syncs),
+        Family::gauge(
             "tidings_wal_bytes",
-            "gauge",
             "Bytes of write-ahead log segments not yet retired.",
-            wal.live_bytes,
-        ),
-        (
+        )
+        .sample(vec![], wal.live_bytes),
+        Family::gauge(
             "tidings_wal_segments",
-            "gauge",
             "Write-ahead log segments not yet retired.",
-            wal.live_segments,
-        ),
-        (
-            "tidings_wal_retired_segments_total",
-            "counter",
+        )
+        .sample(vec![], wal.live_segments),
+        Family::counter(
+            "tidings_wal_retired_segments",
             "Segments deleted once every event in them was settled.",
-            wal.retired_segments,
-        ),
-        (
-            "tidings_wal_replayed_events_total",
-            "counter",
+        )
+        .sample(vec![], wal.retired_segments),
+        Family::counter(
+            "tidings_wal_replayed_events",
             "Events read back from the log at start.",
-            wal.replayed_events,
-        ),
-        (
-            "tidings_wal_damaged_records_total",
-            "counter",
+        )
+        .sample(vec![], wal.replayed_events),
+        Family::counter(
+            "tidings_wal_damaged_records",
             "Torn or corrupt regions skipped while replaying.",
-            wal.damaged_regions,
-        ),
-        (
-            "tidings_wal_damaged_bytes_total",
-            "counter",
-            "Bytes in those regions.",
-            wal.damaged_bytes,
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        f.head(name, kind, help);
-        f.sample(name, &[], value);
+        )
+        .sample(vec![], wal.damaged_regions),
+        Family::counter("tidings_wal_damaged_bytes", "Bytes in those regions.")
+            .sample(vec![], wal.damaged_bytes),
+        Family::counter(
+            "tidings_wal_refused_appends",
+            "Appends refused (503), by reason: the log over its budget, or a failed write.",
+        )
+        .sample(vec![("reason", "full".to_owned())], wal.refused_full)
+        .sample(vec![("reason", "failed".to_owned())], wal.failed),
+    ]
+}
+
+impl Scrape<'_> {
+    /// Encodes every family into `encoder` (a `prometheus-client` scrape).
+    pub(crate) fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for family in self.families() {
+            family.encode(&mut encoder)?;
+        }
+        Ok(())
     }
-    let name = "tidings_wal_refused_appends_total";
-    f.head(
-        name,
-        "counter",
-        "Appends refused (503), by reason: the log over its budget, or a failed write.",
-    );
-    f.sample(name, &[("reason", "full")], wal.refused_full);
-    f.sample(name, &[("reason", "failed")], wal.failed);
 }

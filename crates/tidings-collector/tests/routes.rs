@@ -296,8 +296,9 @@ fn health_metrics_unknown_routes_and_wrong_methods() {
         headers["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     for line in [
         "tidings_collector_events_accepted_total 1",
         "tidings_collector_rejected_requests_total{reason=\"bad_request\"} 1",
@@ -317,6 +318,39 @@ fn health_metrics_unknown_routes_and_wrong_methods() {
             .all(|l| l.starts_with("tidings_"))
     );
     c.shutdown(LONG).unwrap();
+}
+
+#[test]
+fn an_applications_own_registry_shows_the_collectors_families() {
+    let (c, _sink, _) = collector("registry", "");
+    send(&c, post("/events", "application/json", r#"{"name": "m"}"#));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let app_counter: prometheus_client::metrics::counter::Counter = Default::default();
+    registry.register(
+        "app_requests",
+        "The application's own.",
+        app_counter.clone(),
+    );
+    app_counter.inc();
+    registry.register_collector(Box::new(c.collector.metrics_collector()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "app_requests_total 1",
+        "tidings_collector_events_accepted_total 1",
+        "tidings_backend_received_total{backend=\"backends.mem\"}",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // The registry does not keep the collector alive; once it is gone its
+    // families are simply absent.
+    let metrics = c.collector.metrics_collector();
+    c.shutdown(LONG).unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(metrics));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert_eq!(text, "# EOF\n");
 }
 
 #[test]
