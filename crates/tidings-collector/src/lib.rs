@@ -82,6 +82,7 @@
 mod access;
 mod body;
 mod budget;
+mod build;
 mod collector;
 mod durable;
 mod ingest;
@@ -89,10 +90,12 @@ mod metrics;
 mod protocol;
 mod reject;
 mod script;
+mod server;
 mod service;
 mod ui;
 
-pub use collector::{Collector, MetricsCollector, Route};
+pub use collector::{Collector, Route};
+pub use metrics::MetricsCollector;
 pub use service::{IngestService, ResponseFuture};
 
 /// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for

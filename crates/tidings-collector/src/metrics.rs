@@ -2,10 +2,15 @@
 //! `prometheus-client` (so an application's own registry can show them).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+
+use crate::Collector;
+use crate::collector::Inner;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -404,5 +409,70 @@ impl Scrape<'_> {
             family.encode(&mut encoder)?;
         }
         Ok(())
+    }
+}
+
+/// A collector's metrics for an application's `prometheus-client`
+/// registry ([`Collector::metrics_collector`]).
+pub struct MetricsCollector {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsCollector")
+            .field("collector_alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl prometheus_client::collector::Collector for MetricsCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
+        match self.inner.upgrade() {
+            Some(inner) => Collector::scrape(&inner).encode(encoder),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Collector {
+    /// The text served at `/metrics` (OpenMetrics, which Prometheus reads):
+    /// [`Collector::metrics_collector`] encoded on its own.
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self.metrics_collector()));
+        let mut text = String::new();
+        // Writing into a `String` never fails.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// The collector's metrics as a `prometheus-client` collector: register
+    /// it in your application's registry
+    /// (`registry.register_collector(Box::new(collector.metrics_collector()))`)
+    /// and your own exporter shows every family of `/metrics`, read at each
+    /// scrape. It does not keep the collector alive: once the collector is
+    /// gone it shows nothing.
+    #[must_use]
+    pub fn metrics_collector(&self) -> MetricsCollector {
+        MetricsCollector {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    fn scrape(inner: &Inner) -> Scrape<'_> {
+        Scrape {
+            counters: &inner.counters,
+            intake: inner.intake.metrics(),
+            capacity: inner.options.queue_capacity,
+            limits: &inner.budgets,
+            root: inner.root.stats(),
+            stages: &inner.stages,
+            wal: inner.durable.as_ref().map(|d| d.stats()),
+        }
     }
 }
