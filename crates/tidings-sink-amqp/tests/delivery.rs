@@ -15,8 +15,18 @@ use tidings_event::{Event, EventId};
 use tidings_routing::{
     Backend, BatchConfig, DropReason, RetryPolicy, Sink, SinkBackend, SinkErrorKind,
 };
-use tidings_sink_amqp::AmqpSink;
+use tidings_sink_amqp::{AmqpSink, AmqpSinkBuilder};
 use tidings_test::{Outage, assert_sink_compliance};
+
+/// A sink publishing to `exchange` through `url`, declaring it and `queue`
+/// (bound to every key).
+fn declaring(url: impl Into<String>, exchange: &str, queue: &str) -> AmqpSinkBuilder {
+    AmqpSink::builder()
+        .url(url)
+        .exchange(exchange)
+        .declare(true)
+        .queue(queue)
+}
 
 fn ids(events: &[Event]) -> BTreeSet<String> {
     events.iter().map(|e| e.id().to_string()).collect()
@@ -28,13 +38,7 @@ async fn every_event_is_delivered_with_its_id_as_message_id_and_its_wire_format_
     let exchange = unique("all");
     let queue = unique("all.q");
     let admin = Admin::connect().await;
-    let sink = AmqpSink::builder()
-        .url(URL)
-        .exchange(&exchange)
-        .declare(true)
-        .queue(&queue)
-        .build()
-        .unwrap();
+    let sink = declaring(URL, &exchange, &queue).build().unwrap();
     let backend = SinkBackend::builder("amqp", sink)
         .batch(BatchConfig::default().with_max_events(100))
         .build()
@@ -134,11 +138,7 @@ async fn a_returned_unroutable_message_fails_the_batch_fatally_never_succeeds() 
     let queue = unique("returned.q");
     let admin = Admin::connect().await;
     // Only `events.routed` has a queue; `events.nowhere` is unroutable.
-    let sink = AmqpSink::builder()
-        .url(URL)
-        .exchange(&exchange)
-        .declare(true)
-        .queue(&queue)
+    let sink = declaring(URL, &exchange, &queue)
         .binding_key("events.routed")
         .build()
         .unwrap();
@@ -205,13 +205,7 @@ async fn a_retried_batch_arrives_twice_and_consumers_dedupe_by_message_id() {
     let exchange = unique("dupes");
     let queue = unique("dupes.q");
     let admin = Admin::connect().await;
-    let sink = AmqpSink::builder()
-        .url(URL)
-        .exchange(&exchange)
-        .declare(true)
-        .queue(&queue)
-        .build()
-        .unwrap();
+    let sink = declaring(URL, &exchange, &queue).build().unwrap();
     let batch: Vec<Event> = (0..20).map(|n| event("page.view", n)).collect();
     // As after a lost confirm: the engine sends the same batch again.
     sink.send_batch(&batch).await.unwrap();
@@ -261,13 +255,7 @@ fn the_sink_passes_the_compliance_checks() {
         .build()
         .unwrap();
     let admin = runtime.block_on(Admin::connect());
-    let sink = AmqpSink::builder()
-        .url(URL)
-        .exchange(&exchange)
-        .declare(true)
-        .queue(&queue)
-        .build()
-        .unwrap();
+    let sink = declaring(URL, &exchange, &queue).build().unwrap();
     let report = assert_sink_compliance(Arc::new(sink), reader(&runtime, &admin, &queue, false));
     runtime.block_on(admin.delete(&exchange, &[&queue]));
     assert_eq!(report.events, 1000);
@@ -284,11 +272,7 @@ fn an_outage_loses_nothing_and_delivery_resumes_by_itself() {
         .unwrap();
     let admin = runtime.block_on(Admin::connect());
     let proxy = CuttableProxy::start(BROKER);
-    let sink = AmqpSink::builder()
-        .url(proxy_url(&proxy))
-        .exchange(&exchange)
-        .declare(true)
-        .queue(&queue)
+    let sink = declaring(proxy_url(&proxy), &exchange, &queue)
         .publish_timeout_ms(1_000)
         .build()
         .unwrap();
