@@ -2,6 +2,21 @@
 //! every option's path in errors, no secret in descriptions, nothing
 //! connected at build. Each sink crate owns its type (feature `config`).
 
+/// Asserts that `config` describes each of `lines`, shows no `s3cret`
+/// (in its description or `Debug`), and builds without connecting (its
+/// servers are on port 1, where nothing listens).
+#[allow(dead_code)]
+fn described_without_secrets_and_built_offline(config: tidings_config::Config, lines: &[&str]) {
+    use tidings_routing::Backend as _;
+    let tree = config.to_string();
+    for line in lines {
+        assert!(tree.contains(line), "missing {line:?} in\n{tree}");
+    }
+    assert!(!tree.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
+    let (root, _stages) = config.build().unwrap().into_parts();
+    root.shutdown(std::time::Duration::from_secs(5)).unwrap();
+}
+
 /// The path and message of every mistake in `text`.
 #[allow(dead_code)]
 fn problems(text: &str) -> Vec<(String, String)> {
@@ -15,7 +30,6 @@ fn problems(text: &str) -> Vec<(String, String)> {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use tidings_routing::Backend as _;
 
     use super::problems;
     use tidings_config::{Registry, load};
@@ -38,24 +52,13 @@ mod postgres {
             &Registry::default(),
         )
         .unwrap();
-        let tree = config.to_string();
-        assert!(
-            tree.contains(
-                r#"warehouse: postgres url="host=127.0.0.1 port=1 user=app dbname=events" table=analytics.events create_table=true connect_timeout_ms=5000 statement_timeout_ms=1000"#
-            ),
-            "{tree}"
+        super::described_without_secrets_and_built_offline(
+            config,
+            &[
+                r#"warehouse: postgres url="host=127.0.0.1 port=1 user=app dbname=events" table=analytics.events create_table=true connect_timeout_ms=5000 statement_timeout_ms=1000"#,
+                r#"url: postgres url="host=127.0.0.1 port=1 user=app dbname=events" table=tidings_events create_table=false"#,
+            ],
         );
-        assert!(
-            tree.contains(
-                r#"url: postgres url="host=127.0.0.1 port=1 user=app dbname=events" table=tidings_events create_table=false"#
-            ),
-            "{tree}"
-        );
-        assert!(!tree.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
-        // Nothing listens on port 1: building must not connect.
-        let pipeline = config.build().unwrap();
-        let (root, _stages) = pipeline.into_parts();
-        root.shutdown(std::time::Duration::from_secs(5)).unwrap();
     }
 
     #[test]
@@ -105,7 +108,6 @@ mod postgres {
 
 #[cfg(feature = "amqp")]
 mod amqp {
-    use tidings_routing::Backend;
 
     use super::problems;
     use tidings_config::{Registry, load};
@@ -130,24 +132,13 @@ mod amqp {
             &Registry::default(),
         )
         .unwrap();
-        let tree = config.to_string();
-        assert!(
-            tree.contains(
-                r#"rabbit: amqp url=amqp://***@127.0.0.1:1/… exchange="analytics" routing_key="tidings.{name}" declare=true queue="analytics.all" binding_key="tidings.#" publish_timeout_ms=1000"#
-            ),
-            "{tree}"
+        super::described_without_secrets_and_built_offline(
+            config,
+            &[
+                r#"rabbit: amqp url=amqp://***@127.0.0.1:1/… exchange="analytics" routing_key="tidings.{name}" declare=true queue="analytics.all" binding_key="tidings.#" publish_timeout_ms=1000"#,
+                r#"defaults: amqp url=amqp://***@127.0.0.1:5672/… exchange="tidings.events" routing_key="events.{name}" declare=false publish_timeout_ms=5000"#,
+            ],
         );
-        assert!(
-            tree.contains(
-                r#"defaults: amqp url=amqp://***@127.0.0.1:5672/… exchange="tidings.events" routing_key="events.{name}" declare=false publish_timeout_ms=5000"#
-            ),
-            "{tree}"
-        );
-        assert!(!tree.contains("s3cret") && !format!("{config:?}").contains("s3cret"));
-        // Nothing listens on port 1: building must not connect.
-        let pipeline = config.build().unwrap();
-        let (root, _stages) = pipeline.into_parts();
-        root.shutdown(std::time::Duration::from_secs(5)).unwrap();
     }
 
     #[test]
