@@ -43,20 +43,25 @@ fn redact_one(url: &str) -> String {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
+    // User information ends at the last `@` before any fragment, even when
+    // a password holds an unescaped `/` or `?`; hiding a path or query that
+    // holds an `@` as well is the safe way to be wrong.
+    let before_fragment = rest.split('#').next().unwrap_or(rest);
+    let (userinfo, rest) = match before_fragment.rfind('@') {
+        Some(at) => (true, &rest[at + 1..]),
+        None => (false, rest),
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
+    let (host, tail) = rest.split_at(authority_end);
     let mut out = String::with_capacity(url.len());
     if let Some(scheme) = scheme {
         out.push_str(scheme);
         out.push_str("://");
     }
-    match authority.rsplit_once('@') {
-        Some((_, host)) => {
-            out.push_str("***@");
-            out.push_str(host);
-        }
-        None => out.push_str(authority),
+    if userinfo {
+        out.push_str("***@");
     }
+    out.push_str(host);
     if !tail.is_empty() && tail != "/" {
         out.push_str("/…");
     }
@@ -100,6 +105,9 @@ mod tests {
             ("nats://token@h:4222", "nats://***@h:4222"),
             ("amqp://a:b@c@h/%2f", "amqp://***@h/…"),
             ("u:p@h", "***@h"),
+            ("amqp://user:pa/ss@host:5672/%2f", "amqp://***@host:5672/…"),
+            ("http://u:p?w@h/x", "http://***@h/…"),
+            ("http://h/x?email=a@b", "http://***@b"),
         ] {
             assert_eq!(shown(url), expected, "{url}");
         }

@@ -178,6 +178,9 @@ impl Wal {
             // retirer holds a sender too, so it is told, not disconnected).
             let _ = jobs.send(Msg::Close);
             let _ = writer.join();
+            // Normally done by the writer as it ends; again here should it
+            // have panicked, so that nothing settled stays queued.
+            self.retirer.writer_gone();
         }
     }
 }

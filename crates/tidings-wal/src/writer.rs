@@ -106,7 +106,7 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let mut bytes = 0;
+            let (mut bytes, mut retire) = (0, false);
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
@@ -114,7 +114,7 @@ impl Writer {
                         bytes += job.record.len();
                         group.push(job);
                     }
-                    Msg::Retire => self.retirer.delete_pending(),
+                    Msg::Retire => retire = true,
                     Msg::Close => closing = true,
                 }
                 if bytes < GROUP_BYTES && !closing {
@@ -123,6 +123,11 @@ impl Writer {
             }
             if !group.is_empty() {
                 self.commit(&mut group);
+            }
+            // After the commit: the appends waiting for their fsync (and
+            // their 202) never wait for an unlink.
+            if retire {
+                self.retirer.delete_pending();
             }
         }
         self.close_active();

@@ -99,7 +99,10 @@ async fn a_segment_is_deleted_once_its_events_are_settled_and_the_writer_moved_o
     std::thread::sleep(Duration::from_millis(150)); // the writer moved on
     assert_eq!(segments(&dir).len(), 1, "a copy is still alive");
     drop(copy);
-    wait_for("the segment to be deleted", || segments(&dir).is_empty());
+    // The writer thread deletes the file, then counts it retired.
+    wait_for("the segment to be deleted and counted", || {
+        segments(&dir).is_empty() && wal.stats().retired_segments == 1
+    });
     let stats = wal.stats();
     assert_eq!((stats.live_segments, stats.live_bytes), (0, 0));
     assert_eq!(stats.retired_segments, 1);
@@ -208,8 +211,8 @@ async fn replayed_events_once_settled_retire_their_segment() {
     assert_eq!(replayed.len(), 3);
     assert_eq!(segments(&dir).len(), 1);
     drop(replayed); // delivered
-    wait_for("the replayed segment to be deleted", || {
-        segments(&dir).is_empty()
+    wait_for("the replayed segment to be deleted and counted", || {
+        segments(&dir).is_empty() && wal.stats().retired_segments == 1
     });
     assert_eq!(wal.stats().retired_segments, 1);
 }
@@ -388,4 +391,19 @@ async fn an_append_larger_than_the_whole_budget_is_too_large_not_full() {
         "{error}"
     );
     assert!(!error.is_retryable());
+}
+
+#[tokio::test]
+async fn an_event_that_outlives_the_log_retires_its_segment_when_it_is_dropped() {
+    let dir = dir("outlives");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut batch = events(3, "late");
+    wal.append(&mut batch).await.unwrap();
+    let survivor = batch[0].clone(); // still in a sink's queue
+    drop(batch);
+    wal.close(); // the writer is gone; the segment is still needed
+    assert_eq!(segments(&dir).len(), 1);
+    drop(survivor); // delivered: settled on this thread, deleted here
+    assert!(segments(&dir).is_empty(), "{:?}", segments(&dir));
+    assert_eq!(wal.stats().retired_segments, 1);
 }
