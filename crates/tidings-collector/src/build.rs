@@ -17,6 +17,7 @@ use crate::budget::{self, Budget};
 use crate::collector::{Collector, Inner};
 use crate::durable::Durable;
 use crate::metrics::Counters;
+use crate::service::Mount;
 use crate::ui::Ui;
 
 /// `[collector] flume_allowed_properties`, checked.
@@ -149,6 +150,7 @@ impl Collector {
             connections: Budget::new(options.max_connections),
         };
         Ok(Self {
+            mount: Mount::Root,
             inner: Arc::new(Inner {
                 options,
                 limits,

@@ -1,12 +1,77 @@
 //! Turning the body of each ingest route into events: pure functions, no I/O.
 
 use base64::Engine;
+use bytes::Bytes;
+use http::Request;
 use serde_json::Value;
 use tidings_event::{Event, EventName, Limits, Map, WireError, decode};
 use tidings_processors::PropertyAllowlist;
 
-use crate::body::form_fields;
+use crate::Route;
+use crate::body::{form_fields, media_type, require_form};
 use crate::reject::Reject;
+
+/// The events of one request, decoded.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) events: Vec<Event>,
+    /// `/flume`: the line for the flume log, written once accepted.
+    pub(crate) flume_line: Option<String>,
+}
+
+impl Batch {
+    /// Decodes `request`'s body in `route`'s format.
+    ///
+    /// # Errors
+    ///
+    /// 415 for a content type the route does not take, 400 for a body that
+    /// is not in its format, 413 for one over `limits`.
+    pub(crate) fn decode(
+        route: Route,
+        request: &Request<Bytes>,
+        limits: &Limits,
+        flume_allowlist: Option<&PropertyAllowlist>,
+    ) -> Result<Self, Reject> {
+        let (headers, body) = (request.headers(), request.body());
+        let events = match route {
+            Route::Events => {
+                match media_type(headers).as_deref() {
+                    Some("application/json" | "text/plain") => {}
+                    other => {
+                        return Err(Reject::UnsupportedMediaType(format!(
+                            "content type {} is not supported here, use application/json or text/plain",
+                            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+                        )));
+                    }
+                }
+                events(body, limits)?
+            }
+            Route::EventLog => {
+                require_form(headers, body)?;
+                event_log(request.uri().query(), body)?
+            }
+            Route::Flume => {
+                require_form(headers, body)?;
+                let (event, line) = flume(body, limits, flume_allowlist)?;
+                return Ok(Self {
+                    events: vec![event],
+                    flume_line: Some(line),
+                });
+            }
+            Route::Spade => {
+                require_form(headers, body)?;
+                spade(body, limits)?
+            }
+            Route::Healthz | Route::Metrics | Route::Script => {
+                return Err(Reject::MethodNotAllowed("GET"));
+            }
+        };
+        Ok(Self {
+            events,
+            flume_line: None,
+        })
+    }
+}
 
 fn wire_reject(err: WireError) -> Reject {
     match err {
@@ -18,13 +83,13 @@ fn wire_reject(err: WireError) -> Reject {
 }
 
 /// `POST /events`: a JSON event or array of events.
-pub(crate) fn events(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
+fn events(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
     decode(body, limits).map_err(wire_reject)
 }
 
 /// `POST /event/log?__event__=NAME&k=v`: query and form parameters become
 /// string data (a later parameter of the same name wins).
-pub(crate) fn event_log(query: Option<&str>, body: &[u8]) -> Result<Vec<Event>, Reject> {
+fn event_log(query: Option<&str>, body: &[u8]) -> Result<Vec<Event>, Reject> {
     let mut params = form_fields(query.unwrap_or("").as_bytes())?;
     params.extend(form_fields(body)?);
     let mut name = None;
@@ -58,7 +123,7 @@ fn form_data_field(body: &[u8]) -> Result<String, Reject> {
 /// `POST /flume`: form field `data` = JSON `{"event": name, "properties": {...}}`.
 /// Properties are filtered by `allowlist` (unset: kept whole). Returns the
 /// event and the log line `{"message": name, "context": properties}`.
-pub(crate) fn flume(
+fn flume(
     body: &[u8],
     limits: &Limits,
     allowlist: Option<&PropertyAllowlist>,
@@ -84,7 +149,7 @@ pub(crate) fn flume(
 
 /// `POST /spade`: form field `data` = base64 of a JSON object or array of
 /// `{"event", "properties"}`.
-pub(crate) fn spade(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
+fn spade(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
     let data = form_data_field(body)?;
     let trimmed = data.trim();
     let json = base64::engine::general_purpose::STANDARD

@@ -80,6 +80,7 @@
 //! them it builds 94 crates instead of 274.
 
 mod access;
+mod admit;
 mod body;
 mod budget;
 mod build;
@@ -92,11 +93,12 @@ mod reject;
 mod script;
 mod server;
 mod service;
+mod stack;
 mod ui;
 
 pub use collector::{Collector, Route};
 pub use metrics::MetricsCollector;
-pub use service::{IngestService, ResponseFuture};
+pub use service::ResponseFuture;
 
 /// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for
 /// hosts that serve it themselves.

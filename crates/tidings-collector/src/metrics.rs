@@ -438,17 +438,24 @@ impl prometheus_client::collector::Collector for MetricsCollector {
     }
 }
 
+/// The text served at `/metrics`.
+pub(crate) fn text(inner: &Arc<Inner>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(MetricsCollector {
+        inner: Arc::downgrade(inner),
+    }));
+    let mut text = String::new();
+    // Writing into a `String` never fails.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
 impl Collector {
     /// The text served at `/metrics` (OpenMetrics, which Prometheus reads):
     /// [`Collector::metrics_collector`] encoded on its own.
     #[must_use]
     pub fn metrics_text(&self) -> String {
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(self.metrics_collector()));
-        let mut text = String::new();
-        // Writing into a `String` never fails.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        text
+        text(&self.inner)
     }
 
     /// The collector's metrics as a `prometheus-client` collector: register

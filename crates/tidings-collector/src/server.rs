@@ -107,7 +107,8 @@ impl Collector {
     /// [`Collector::handle`].
     async fn respond<B>(&self, request: Request<B>) -> Response<ServeBody>
     where
-        B: http_body::Body,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let ui_route = self
@@ -134,7 +135,7 @@ impl Collector {
             view,
         );
         let response = answer.unwrap_or_else(|reject| {
-            self.refused(request.method().as_str(), request.uri().path(), &reject);
+            inner.refused(request.method().as_str(), request.uri().path(), &reject);
             inner.counters.rejected(reject.reason());
             reject.into_response().map(Either::Left)
         });

@@ -1,0 +1,443 @@
+//! The collector as a tower stack: each concern of a request is one layer,
+//! composed with `ServiceBuilder` in [`Collector::call`](crate::Collector).
+//!
+//! Outside in:
+//!
+//! | Layer | Does | Module of its logic |
+//! |---|---|---|
+//! | [`Measure`] | counts every answer by route and status | `metrics` |
+//! | [`Cors`] | CORS headers for allowed origins; answers preflights | `access` |
+//! | [`Answer`] | turns a refusal into its JSON answer, counted by reason | `reject` |
+//! | [`Routes`] | the `GET` routes; `POST` to an ingest route goes on down | here |
+//! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key | `access` |
+//! | [`Admission`] (a [`Guard`]) | 503 when the intake has no room, before the body is read | here |
+//! | [`ReadBody`] | body budget, size limit, timeout, gzip | `body` |
+//! | [`Decode`] | the route's format into events | `ingest` |
+//! | [`Admit`](crate::admit::Admit) | catalog, receive time, queue or log, 202 | `admit` |
+//!
+//! Below [`Answer`] a refusal is a [`Reject`] error, so a layer refuses by
+//! returning it and every layer above sees the refusal as an answer. Every
+//! service is always ready: `poll_ready` only passes readiness on.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use tower::ServiceBuilder;
+use tower_layer::layer_fn;
+use tower_service::Service;
+
+use crate::access::{add_cors, allowed_origin, authorized, preflight};
+use crate::admit::Admit;
+use crate::collector::{Inner, Route};
+use crate::ingest::Batch;
+use crate::reject::{Reject, json_response};
+use crate::{body, script};
+
+/// What every service of the stack answers.
+pub(crate) type Reply = Response<Full<Bytes>>;
+
+/// The boxed future of a layer.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An error of a request body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The whole stack over `inner`, for a request whose [`Route`] (if any) is
+/// in its extensions.
+pub(crate) fn stack<B>(
+    inner: &Arc<Inner>,
+) -> impl Service<
+    Request<B>,
+    Response = Reply,
+    Error = Infallible,
+    Future = BoxFuture<Result<Reply, Infallible>>,
+>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let ingest = ServiceBuilder::new()
+        .layer(layer_fn(|service| Guarded {
+            guard: WriteKeys(inner.clone()),
+            service,
+        }))
+        .layer(layer_fn(|service| Guarded {
+            guard: Admission(inner.clone()),
+            service,
+        }))
+        .layer(layer_fn(|service| ReadBody {
+            inner: inner.clone(),
+            service,
+        }))
+        .layer(layer_fn(|service| Decode {
+            inner: inner.clone(),
+            service,
+        }))
+        .service(Admit::new(inner.clone()));
+    ServiceBuilder::new()
+        .layer(layer_fn(|service| Measure {
+            inner: inner.clone(),
+            service,
+        }))
+        .layer(layer_fn(|service| Cors {
+            inner: inner.clone(),
+            service,
+        }))
+        .layer(layer_fn(|service| Answer {
+            inner: inner.clone(),
+            service,
+        }))
+        .service(Routes {
+            inner: inner.clone(),
+            ingest,
+        })
+}
+
+/// The route a request was resolved to, from its extensions.
+fn route_of<B>(request: &Request<B>) -> Option<Route> {
+    request.extensions().get::<Route>().copied()
+}
+
+/// The clone of `service` to call from a future, leaving a fresh clone in
+/// its place: the one that was polled ready is the one called.
+fn take<S: Clone>(service: &mut S) -> S {
+    let fresh = service.clone();
+    std::mem::replace(service, fresh)
+}
+
+/// Counts every answer in `tidings_collector_requests_total`, by route and
+/// status.
+#[derive(Clone)]
+pub(crate) struct Measure<S> {
+    inner: Arc<Inner>,
+    service: S,
+}
+
+impl<S, B> Service<Request<B>> for Measure<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Reply, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let label = route_of(&request).map_or("other", Route::path);
+        let inner = self.inner.clone();
+        let answer = self.service.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            inner.counters.request(label, response.status().as_u16());
+            Ok(response)
+        })
+    }
+}
+
+/// CORS for the origins in `allowed_origins`: their answers carry
+/// `Access-Control-Allow-Origin` (refusals too, so that a page can read
+/// why), and a preflight (`OPTIONS`) of an ingest route is answered here.
+#[derive(Clone)]
+pub(crate) struct Cors<S> {
+    inner: Arc<Inner>,
+    service: S,
+}
+
+impl<S, B> Service<Request<B>> for Cors<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Reply, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let origin =
+            allowed_origin(&self.inner.options.allowed_origins, request.headers()).cloned();
+        if request.method() == Method::OPTIONS && route_of(&request).is_some_and(Route::ingests) {
+            return Box::pin(std::future::ready(Ok(preflight(origin))));
+        }
+        let answer = self.service.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if let Some(origin) = origin {
+                add_cors(response.headers_mut(), origin);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Turns a [`Reject`] into its JSON answer, counting it by reason (and a
+/// catalog violation by its kind) and showing it in the live view.
+#[derive(Clone)]
+pub(crate) struct Answer<S> {
+    inner: Arc<Inner>,
+    service: S,
+}
+
+impl<S, B> Service<Request<B>> for Answer<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Reject>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Reply, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Every service below is always ready; a refusal to be is answered
+        // when called.
+        let _ = self.service.poll_ready(cx);
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // For the live view's list of refused requests: never the query,
+        // which may hold a write key.
+        let seen = self
+            .inner
+            .ui
+            .as_ref()
+            .map(|_| (request.method().clone(), request.uri().path().to_owned()));
+        let inner = self.inner.clone();
+        let answer = self.service.call(request);
+        Box::pin(async move {
+            Ok(answer.await.unwrap_or_else(|reject| {
+                if let Some((method, path)) = &seen {
+                    inner.refused(method.as_str(), path, &reject);
+                }
+                inner.counters.rejected(reject.reason());
+                if let Reject::Invalid { violation, .. } = &reject {
+                    inner.counters.invalid(violation.kind().code());
+                }
+                reject.into_response()
+            }))
+        })
+    }
+}
+
+/// The routes: `/healthz`, `/metrics` and `/tidings.js` answered here, a
+/// `POST` to an ingest route passed to the `ingest` stack, anything else
+/// refused (404, 405).
+#[derive(Clone)]
+pub(crate) struct Routes<S> {
+    inner: Arc<Inner>,
+    ingest: S,
+}
+
+impl<S, B> Service<Request<B>> for Routes<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Reject>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Reject;
+    type Future = BoxFuture<Result<Reply, Reject>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reject>> {
+        self.ingest.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(route) = route_of(&request) else {
+            return Box::pin(std::future::ready(Err(Reject::NotFound)));
+        };
+        let method = request.method();
+        let reading = method == Method::GET || method == Method::HEAD;
+        let answer = match route {
+            _ if route.ingests() => {
+                if method == Method::POST {
+                    return Box::pin(self.ingest.call(request));
+                }
+                Err(Reject::MethodNotAllowed("POST, OPTIONS"))
+            }
+            Route::Healthz | Route::Metrics if !reading => Err(Reject::MethodNotAllowed("GET")),
+            Route::Script if !reading => Err(Reject::MethodNotAllowed("GET, HEAD")),
+            Route::Healthz => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            )),
+            Route::Metrics => Ok(self.metrics()),
+            _ => Ok(script::response()),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+impl<S> Routes<S> {
+    fn metrics(&self) -> Reply {
+        let mut response = Response::new(Full::new(Bytes::from(crate::metrics::text(&self.inner))));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        response
+    }
+}
+
+/// A check of a request's head, made before its body is read.
+pub(crate) trait Guard: Clone {
+    /// `Ok` lets the request on; a [`Reject`] answers it.
+    fn check<B>(&self, request: &Request<B>) -> Result<(), Reject>;
+}
+
+/// A service behind a [`Guard`].
+#[derive(Clone)]
+pub(crate) struct Guarded<G, S> {
+    guard: G,
+    service: S,
+}
+
+impl<G, S, B> Service<Request<B>> for Guarded<G, S>
+where
+    G: Guard,
+    S: Service<Request<B>, Response = Reply, Error = Reject>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Reject;
+    type Future = BoxFuture<Result<Reply, Reject>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reject>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.guard.check(&request) {
+            Ok(()) => Box::pin(self.service.call(request)),
+            Err(reject) => Box::pin(std::future::ready(Err(reject))),
+        }
+    }
+}
+
+/// Lets on only the requests that present one of the collector's write
+/// keys (all of them when it has none).
+#[derive(Clone)]
+pub(crate) struct WriteKeys(Arc<Inner>);
+
+impl Guard for WriteKeys {
+    fn check<B>(&self, request: &Request<B>) -> Result<(), Reject> {
+        let keys = &self.0.options.write_keys;
+        if authorized(keys, request.headers(), request.uri().query()) {
+            Ok(())
+        } else {
+            Err(Reject::Unauthorized)
+        }
+    }
+}
+
+/// Refuses a request while the collector's intake has no room, before its
+/// body is read: the client's retry sends it again, so a stalled pipeline
+/// costs no memory for bodies.
+#[derive(Clone)]
+pub(crate) struct Admission(Arc<Inner>);
+
+impl Guard for Admission {
+    fn check<B>(&self, _request: &Request<B>) -> Result<(), Reject> {
+        if self.0.intake.has_room(1) {
+            Ok(())
+        } else {
+            Err(Reject::QueueFull)
+        }
+    }
+}
+
+/// Reads the body whole, within the body budget (503 before reading when it
+/// is spent), `max_body_bytes` (413), the body timeout (408) and gzip.
+#[derive(Clone)]
+pub(crate) struct ReadBody<S> {
+    inner: Arc<Inner>,
+    service: S,
+}
+
+impl<S, B> Service<Request<B>> for ReadBody<S>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Bytes>, Response = Reply, Error = Reject> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Reject;
+    type Future = BoxFuture<Result<Reply, Reject>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reject>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let max = self.inner.options.max_body_bytes;
+        let (parts, request_body) = request.into_parts();
+        let permit = body::BodyHead::of(&parts.headers, max).and_then(|head| {
+            let permit = self.inner.budgets.bodies.try_take(head.budget(max));
+            Ok((head, permit.ok_or(Reject::Busy)?))
+        });
+        let (head, permit) = match permit {
+            Ok(taken) => taken,
+            Err(reject) => return Box::pin(std::future::ready(Err(reject))),
+        };
+        let mut service = take(&mut self.service);
+        Box::pin(async move {
+            let bytes = body::read(&parts.headers, &head, request_body, max).await?;
+            // The budget holds the body until its events are admitted.
+            let answer = service.call(Request::from_parts(parts, bytes)).await;
+            drop(permit);
+            answer
+        })
+    }
+}
+
+/// Decodes a body in its route's format ([`Batch::decode`]).
+#[derive(Clone)]
+pub(crate) struct Decode<S> {
+    inner: Arc<Inner>,
+    service: S,
+}
+
+impl<S> Service<Request<Bytes>> for Decode<S>
+where
+    S: Service<Batch, Response = Reply, Error = Reject>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Reject;
+    type Future = BoxFuture<Result<Reply, Reject>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reject>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let Some(route) = route_of(&request) else {
+            return Box::pin(std::future::ready(Err(Reject::NotFound)));
+        };
+        let inner = &self.inner;
+        match Batch::decode(
+            route,
+            &request,
+            &inner.limits,
+            inner.flume_allowlist.as_ref(),
+        ) {
+            Ok(batch) => Box::pin(self.service.call(batch)),
+            Err(reject) => Box::pin(std::future::ready(Err(reject))),
+        }
+    }
+}
