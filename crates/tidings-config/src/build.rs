@@ -177,6 +177,7 @@ fn preflight_backend(
                 preflight_backend(node, &at.key("dead_letter"), Feed::Worker, errors);
             }
         }
+        BackendNode::Plain { .. } => {}
     }
 }
 
@@ -296,5 +297,13 @@ fn build_backend(
                 }
             }
         }
+        // Not a stage: it has no queue or counters of the framework's.
+        BackendNode::Plain { backend, .. } => match backend.build() {
+            Ok(backend) => Some(backend),
+            Err(e) => {
+                errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string()));
+                None
+            }
+        },
     }
 }

@@ -68,6 +68,7 @@ mod build;
 mod error;
 mod options;
 mod path;
+mod print;
 mod registry;
 mod stock;
 mod tree;
@@ -82,7 +83,7 @@ pub use stock::{
 };
 /// The sink side of the registry, defined in `tidings-core` so that a sink
 /// crate implements it without depending on this crate.
-pub use tidings_core::{Delivery, SinkType};
+pub use tidings_core::{BackendType, Delivery, SinkType};
 /// Whether a directory can be created and written (the `file` sink's and
 /// the collector's write-ahead log's preflight).
 #[cfg(feature = "file")]

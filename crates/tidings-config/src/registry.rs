@@ -1,12 +1,12 @@
-//! The registry of sink and processor types, and the traits a third-party
-//! crate implements to plug its own types into config files.
+//! The registry of sink, plain backend and processor types, and the traits
+//! a third-party crate implements to plug its own types into config files.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use tidings_core::{Delivery, SinkType};
+use tidings_core::{Backend, BackendType, Delivery, SinkType};
 use tidings_processors::Processor;
 use tidings_routing::{BoxError, Sink};
 
@@ -83,6 +83,33 @@ impl<T: SinkType> ValidatedSink for Validated<T> {
     }
 }
 
+/// A plain backend whose options are valid, ready to be built.
+pub(crate) trait ValidatedBackend: Send + Sync {
+    fn build(&self) -> Result<Arc<dyn Backend>, BoxError>;
+    fn describe(&self) -> String;
+    fn may_drop(&self) -> Option<String>;
+}
+
+struct ValidatedPlain<T: BackendType>(T::Options);
+
+impl<T: BackendType> ValidatedBackend for ValidatedPlain<T> {
+    fn build(&self) -> Result<Arc<dyn Backend>, BoxError> {
+        T::build(&self.0)
+    }
+    fn describe(&self) -> String {
+        T::describe(&self.0)
+    }
+    fn may_drop(&self) -> Option<String> {
+        T::may_drop(&self.0)
+    }
+}
+
+impl fmt::Debug for dyn ValidatedBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// Deserializes `table`, the entry at `at`, into `T`, recording every
 /// mistake with its full path. `also_allowed`: keys of the table the caller
 /// reads itself, listed with `T`'s when a key is unknown.
@@ -120,19 +147,67 @@ impl<T: SinkType> DynSinkType for SinkEntry<T> {
         at: &ConfigPath,
         cx: &mut Parse<'_>,
     ) -> Option<Box<dyn ValidatedSink>> {
-        let mut options: T::Options = deserialize_at(table, at, cx, &SINK_FRAMEWORK_KEYS)?;
-        if let Some(dir) = cx.base {
-            T::resolve_paths(&mut options, dir);
-        }
-        let problems = T::validate(&options);
-        if problems.is_empty() {
-            Some(Box::new(Validated::<T>(options)))
-        } else {
-            cx.errors.extend(problems.into_iter().map(|(key, message)| {
-                ConfigError::new(at.join(&key), ConfigErrorKind::Invalid, message)
-            }));
-            None
-        }
+        let options = options(
+            deserialize_at(table, at, cx, &SINK_FRAMEWORK_KEYS)?,
+            T::resolve_paths,
+            T::validate,
+            at,
+            cx,
+        )?;
+        Some(Box::new(Validated::<T>(options)))
+    }
+}
+
+/// `options` with their paths resolved and checked; `None` when the check
+/// found problems (recorded).
+fn options<O>(
+    mut options: O,
+    resolve_paths: fn(&mut O, &std::path::Path),
+    validate: fn(&O) -> Vec<(String, String)>,
+    at: &ConfigPath,
+    cx: &mut Parse<'_>,
+) -> Option<O> {
+    if let Some(dir) = cx.base {
+        resolve_paths(&mut options, dir);
+    }
+    let problems = validate(&options);
+    if problems.is_empty() {
+        return Some(options);
+    }
+    cx.errors.extend(
+        problems.into_iter().map(|(key, message)| {
+            ConfigError::new(at.join(&key), ConfigErrorKind::Invalid, message)
+        }),
+    );
+    None
+}
+
+trait DynBackendType: Send + Sync {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<Box<dyn ValidatedBackend>>;
+}
+
+struct BackendEntry<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: BackendType> DynBackendType for BackendEntry<T> {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<Box<dyn ValidatedBackend>> {
+        let options = options(
+            deserialize_at(table, at, cx, &["type"])?,
+            T::resolve_paths,
+            T::validate,
+            at,
+            cx,
+        )?;
+        Some(Box::new(ValidatedPlain::<T>(options)))
     }
 }
 
@@ -180,13 +255,15 @@ impl<T: ProcessorType> DynProcessorType for ProcessorEntry<T> {
     }
 }
 
-/// The sink and processor types config files may name.
+/// The sink, plain backend and processor types config files may name.
 ///
 /// `Registry::default()` holds the stock types enabled by this crate's
-/// features; a third-party crate adds its own with [`Registry::register_sink`]
-/// and [`Registry::register_processor`].
+/// features; a third-party crate adds its own with [`Registry::register_sink`],
+/// [`Registry::register_backend`] and [`Registry::register_processor`]. Sink
+/// and backend types share the names of `type = "..."` in `[backends.*]`.
 pub struct Registry {
     sinks: BTreeMap<&'static str, Box<dyn DynSinkType>>,
+    backends: BTreeMap<&'static str, Box<dyn DynBackendType>>,
     processors: BTreeMap<&'static str, Box<dyn DynProcessorType>>,
 }
 
@@ -194,6 +271,7 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
             .field("processors", &self.processors.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -208,23 +286,38 @@ impl Registry {
     pub fn empty() -> Self {
         Self {
             sinks: BTreeMap::new(),
+            backends: BTreeMap::new(),
             processors: BTreeMap::new(),
         }
     }
 
-    /// Adds (or replaces) the sink type `T`.
+    /// Adds (or replaces) the sink type `T`, which replaces a plain
+    /// backend type of the same name.
     ///
     /// # Panics
     ///
     /// If `T::NAME` is `router` or `async_router`, which are built in.
     pub fn register_sink<T: SinkType>(&mut self) -> &mut Self {
-        assert!(
-            !ROUTER_TYPES.contains(&T::NAME),
-            "sink type name {:?} is reserved",
-            T::NAME
-        );
+        reserve(T::NAME);
+        self.backends.remove(T::NAME);
         self.sinks
             .insert(T::NAME, Box::new(SinkEntry::<T>(std::marker::PhantomData)));
+        self
+    }
+
+    /// Adds (or replaces) the plain backend type `T`, which replaces a sink
+    /// type of the same name.
+    ///
+    /// # Panics
+    ///
+    /// If `T::NAME` is `router` or `async_router`, which are built in.
+    pub fn register_backend<T: BackendType>(&mut self) -> &mut Self {
+        reserve(T::NAME);
+        self.sinks.remove(T::NAME);
+        self.backends.insert(
+            T::NAME,
+            Box::new(BackendEntry::<T>(std::marker::PhantomData)),
+        );
         self
     }
 
@@ -242,11 +335,35 @@ impl Registry {
         self.sinks.keys().copied()
     }
 
+    /// The registered plain backend type names.
+    pub fn backend_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.backends.keys().copied()
+    }
+
     /// The registered processor type names.
     pub fn processor_types(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.processors.keys().copied()
     }
 
+    /// Whether `type_name` is a plain backend type.
+    pub(crate) fn is_plain(&self, type_name: &str) -> bool {
+        self.backends.contains_key(type_name)
+    }
+
+    /// Validates the table of a plain backend of type `type_name`.
+    pub(crate) fn validate_plain(
+        &self,
+        type_name: &str,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<(&'static str, Box<dyn ValidatedBackend>)> {
+        let (&name, entry) = self.backends.get_key_value(type_name)?;
+        entry.validate(table, at, cx).map(|backend| (name, backend))
+    }
+
+    /// Validates the table of a sink of type `type_name`; an unknown type
+    /// is recorded with the names of every backend type.
     pub(crate) fn validate_sink(
         &self,
         type_name: &str,
@@ -257,6 +374,7 @@ impl Registry {
         let Some((&name, entry)) = self.sinks.get_key_value(type_name) else {
             let mut known: Vec<&str> = ROUTER_TYPES.to_vec();
             known.extend(self.sink_types());
+            known.extend(self.backend_types());
             cx.errors
                 .push(unknown_type("backend", type_name, &known, at.key("type")));
             return None;
@@ -285,6 +403,14 @@ impl Registry {
                 processor,
             })
     }
+}
+
+/// Panics when `name` is a router's.
+fn reserve(name: &str) {
+    assert!(
+        !ROUTER_TYPES.contains(&name),
+        "backend type name {name:?} is reserved"
+    );
 }
 
 /// `type = "..."` names no registered type: the nearest one, and all.

@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::options::{CollectorOptions, DELIVERY_KEYS, DeliveryOptions, Feed, QueueOptions};
-use crate::registry::{BuiltProcessor, ROUTER_TYPES, ValidatedSink, deserialize_at};
+use crate::registry::{
+    BuiltProcessor, ROUTER_TYPES, ValidatedBackend, ValidatedSink, deserialize_at,
+};
 use crate::{ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Registry};
 
 /// What parsing carries along: the types, the config file's directory
@@ -43,6 +45,25 @@ pub(crate) enum BackendNode {
         sink: Box<dyn ValidatedSink>,
         dead_letter: DeadLetter,
     },
+    /// A plain backend ([`crate::BackendType`]): no delivery of the
+    /// framework's.
+    Plain {
+        type_name: &'static str,
+        backend: Box<dyn ValidatedBackend>,
+    },
+}
+
+impl BackendNode {
+    /// Its type and description (`file path=...`), or `a router`.
+    pub(crate) fn summary(&self) -> String {
+        match self {
+            Self::Sink {
+                type_name, sink, ..
+            } => format!("{type_name} {}", sink.describe()),
+            Self::Plain { type_name, backend } => format!("{type_name} {}", backend.describe()),
+            Self::Router(_) | Self::AsyncRouter { .. } => "a router".to_owned(),
+        }
+    }
 }
 
 /// A sink's `dead_letter`: where the events it gives up on go.
@@ -126,12 +147,16 @@ impl Config {
                         type_name,
                         description: sink.describe(),
                         may_drop: delivery.may_drop(feed),
-                        dead_letters: dead_letter.resolve(delivery, feed).map(|node| match node {
-                            BackendNode::Sink {
-                                type_name, sink, ..
-                            } => format!("{type_name} {}", sink.describe()),
-                            _ => "a router".to_owned(),
-                        }),
+                        dead_letters: dead_letter
+                            .resolve(delivery, feed)
+                            .map(BackendNode::summary),
+                    }),
+                    BackendNode::Plain { type_name, backend } => out.push(SinkSummary {
+                        path: at.to_string(),
+                        type_name,
+                        description: backend.describe(),
+                        may_drop: backend.may_drop(),
+                        dead_letters: None,
                     }),
                 }
             }
@@ -369,6 +394,10 @@ fn backend(mut table: toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Optio
             let router = router(table, at, true, cx);
             queue.map(|queue| BackendNode::AsyncRouter { router, queue })
         }
+        plain if cx.registry.is_plain(plain) => {
+            let (type_name, backend) = cx.registry.validate_plain(plain, table, at, cx)?;
+            Some(BackendNode::Plain { type_name, backend })
+        }
         _ => {
             debug_assert!(!ROUTER_TYPES.contains(&type_name.as_str()));
             let dead_letter = dead_letter(table.remove("dead_letter"), at, cx);
@@ -433,105 +462,4 @@ fn dead_letter(
             None
         }
     }
-}
-
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.collector;
-        writeln!(
-            f,
-            "collector listen={} max_body_bytes={} max_batch_events={} max_inflight_body_bytes={} max_connections={} write_keys={} allowed_origins={:?} queue_capacity={}",
-            c.listen,
-            c.max_body_bytes,
-            c.max_batch_events,
-            c.max_inflight_body_bytes,
-            c.max_connections,
-            if c.write_keys.is_empty() {
-                "none (open)".to_owned()
-            } else {
-                format!("{} (redacted)", c.write_keys.len())
-            },
-            c.allowed_origins,
-            c.queue_capacity,
-        )?;
-        if c.ui.enabled {
-            writeln!(
-                f,
-                "collector ui at /ui (admin key set, redacted) max_streams={} tail_buffer={}",
-                c.ui.max_streams, c.ui.tail_buffer
-            )?;
-        }
-        if let Some(catalog) = &c.catalog {
-            let mode = if catalog.strict { "strict" } else { "lenient" };
-            writeln!(f, "collector catalog {} ({mode})", catalog.path)?;
-        }
-        if c.ack == crate::AckMode::Durable {
-            writeln!(
-                f,
-                "collector ack={} wal_path={} wal_max_bytes={}",
-                c.ack.as_str(),
-                c.wal_path,
-                c.wal_max_bytes
-            )?;
-        }
-        write_router(f, "root router", &self.root, 0, Feed::Worker)
-    }
-}
-
-fn write_router(
-    f: &mut fmt::Formatter<'_>,
-    head: &str,
-    node: &RouterNode,
-    depth: usize,
-    feed: Feed,
-) -> fmt::Result {
-    let pad = "  ".repeat(depth);
-    writeln!(f, "{pad}{head}")?;
-    for (i, p) in node.processors.iter().enumerate() {
-        writeln!(f, "{pad}  processor [{i}] {} {}", p.type_name, p.summary)?;
-    }
-    if node.backends.is_empty() {
-        writeln!(f, "{pad}  (no backends: events stop here)")?;
-    }
-    for (name, backend) in &node.backends {
-        match backend {
-            BackendNode::Router(router) => {
-                write_router(f, &format!("{name}: router"), router, depth + 1, feed)?
-            }
-            BackendNode::AsyncRouter { router, queue } => {
-                let mut head = format!("{name}: async_router {}", queue.describe(feed));
-                if queue.when_full(feed).may_drop() {
-                    head.push_str(" (after 202: MAY DROP events while its queue is full)");
-                }
-                write_router(f, &head, router, depth + 1, Feed::Worker)?;
-            }
-            BackendNode::Sink {
-                type_name,
-                delivery,
-                sink,
-                dead_letter,
-            } => {
-                writeln!(f, "{pad}  {name}: {type_name} {}", sink.describe())?;
-                writeln!(f, "{pad}    delivery: {}", delivery.describe(feed))?;
-                match delivery.may_drop(feed) {
-                    Some(why) => writeln!(f, "{pad}    after 202: MAY DROP events ({why})")?,
-                    None => writeln!(
-                        f,
-                        "{pad}    after 202: keeps every event (backpressure up to the door)"
-                    )?,
-                }
-                match dead_letter.resolve(delivery, feed) {
-                    Some(BackendNode::Sink {
-                        type_name, sink, ..
-                    }) => writeln!(f, "{pad}    dead letters: {type_name} {}", sink.describe())?,
-                    Some(_) => writeln!(f, "{pad}    dead letters: a router")?,
-                    None => writeln!(
-                        f,
-                        "{pad}    dead letters: none (events the sink gives up on are dropped and counted)"
-                    )?,
-                }
-            }
-        }
-    }
-    Ok(())
 }
