@@ -10,7 +10,8 @@ use serde_json::Value;
 use tidings_event::Event;
 
 use crate::spec::{EventSpec, MAX_REQUIRED, NamePattern, Pattern, Property, PropertyType, Shape};
-use crate::validate::{Violation, ViolationKind, validate_event, validate_value};
+use crate::validate::{validate_event, validate_value};
+use crate::violation::{Violation, ViolationKind};
 
 /// A set of declared events, looked up by name: an exact declaration wins,
 /// then the family with the longest prefix.

@@ -53,6 +53,7 @@ mod processor;
 mod spec;
 mod typed;
 mod validate;
+mod violation;
 
 pub use catalog::{Catalog, CatalogError, Problem};
 pub use handlers::{HandlerCounters, HandlerNameError, HandlerStats, Handlers, HandlersBuilder};
@@ -61,4 +62,4 @@ pub use processor::{CatalogProcessor, CatalogStats, OnInvalid, PiiFilter, VIOLAT
 pub use spec::{EventSpec, MAX_REQUIRED, NamePattern, Pattern, Property, PropertyType, Shape};
 pub use tidings_core::BoxError;
 pub use typed::{HandleEvent, TypedEvent};
-pub use validate::{Violation, ViolationKind};
+pub use violation::{Violation, ViolationKind};

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::EventError;
 pub(crate) use crate::data::Data;
 use crate::data::{DataError, json_len, write_value};
-use crate::wire::{EventError, event_from_object};
+use crate::wire::event_from_object;
 use crate::{EventId, EventName, Lease, Map, Timestamp};
 
 /// One event: what happened (`name`, `data`), when (`timestamp`), and the

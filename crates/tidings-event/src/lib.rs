@@ -43,6 +43,7 @@ mod name;
 mod streak;
 mod timestamp;
 mod wire;
+mod wire_error;
 
 pub use data::DataError;
 pub use event::{Event, write_json_array};
@@ -52,9 +53,10 @@ pub use name::{EventName, MAX_NAME_LEN, NameError};
 pub use streak::{DEFAULT_REMINDER_INTERVAL, FailureStreak, StreakLog};
 pub use timestamp::{Timestamp, TimestampError};
 pub use wire::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EVENTS, EventError, Limits, WireError,
-    decode, decode_value, json_type_name,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EVENTS, Limits, decode, decode_value,
+    json_type_name,
 };
+pub use wire_error::{EventError, WireError};
 
 /// A JSON object, as used for an event's context and usually its data.
 pub type Map = serde_json::Map<String, serde_json::Value>;

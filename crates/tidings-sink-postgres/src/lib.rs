@@ -101,6 +101,7 @@
 //! with its index check) and one commit per batch dominate, so larger
 //! batches go faster.
 
+mod builder;
 #[cfg(feature = "config")]
 mod config;
 mod encode;
@@ -109,11 +110,10 @@ mod sink;
 mod table;
 mod target;
 
+pub use builder::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, PostgresSinkBuilder};
 #[cfg(feature = "config")]
 pub use config::{PostgresOptions, PostgresType};
 pub use error::PostgresError;
-pub use sink::{
-    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, PostgresSink, PostgresSinkBuilder,
-};
+pub use sink::PostgresSink;
 pub use table::{DEFAULT_TABLE, TableName};
 pub use target::redacted;

@@ -9,6 +9,7 @@ mod queue;
 mod retry;
 mod sink_backend;
 mod stage;
+mod worker;
 
 pub use async_router::{AsyncRouter, AsyncRouterBuilder, Reservation};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
