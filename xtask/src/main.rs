@@ -8,7 +8,7 @@
 //!   collector under load, in fast or durable ack mode, once per `when_full`
 //!   policy of its sink (see `loadtest.rs`).
 //! - `chaos [FAULT...]`: faults against the release collector and the real
-//!   services, with a table of what was lost (see `chaos.rs`).
+//!   services, with a table of what was lost (see `chaos/mod.rs`).
 //! - `soak [--minutes N] [--rate R] [--durable]`: memory and accounting of the release
 //!   collector under steady load with a black-holed sink (see `soak.rs`).
 //! - `fuzz [--seconds N] [TARGET...]`: the cargo-fuzz targets of `fuzz/`
