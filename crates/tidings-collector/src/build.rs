@@ -18,6 +18,7 @@ use crate::collector::{Collector, Inner};
 use crate::durable::Durable;
 use crate::metrics::Counters;
 use crate::service::Mount;
+use crate::sources::Sources;
 use crate::ui::Ui;
 
 /// `[collector] flume_allowed_properties`, checked.
@@ -95,7 +96,12 @@ impl Collector {
     ///
     /// [`ConfigErrors`] when a sink cannot start or a collector option is invalid.
     pub fn from_config(config: &Config) -> Result<Self, ConfigErrors> {
-        Self::new(config.collector().clone(), config.build()?)
+        let mut pipeline = config.build()?;
+        let sources = config.build_sources(&mut pipeline)?;
+        let collector = Self::new(config.collector().clone(), pipeline)?;
+        let inner = &collector.inner;
+        inner.sources.start(sources, &inner.intake)?;
+        Ok(collector)
     }
 
     /// A collector over an already built pipeline.
@@ -164,6 +170,7 @@ impl Collector {
                 counters: Counters::default(),
                 flume_log: Mutex::new(Box::new(std::io::stdout())),
                 ui,
+                sources: Sources::default(),
             }),
         })
     }

@@ -18,6 +18,7 @@ use crate::durable::Durable;
 use crate::metrics::Counters;
 use crate::reject::Reject;
 use crate::service::Mount;
+use crate::sources::Sources;
 use crate::ui::Ui;
 
 /// The collector: the ingest routes (`/events`, `/event/log`, `/flume`,
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) flume_log: Mutex<Box<dyn Write + Send>>,
     /// `[collector.ui]`: the live view, when enabled.
     pub(crate) ui: Option<Ui>,
+    /// `[sources.*]`: the brokers read into the intake.
+    pub(crate) sources: Sources,
 }
 
 impl Drop for Inner {
@@ -60,6 +63,7 @@ impl Drop for Inner {
         if let Some(durable) = &self.durable {
             durable.abandon();
         }
+        self.sources.abandon();
     }
 }
 
@@ -222,9 +226,14 @@ impl Collector {
     /// are counted as dropped).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         let inner = &self.inner;
-        match &inner.durable {
+        // Sources first: no more reading, and nothing they fed is
+        // acknowledged unless the drain delivers it.
+        inner.sources.stop();
+        let drained = match &inner.durable {
             Some(durable) => durable.shutdown(&inner.intake, timeout),
             None => inner.intake.shutdown(timeout),
-        }
+        };
+        inner.sources.finish(drained.is_ok());
+        drained
     }
 }

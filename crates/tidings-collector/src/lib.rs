@@ -93,6 +93,7 @@ mod reject;
 mod script;
 mod server;
 mod service;
+mod sources;
 mod stack;
 mod ui;
 

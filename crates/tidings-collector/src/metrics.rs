@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use tidings_config::{Stage, StageMetrics};
-use tidings_routing::{DropReason, MetricsSnapshot, RouterStats};
+use tidings_routing::{DropReason, MetricsSnapshot, RouterStats, SourceMetrics};
 use tidings_wal::WalStats;
 
 /// Counters of the HTTP side.
@@ -140,6 +140,7 @@ pub(crate) struct Scrape<'a> {
     pub(crate) root: RouterStats,
     pub(crate) stages: &'a [Stage],
     pub(crate) wal: Option<WalStats>,
+    pub(crate) sources: Vec<SourceMetrics>,
 }
 
 impl Scrape<'_> {
@@ -346,6 +347,9 @@ impl Scrape<'_> {
                 })),
             );
         }
+        if !self.sources.is_empty() {
+            families.extend(source_families(&self.sources));
+        }
         if let Some(wal) = &self.wal {
             families.extend(wal_families(wal));
         }
@@ -354,6 +358,64 @@ impl Scrape<'_> {
 }
 
 /// The write-ahead log's families (durable mode only).
+/// The families of `[sources.*]`, labelled by source.
+fn source_families(sources: &[SourceMetrics]) -> Vec<Family<'static>> {
+    type SourceFamily = (&'static str, &'static str, bool, fn(&SourceMetrics) -> u64);
+    let families: [SourceFamily; 6] = [
+        (
+            "tidings_source_fetched",
+            "Messages a source read.",
+            true,
+            |m| m.fetched,
+        ),
+        (
+            "tidings_source_redelivered",
+            "Messages read that the broker had delivered before.",
+            true,
+            |m| m.redelivered,
+        ),
+        (
+            "tidings_source_acked",
+            "Messages acknowledged once their events were settled.",
+            true,
+            |m| m.acked,
+        ),
+        (
+            "tidings_source_dead_lettered",
+            "Undecodable messages handed to the dead letters, not redelivered.",
+            true,
+            |m| m.dead_lettered,
+        ),
+        (
+            "tidings_source_unsettled",
+            "Messages read and not yet acknowledged.",
+            false,
+            |m| m.unsettled,
+        ),
+        (
+            "tidings_source_lag",
+            "Messages in the broker not yet delivered to the consumer.",
+            false,
+            |m| m.lag,
+        ),
+    ];
+    families
+        .into_iter()
+        .map(|(name, help, counter, value)| {
+            let family = if counter {
+                Family::counter(name, help)
+            } else {
+                Family::gauge(name, help)
+            };
+            family.samples(
+                sources
+                    .iter()
+                    .map(|m| (vec![("source", m.name.clone())], value(m))),
+            )
+        })
+        .collect()
+}
+
 fn wal_families(wal: &WalStats) -> Vec<Family<'static>> {
     vec![
         Family::counter(
@@ -480,6 +542,7 @@ impl Collector {
             root: inner.root.stats(),
             stages: &inner.stages,
             wal: inner.durable.as_ref().map(|d| d.stats()),
+            sources: inner.sources.metrics(),
         }
     }
 }

@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use tidings_routing::{
-    AsyncRouter, Backend, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend,
+    AsyncRouter, Backend, MetricsSnapshot, RouterStats, RoutingBackend, SinkBackend, Source,
 };
 
 use crate::tree::{BackendNode, RouterNode};
 use crate::{Config, ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Delivery, Feed};
+
+/// A source built from `[sources.NAME]`, with its name.
+pub type NamedSource = (String, Arc<dyn Source>);
 
 /// A running routing tree built from a [`Config`]: the root router, and a
 /// handle on every stage for metrics.
@@ -113,6 +116,43 @@ impl Config {
         } else {
             // Dropping the started stages starts their shutdown.
             drop(stages);
+            Err(self.locate(ConfigErrors(errors)))
+        }
+    }
+
+    /// Starts the `[sources.*]` of the config, each with its dead letters
+    /// (a stage of their own, added to `pipeline`): `(name, source)` in
+    /// file order. The sources connect here; reading them is the caller's
+    /// (`tidings_routing::SourceRunner`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrors`] (of kind `Build`, with paths) for every source that
+    /// could not start.
+    pub fn build_sources(&self, pipeline: &mut Pipeline) -> Result<Vec<NamedSource>, ConfigErrors> {
+        let stages = &mut pipeline.stages;
+        let mut errors = Vec::new();
+        let mut built = Vec::new();
+        for (name, node) in &self.sources {
+            let at = ConfigPath::root().key("sources").key(name);
+            let dead_letter = match node.dead_letter.for_source() {
+                Some(dead) => {
+                    let at = at.key("dead_letter");
+                    match build_backend(dead, &at, Feed::Worker, stages, &mut errors) {
+                        Some(backend) => Some(backend),
+                        None => continue,
+                    }
+                }
+                None => None,
+            };
+            match node.source.build(name, dead_letter) {
+                Ok(source) => built.push((name.clone(), source)),
+                Err(e) => errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string())),
+            }
+        }
+        if errors.is_empty() {
+            Ok(built)
+        } else {
             Err(self.locate(ConfigErrors(errors)))
         }
     }

@@ -73,7 +73,7 @@ mod registry;
 mod stock;
 mod tree;
 
-pub use build::{Pipeline, Stage, StageKind, StageMetrics};
+pub use build::{NamedSource, Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
 pub use path::ConfigPath;

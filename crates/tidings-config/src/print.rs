@@ -46,6 +46,22 @@ impl fmt::Display for Config {
                 c.wal_max_bytes
             )?;
         }
+        for (name, source) in &self.sources {
+            writeln!(
+                f,
+                "source {name}: {} {}",
+                source.type_name,
+                source.source.describe()
+            )?;
+            writeln!(
+                f,
+                "  acknowledges a message once its events are settled; undecodable ones go to {}",
+                source.dead_letter.for_source().map_or_else(
+                    || "no dead letters (dropped and counted)".to_owned(),
+                    |node| format!("dead letters: {}", node.summary())
+                )
+            )?;
+        }
         write_router(f, "root router", &self.root, 0, Feed::Worker)
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use tidings_core::{Backend, BackendType, Delivery, SinkType};
+use tidings_core::{Backend, BackendType, Delivery, SinkType, Source, SourceType};
 use tidings_processors::Processor;
 use tidings_routing::{BoxError, Sink};
 
@@ -110,6 +110,37 @@ impl fmt::Debug for dyn ValidatedBackend {
     }
 }
 
+/// A source whose options are valid, ready to be built.
+pub(crate) trait ValidatedSource: Send + Sync {
+    fn build(
+        &self,
+        name: &str,
+        dead_letter: Option<Arc<dyn Backend>>,
+    ) -> Result<Arc<dyn Source>, BoxError>;
+    fn describe(&self) -> String;
+}
+
+struct ValidatedSourceOf<T: SourceType>(T::Options);
+
+impl<T: SourceType> ValidatedSource for ValidatedSourceOf<T> {
+    fn build(
+        &self,
+        name: &str,
+        dead_letter: Option<Arc<dyn Backend>>,
+    ) -> Result<Arc<dyn Source>, BoxError> {
+        T::build(&self.0, name, dead_letter)
+    }
+    fn describe(&self) -> String {
+        T::describe(&self.0)
+    }
+}
+
+impl fmt::Debug for dyn ValidatedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// Deserializes `table`, the entry at `at`, into `T`, recording every
 /// mistake with its full path. `also_allowed`: keys of the table the caller
 /// reads itself, listed with `T`'s when a key is unknown.
@@ -180,6 +211,35 @@ fn options<O>(
         }),
     );
     None
+}
+
+trait DynSourceType: Send + Sync {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<Box<dyn ValidatedSource>>;
+}
+
+struct SourceEntry<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: SourceType> DynSourceType for SourceEntry<T> {
+    fn validate(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<Box<dyn ValidatedSource>> {
+        let options = options(
+            deserialize_at(table, at, cx, &["type", "dead_letter"])?,
+            |_, _| {},
+            T::validate,
+            at,
+            cx,
+        )?;
+        Some(Box::new(ValidatedSourceOf::<T>(options)))
+    }
 }
 
 trait DynBackendType: Send + Sync {
@@ -264,6 +324,7 @@ impl<T: ProcessorType> DynProcessorType for ProcessorEntry<T> {
 pub struct Registry {
     sinks: BTreeMap<&'static str, Box<dyn DynSinkType>>,
     backends: BTreeMap<&'static str, Box<dyn DynBackendType>>,
+    sources: BTreeMap<&'static str, Box<dyn DynSourceType>>,
     processors: BTreeMap<&'static str, Box<dyn DynProcessorType>>,
 }
 
@@ -272,6 +333,7 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
             .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
             .field("processors", &self.processors.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -287,6 +349,7 @@ impl Registry {
         Self {
             sinks: BTreeMap::new(),
             backends: BTreeMap::new(),
+            sources: BTreeMap::new(),
             processors: BTreeMap::new(),
         }
     }
@@ -321,6 +384,15 @@ impl Registry {
         self
     }
 
+    /// Adds (or replaces) the source type `T`, for `[sources.*]` tables.
+    pub fn register_source<T: SourceType>(&mut self) -> &mut Self {
+        self.sources.insert(
+            T::NAME,
+            Box::new(SourceEntry::<T>(std::marker::PhantomData)),
+        );
+        self
+    }
+
     /// Adds (or replaces) the processor type `T`.
     pub fn register_processor<T: ProcessorType>(&mut self) -> &mut Self {
         self.processors.insert(
@@ -338,6 +410,11 @@ impl Registry {
     /// The registered plain backend type names.
     pub fn backend_types(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.backends.keys().copied()
+    }
+
+    /// The registered source type names.
+    pub fn source_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.sources.keys().copied()
     }
 
     /// The registered processor type names.
@@ -380,6 +457,23 @@ impl Registry {
             return None;
         };
         entry.validate(table, at, cx).map(|sink| (name, sink))
+    }
+
+    /// Validates the table of a source of type `type_name`.
+    pub(crate) fn validate_source(
+        &self,
+        type_name: &str,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<(&'static str, Box<dyn ValidatedSource>)> {
+        let Some((&name, entry)) = self.sources.get_key_value(type_name) else {
+            let known: Vec<&str> = self.source_types().collect();
+            cx.errors
+                .push(unknown_type("source", type_name, &known, at.key("type")));
+            return None;
+        };
+        entry.validate(table, at, cx).map(|source| (name, source))
     }
 
     pub(crate) fn build_processor(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::options::{CollectorOptions, DELIVERY_KEYS, DeliveryOptions, Feed, QueueOptions};
 use crate::registry::{
-    BuiltProcessor, ROUTER_TYPES, ValidatedBackend, ValidatedSink, deserialize_at,
+    BuiltProcessor, ROUTER_TYPES, ValidatedBackend, ValidatedSink, ValidatedSource, deserialize_at,
 };
 use crate::{ConfigError, ConfigErrorKind, ConfigErrors, ConfigPath, Registry};
 
@@ -22,6 +22,8 @@ pub(crate) struct Parse<'a> {
 pub struct Config {
     pub(crate) collector: CollectorOptions,
     pub(crate) root: RouterNode,
+    /// `[sources.*]`, in file order.
+    pub(crate) sources: Vec<(String, SourceNode)>,
     /// The text it was read from, to locate the mistakes found later.
     pub(crate) text: std::sync::Arc<str>,
 }
@@ -66,6 +68,14 @@ impl BackendNode {
     }
 }
 
+/// A validated `[sources.NAME]` table.
+#[derive(Debug)]
+pub(crate) struct SourceNode {
+    pub(crate) type_name: &'static str,
+    pub(crate) source: Box<dyn ValidatedSource>,
+    pub(crate) dead_letter: DeadLetter,
+}
+
 /// A sink's `dead_letter`: where the events it gives up on go.
 #[derive(Debug)]
 pub(crate) enum DeadLetter {
@@ -90,6 +100,15 @@ impl DeadLetter {
             Self::Default(node) if delivery.may_drop(feed).is_none() => node.as_deref(),
             Self::Backend(node) => Some(node),
             Self::Default(_) | Self::None => None,
+        }
+    }
+
+    /// The backend a source's undecodable messages go to, if any.
+    pub(crate) fn for_source(&self) -> Option<&BackendNode> {
+        match self {
+            Self::Default(node) => node.as_deref(),
+            Self::Backend(node) => Some(node),
+            Self::None => None,
         }
     }
 }
@@ -190,7 +209,7 @@ fn expect_table(value: toml::Value, at: &ConfigPath, cx: &mut Parse<'_>) -> Opti
 }
 
 /// The keys of the file itself.
-const TOP_LEVEL_KEYS: [&str; 3] = ["collector", "processors", "backends"];
+const TOP_LEVEL_KEYS: [&str; 4] = ["collector", "processors", "backends", "sources"];
 
 /// Parses and validates `text` against `registry`, reporting every mistake
 /// in the order of the file. Relative paths resolve against `base`, the
@@ -208,6 +227,7 @@ pub(crate) fn parse(
     };
     let mut collector = CollectorOptions::default();
     let mut root = RouterNode::default();
+    let mut sources = Vec::new();
     let at = ConfigPath::root();
     for (key, value) in document.table().clone() {
         match key.as_str() {
@@ -221,6 +241,7 @@ pub(crate) fn parse(
             }
             "processors" => root.processors = processors(value, &at.key("processors"), &mut cx),
             "backends" => root.backends = backends(value, &at.key("backends"), &mut cx),
+            "sources" => sources = parse_sources(value, &at.key("sources"), &mut cx),
             other => cx.errors.push(unknown_key(
                 &at.key(other),
                 other,
@@ -233,6 +254,7 @@ pub(crate) fn parse(
         Ok(Config {
             collector,
             root,
+            sources,
             text: text.into(),
         })
     } else {
@@ -312,6 +334,32 @@ fn backends(value: toml::Value, at: &ConfigPath, cx: &mut Parse<'_>) -> Vec<(Str
             let at = at.key(&name);
             let table = expect_table(value, &at, cx)?;
             backend(table, &at, cx).map(|node| (name, node))
+        })
+        .collect()
+}
+
+fn parse_sources(
+    value: toml::Value,
+    at: &ConfigPath,
+    cx: &mut Parse<'_>,
+) -> Vec<(String, SourceNode)> {
+    let Some(table) = expect_table(value, at, cx) else {
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let at = at.key(&name);
+            let mut table = expect_table(value, &at, cx)?;
+            let type_name = take_type(&mut table, &at, cx)?;
+            let dead_letter = dead_letter(table.remove("dead_letter"), &at, cx);
+            let (type_name, source) = cx.registry.validate_source(&type_name, table, &at, cx)?;
+            let node = SourceNode {
+                type_name,
+                source,
+                dead_letter: dead_letter?,
+            };
+            Some((name, node))
         })
         .collect()
 }

@@ -263,7 +263,7 @@ fn every_mistake_is_reported_together_with_its_path() {
     assert_eq!(
         by_path("colector").2,
         "unknown key `colector`; did you mean `collector`? \
-         The keys of the file are: collector, processors, backends"
+         The keys of the file are: collector, processors, backends, sources"
     );
     assert_eq!(
         by_path("collector.max_body_bytes").2,

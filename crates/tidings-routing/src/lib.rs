@@ -55,5 +55,5 @@ pub use router::{
 /// The contract, defined in `tidings-core` and re-exported here.
 pub use tidings_core::{
     Backend, BoxError, DrainError, DropReason, LastError, MetricsSnapshot, SendError, Sink,
-    SinkError, SinkErrorKind, async_trait,
+    SinkError, SinkErrorKind, Source, SourceError, SourceMetrics, async_trait,
 };

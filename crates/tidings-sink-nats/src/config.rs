@@ -144,3 +144,106 @@ impl std::fmt::Debug for NatsOptions {
         f.write_str(&NatsType::describe(self))
     }
 }
+
+/// `type = "nats"` in a `[sources.*]` table: a [`NatsSource`](crate::NatsSource).
+#[derive(Debug)]
+pub struct NatsSourceType;
+
+/// The options of a `nats` source: `stream` (required), `url`, `consumer`,
+/// `subject`, `ack_wait_ms`, `max_deliver`, `max_ack_pending`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSourceOptions {
+    stream: String,
+    #[serde(default = "url")]
+    url: String,
+    #[serde(default = "consumer")]
+    consumer: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default = "ack_wait_ms")]
+    ack_wait_ms: u64,
+    #[serde(default = "max_deliver")]
+    max_deliver: i64,
+    #[serde(default = "max_ack_pending")]
+    max_ack_pending: i64,
+}
+
+fn consumer() -> String {
+    crate::DEFAULT_CONSUMER.to_owned()
+}
+
+fn ack_wait_ms() -> u64 {
+    crate::DEFAULT_ACK_WAIT_MS
+}
+
+fn max_deliver() -> i64 {
+    -1
+}
+
+fn max_ack_pending() -> i64 {
+    crate::DEFAULT_MAX_ACK_PENDING
+}
+
+fn source_builder(options: &NatsSourceOptions) -> crate::NatsSourceBuilder {
+    let builder = crate::NatsSource::builder(options.stream.clone())
+        .url(options.url.clone())
+        .consumer(options.consumer.clone())
+        .ack_wait_ms(options.ack_wait_ms)
+        .max_deliver(options.max_deliver)
+        .max_ack_pending(options.max_ack_pending);
+    match &options.subject {
+        Some(subject) => builder.subject(subject.clone()),
+        None => builder,
+    }
+}
+
+impl tidings_core::SourceType for NatsSourceType {
+    const NAME: &'static str = "nats";
+    type Options = NatsSourceOptions;
+
+    fn validate(options: &NatsSourceOptions) -> Vec<(String, String)> {
+        match source_builder(options).check() {
+            Ok(()) => Vec::new(),
+            Err(NatsError::InvalidOption { option, reason }) => vec![(option.to_owned(), reason)],
+            Err(other) => vec![(String::new(), other.to_string())],
+        }
+    }
+
+    fn build(
+        options: &NatsSourceOptions,
+        name: &str,
+        dead_letter: Option<Arc<dyn tidings_core::Backend>>,
+    ) -> Result<Arc<dyn tidings_core::Source>, BoxError> {
+        let mut builder = source_builder(options).name(name);
+        if let Some(dead_letter) = dead_letter {
+            builder = builder.dead_letter(dead_letter);
+        }
+        Ok(Arc::new(builder.build()?))
+    }
+
+    fn describe(options: &NatsSourceOptions) -> String {
+        let mut text = format!(
+            "url={} stream={} consumer={}",
+            tidings_core::RedactedUrl::new(&options.url),
+            options.stream,
+            options.consumer
+        );
+        if let Some(subject) = &options.subject {
+            text.push_str(&format!(" subject={subject}"));
+        }
+        text.push_str(&format!(" ack_wait_ms={}", options.ack_wait_ms));
+        if options.max_deliver > 0 {
+            text.push_str(&format!(" max_deliver={}", options.max_deliver));
+        }
+        text
+    }
+}
+
+impl std::fmt::Debug for NatsSourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&<NatsSourceType as tidings_core::SourceType>::describe(
+            self,
+        ))
+    }
+}

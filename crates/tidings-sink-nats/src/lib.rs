@@ -54,7 +54,9 @@ mod config;
 mod connection;
 mod error;
 mod io;
+mod settle;
 mod sink;
+mod source;
 mod subject;
 
 pub use builder::{
@@ -62,7 +64,11 @@ pub use builder::{
     DEFAULT_RETRY_HORIZON, DEFAULT_SUBJECT, DEFAULT_URL, NatsSinkBuilder, duplicate_window_warning,
 };
 #[cfg(feature = "config")]
-pub use config::{NatsOptions, NatsType};
+pub use config::{NatsOptions, NatsSourceOptions, NatsSourceType, NatsType};
 pub use error::NatsError;
 pub use sink::NatsSink;
+pub use source::{
+    DEFAULT_ACK_WAIT_MS, DEFAULT_CONSUMER, DEFAULT_MAX_ACK_PENDING, NatsSource, NatsSourceBuilder,
+    UNDECODABLE,
+};
 pub use subject::SubjectTemplate;

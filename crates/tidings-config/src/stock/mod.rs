@@ -33,7 +33,10 @@ pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "amqp")]
     registry.register_sink::<tidings_sink_amqp::AmqpType>();
     #[cfg(feature = "nats")]
-    registry.register_sink::<tidings_sink_nats::NatsType>();
+    {
+        registry.register_sink::<tidings_sink_nats::NatsType>();
+        registry.register_source::<tidings_sink_nats::NatsSourceType>();
+    }
 }
 
 /// `type = "regex_filter"`: `filter = "allowlist" | "blocklist"`, `patterns`.

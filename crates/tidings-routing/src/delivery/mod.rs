@@ -8,6 +8,7 @@ mod metrics;
 mod queue;
 mod retry;
 mod sink_backend;
+mod source_runner;
 mod stage;
 mod worker;
 
@@ -22,3 +23,4 @@ pub use retry::{
 pub use sink_backend::{
     BatchOutcome, BatchReport, DEFAULT_QUEUE_CAPACITY, SinkBackend, SinkBackendBuilder, SpawnError,
 };
+pub use source_runner::{DEFAULT_FETCH_MAX, SourceRunner};

@@ -141,7 +141,7 @@ impl SinkBackendBuilder {
     }
 
     /// Where events the sink gave up on go: the events at fault in a batch
-    /// the receiver refused for its content ([`SinkErrorKind::Invalid`]),
+    /// the receiver refused for its content ([`SinkErrorKind::Invalid`](crate::SinkErrorKind::Invalid)),
     /// events too large alone, and batches refused for good, out of
     /// retries or too old. Each event keeps its id and gets a
     /// `dead_letter` object in its context (`backend`, `reason`, `error`,

@@ -66,6 +66,10 @@ impl Admin {
         Self { runtime, jetstream }
     }
 
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }

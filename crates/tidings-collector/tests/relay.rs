@@ -1,0 +1,184 @@
+//! A relay (ADR 0007): `[sources.*]` read into the collector's tree against
+//! the real NATS JetStream server. What the NATS sink published arrives
+//! whole and is acknowledged once delivered, `/metrics` counts it, and a
+//! drain cut short leaves every unacknowledged message to the next relay.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use support::registry;
+use tidings_collector::Collector;
+use tidings_config::load;
+use tidings_event::{Event, EventName};
+use tidings_routing::{Backend, SinkBackend};
+use tidings_sink_nats::NatsSink;
+use tidings_test::{Answer, RecordingSink, install_memory_sink, memory_sink};
+
+const NATS: &str = "127.0.0.1:4222";
+const START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
+
+/// The test's stream (deleted when dropped) with `count` events published
+/// by the NATS sink.
+struct Stream {
+    name: String,
+    sent: Vec<Event>,
+}
+
+impl Stream {
+    fn publish(test: &str, count: usize) -> Self {
+        tidings_test::require_service("NATS JetStream", NATS, START);
+        let pid = std::process::id();
+        let name = format!("RELAY{pid}_{test}");
+        let sink = NatsSink::builder()
+            .url(format!("nats://{NATS}"))
+            .subject(format!("relay{pid}.{test}.{{name}}"))
+            .stream(&name)
+            .create_stream(true)
+            .build()
+            .unwrap();
+        let backend = SinkBackend::builder("nats", sink).build().unwrap();
+        let sent: Vec<Event> = (0..count)
+            .map(|n| {
+                Event::new(
+                    EventName::new("page.view").unwrap(),
+                    serde_json::json!({ "n": n }),
+                )
+            })
+            .collect();
+        for event in &sent {
+            backend.send(event.clone()).unwrap();
+        }
+        backend.shutdown(Duration::from_secs(10)).unwrap();
+        Self { name, sent }
+    }
+
+    fn ids(&self) -> HashSet<String> {
+        ids(&self.sent)
+    }
+
+    /// A relay config reading this stream into the memory sink `sink`.
+    fn relay(&self, sink: &str) -> String {
+        format!(
+            "[sources.in]\ntype = \"nats\"\nurl = \"nats://{NATS}\"\nstream = \"{}\"\nconsumer = \"relay\"\nack_wait_ms = 1000\ndead_letter = \"none\"\n\n[backends.out]\ntype = \"memory\"\nid = \"{sink}\"\nflush_interval_ms = 10\n",
+            self.name
+        )
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(client) = async_nats::connect(format!("nats://{NATS}")).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&name)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn ids(events: &[Event]) -> HashSet<String> {
+    events.iter().map(|e| e.id().to_string()).collect()
+}
+
+/// The value of the sample `name` in the collector's `/metrics`.
+fn sample(collector: &Collector, name: &str) -> Option<u64> {
+    collector
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_relay_delivers_a_stream_whole_and_acknowledges_what_it_delivered() {
+    let stream = Stream::publish("whole", 200);
+    let text = stream.relay("relay-whole");
+    let config = load(&text, &registry()).unwrap();
+    let tree = config.to_string();
+    assert!(
+        tree.contains(&format!(
+            "source in: nats url=nats://127.0.0.1:4222 stream={} consumer=relay ack_wait_ms=1000",
+            stream.name
+        )),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("undecodable ones go to no dead letters"),
+        "{tree}"
+    );
+
+    let collector = Collector::from_config(&config).unwrap();
+    let acked = "tidings_source_acked_total{source=\"in\"}";
+    wait_until("every message acknowledged", || {
+        sample(&collector, acked) == Some(200)
+    });
+    assert_eq!(
+        sample(&collector, "tidings_source_fetched_total{source=\"in\"}"),
+        Some(200)
+    );
+    assert_eq!(
+        sample(&collector, "tidings_source_unsettled{source=\"in\"}"),
+        Some(0)
+    );
+    collector.shutdown(Duration::from_secs(5)).unwrap();
+    let delivered = memory_sink("relay-whole").events();
+    assert_eq!(delivered.len(), 200, "each event once");
+    assert_eq!(ids(&delivered), stream.ids());
+}
+
+#[test]
+fn a_drain_cut_short_leaves_the_unacknowledged_messages_to_the_next_relay() {
+    let stream = Stream::publish("cut", 30);
+    // A sink that is down: every batch fails, retried until the drain's
+    // deadline.
+    install_memory_sink(
+        "relay-down",
+        RecordingSink::scripted(std::iter::repeat_n(Answer::Status(503, None), 10_000)),
+    );
+    let down =
+        Collector::from_config(&load(&stream.relay("relay-down"), &registry()).unwrap()).unwrap();
+    wait_until("the messages read", || {
+        sample(&down, "tidings_source_fetched_total{source=\"in\"}") == Some(30)
+    });
+    assert!(
+        down.shutdown(Duration::from_millis(300)).is_err(),
+        "nothing delivered"
+    );
+    assert_eq!(
+        sample(&down, "tidings_source_acked_total{source=\"in\"}"),
+        Some(0)
+    );
+
+    let up =
+        Collector::from_config(&load(&stream.relay("relay-up"), &registry()).unwrap()).unwrap();
+    wait_until("the next relay delivered them", || {
+        memory_sink("relay-up").events().len() >= 30
+    });
+    wait_until("acknowledged", || {
+        sample(&up, "tidings_source_acked_total{source=\"in\"}") == Some(30)
+    });
+    assert_eq!(
+        sample(&up, "tidings_source_redelivered_total{source=\"in\"}"),
+        Some(30)
+    );
+    up.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(ids(&memory_sink("relay-up").events()), stream.ids());
+}
