@@ -157,3 +157,166 @@ pub trait SourceType: Send + Sync + 'static {
     /// A one-line summary for `tidings check`, without secrets.
     fn describe(options: &Self::Options) -> String;
 }
+
+/// What to tell the broker of a settled message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledge it: its events were delivered (or dropped by policy).
+    Ack,
+    /// Never deliver it again: it was undecodable and the dead letters
+    /// took it.
+    Term,
+}
+
+/// The bookkeeping of a source's unacknowledged messages, without I/O: a
+/// source's settler task feeds it what happened and does what it answers.
+///
+/// A message is known by a key unique in its stream (a sequence number, a
+/// counter) and by its delivery (the broker's count, or any number that
+/// grows with each delivery): a settlement of an older delivery than the
+/// one read last settles nothing, since the message is in the tree again.
+/// `T` is what acknowledging takes (a reply subject, an acker).
+///
+/// ```
+/// use tidings_core::{Outcome, Settlements};
+///
+/// let mut book = Settlements::default();
+/// book.fetched(7, 1, "reply-7");
+/// book.hold();
+/// assert_eq!(book.settled(7, 1, Outcome::Ack), None); // kept while held
+/// assert_eq!(book.release(), vec![("reply-7", Outcome::Ack)]);
+/// assert_eq!(book.unsettled(), 0);
+/// ```
+#[derive(Debug)]
+pub struct Settlements<T> {
+    unsettled: std::collections::HashMap<u64, (T, u64)>,
+    kept: Vec<(T, Outcome)>,
+    holding: bool,
+}
+
+impl<T> Default for Settlements<T> {
+    fn default() -> Self {
+        Self {
+            unsettled: std::collections::HashMap::new(),
+            kept: Vec::new(),
+            holding: false,
+        }
+    }
+}
+
+impl<T> Settlements<T> {
+    /// Delivery `delivery` of message `key` was read; `handle` acknowledges
+    /// it.
+    pub fn fetched(&mut self, key: u64, delivery: u64, handle: T) {
+        self.unsettled.insert(key, (handle, delivery));
+    }
+
+    /// Delivery `delivery` of message `key` is settled: what to tell the
+    /// broker now, if anything (nothing while held, or for a delivery that
+    /// is not the last one read).
+    pub fn settled(&mut self, key: u64, delivery: u64, outcome: Outcome) -> Option<(T, Outcome)> {
+        if self.unsettled.get(&key).is_none_or(|(_, d)| *d != delivery) {
+            return None;
+        }
+        let (handle, _) = self.unsettled.remove(&key)?;
+        if self.holding {
+            self.kept.push((handle, outcome));
+            None
+        } else {
+            Some((handle, outcome))
+        }
+    }
+
+    /// Message `key` goes back to the broker unsettled (never admitted):
+    /// its handle, to refuse it with.
+    pub fn give_back(&mut self, key: u64) -> Option<T> {
+        self.unsettled.remove(&key).map(|(handle, _)| handle)
+    }
+
+    /// Keeps what is settled from now on.
+    pub fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Stops keeping: what was kept, to tell the broker now.
+    pub fn release(&mut self) -> Vec<(T, Outcome)> {
+        self.holding = false;
+        std::mem::take(&mut self.kept)
+    }
+
+    /// Messages read and not yet told to the broker.
+    #[must_use]
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.len() + self.kept.len()
+    }
+
+    /// The handles of every message the broker still waits for, for
+    /// progress notes.
+    pub fn waiting(&self) -> impl Iterator<Item = &T> {
+        self.unsettled
+            .values()
+            .map(|(handle, _)| handle)
+            .chain(self.kept.iter().map(|(handle, _)| handle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settlement_acknowledges_the_last_delivery_read_only() {
+        let mut book = Settlements::default();
+        book.fetched(1, 1, "a");
+        book.fetched(2, 1, "b");
+        assert_eq!(book.unsettled(), 2);
+        // Read again (redelivered) before the first delivery settled.
+        book.fetched(1, 2, "a2");
+        assert_eq!(book.settled(1, 1, Outcome::Ack), None, "an older delivery");
+        assert_eq!(book.settled(1, 2, Outcome::Ack), Some(("a2", Outcome::Ack)));
+        assert_eq!(book.settled(1, 2, Outcome::Ack), None, "settled once");
+        assert_eq!(
+            book.settled(2, 1, Outcome::Term),
+            Some(("b", Outcome::Term))
+        );
+        assert_eq!(book.settled(9, 1, Outcome::Ack), None, "never read");
+        assert_eq!(book.unsettled(), 0);
+    }
+
+    #[test]
+    fn a_hold_keeps_settlements_until_released_and_counts_them_unsettled() {
+        let mut book = Settlements::default();
+        book.fetched(1, 1, "a");
+        book.fetched(2, 1, "b");
+        book.fetched(3, 1, "c");
+        book.hold();
+        assert_eq!(book.settled(1, 1, Outcome::Ack), None);
+        assert_eq!(book.settled(2, 1, Outcome::Term), None);
+        assert_eq!(book.unsettled(), 3, "kept ones still wait for the broker");
+        let mut waiting: Vec<&str> = book.waiting().copied().collect();
+        waiting.sort_unstable();
+        assert_eq!(waiting, ["a", "b", "c"]);
+        assert_eq!(
+            book.release(),
+            vec![("a", Outcome::Ack), ("b", Outcome::Term)]
+        );
+        assert_eq!(book.release(), vec![], "released once");
+        assert_eq!(
+            book.settled(3, 1, Outcome::Ack),
+            Some(("c", Outcome::Ack)),
+            "no longer held"
+        );
+        assert_eq!(book.unsettled(), 0);
+    }
+
+    #[test]
+    fn a_message_given_back_settles_nothing_later() {
+        let mut book = Settlements::default();
+        book.fetched(4, 1, "d");
+        assert_eq!(book.give_back(4), Some("d"));
+        assert_eq!(book.give_back(4), None);
+        assert_eq!(book.settled(4, 1, Outcome::Ack), None);
+        assert_eq!(book.unsettled(), 0);
+        assert_eq!(book.waiting().count(), 0);
+    }
+}

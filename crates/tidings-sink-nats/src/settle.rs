@@ -5,13 +5,13 @@
 //! unsettled message alive at the server with progress notes, so a slow
 //! tree never makes JetStream redeliver what it still holds.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, Subject};
 use bytes::Bytes;
+use tidings_core::{Outcome, Settlements};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::builder::TARGET;
@@ -23,13 +23,13 @@ pub(crate) enum Note {
     /// acknowledgements go to `reply`.
     Fetched {
         seq: u64,
-        delivery: i64,
+        delivery: u64,
         reply: Subject,
     },
     /// Every event of delivery `delivery` of message `seq` is settled:
     /// acknowledge it (or terminate it: `term`). A settlement of an older
     /// delivery than the one read last settles nothing.
-    Settled { seq: u64, delivery: i64, term: bool },
+    Settled { seq: u64, delivery: u64, term: bool },
     /// Message `seq` goes back to the server at once (never admitted), or
     /// after `delay`.
     Nak { seq: u64, delay: Option<Duration> },
@@ -56,7 +56,7 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct Settle {
     pub(crate) seq: u64,
-    pub(crate) delivery: i64,
+    pub(crate) delivery: u64,
     /// Terminate instead of acknowledging (a dead-lettered message).
     pub(crate) term: bool,
     pub(crate) notes: mpsc::UnboundedSender<Note>,
@@ -74,16 +74,15 @@ impl Drop for Settle {
     }
 }
 
-/// The settler task: runs until every sender of `notes` is gone.
+/// The settler task: runs until every sender of `notes` is gone. The
+/// bookkeeping is [`Settlements`]; this does what it answers.
 pub(crate) async fn run(
     client: Client,
     mut notes: mpsc::UnboundedReceiver<Note>,
     counters: Arc<Counters>,
     ack_wait: Duration,
 ) {
-    let mut unsettled: HashMap<u64, (Subject, i64)> = HashMap::new();
-    let mut kept: Vec<(Subject, bool)> = Vec::new();
-    let mut holding = false;
+    let mut book: Settlements<Subject> = Settlements::default();
     let mut progress = tokio::time::interval(ack_wait / 2);
     progress.tick().await;
     loop {
@@ -91,21 +90,15 @@ pub(crate) async fn run(
             note = notes.recv() => {
                 let Some(note) = note else { break };
                 match note {
-                    Note::Fetched { seq, delivery, reply } => {
-                        unsettled.insert(seq, (reply, delivery));
-                    }
+                    Note::Fetched { seq, delivery, reply } => book.fetched(seq, delivery, reply),
                     Note::Settled { seq, delivery, term } => {
-                        let current = unsettled.get(&seq).is_some_and(|(_, d)| *d == delivery);
-                        if let Some((reply, _)) = current.then(|| unsettled.remove(&seq)).flatten() {
-                            if holding {
-                                kept.push((reply, term));
-                            } else {
-                                settle(&client, reply, term, &counters).await;
-                            }
+                        let outcome = if term { Outcome::Term } else { Outcome::Ack };
+                        if let Some((reply, outcome)) = book.settled(seq, delivery, outcome) {
+                            settle(&client, reply, outcome, &counters).await;
                         }
                     }
                     Note::Nak { seq, delay } => {
-                        if let Some((reply, _)) = unsettled.remove(&seq) {
+                        if let Some(reply) = book.give_back(seq) {
                             let body = match delay {
                                 Some(delay) => format!("-NAK {{\"delay\": {}}}", delay.as_nanos()),
                                 None => "-NAK".to_owned(),
@@ -113,11 +106,10 @@ pub(crate) async fn run(
                             publish(&client, reply, Bytes::from(body)).await;
                         }
                     }
-                    Note::Hold => holding = true,
+                    Note::Hold => book.hold(),
                     Note::Release => {
-                        holding = false;
-                        for (reply, term) in std::mem::take(&mut kept) {
-                            settle(&client, reply, term, &counters).await;
+                        for (reply, outcome) in book.release() {
+                            settle(&client, reply, outcome, &counters).await;
                         }
                     }
                     Note::Flush(done) => {
@@ -127,17 +119,12 @@ pub(crate) async fn run(
                         let _ = done.send(());
                     }
                 }
-                let held = unsettled.len() + kept.len();
-                counters.unsettled.store(held as u64, Ordering::Relaxed);
+                counters.unsettled.store(book.unsettled() as u64, Ordering::Relaxed);
             }
             _ = progress.tick() => {
                 // Still being delivered (or kept): tell the server to wait
                 // another `ack_wait` before it redelivers.
-                let replies = unsettled
-                    .values()
-                    .map(|(reply, _)| reply)
-                    .chain(kept.iter().map(|(reply, _)| reply));
-                for reply in replies {
+                for reply in book.waiting() {
                     publish(&client, reply.clone(), Bytes::from_static(b"+WPI")).await;
                 }
             }
@@ -145,10 +132,13 @@ pub(crate) async fn run(
     }
 }
 
-async fn settle(client: &Client, reply: Subject, term: bool, counters: &Counters) {
-    let body: &'static [u8] = if term { b"+TERM" } else { b"+ACK" };
+async fn settle(client: &Client, reply: Subject, outcome: Outcome, counters: &Counters) {
+    let body: &'static [u8] = match outcome {
+        Outcome::Ack => b"+ACK",
+        Outcome::Term => b"+TERM",
+    };
     publish(client, reply, Bytes::from_static(body)).await;
-    if !term {
+    if outcome == Outcome::Ack {
         counters.acked.fetch_add(1, Ordering::Relaxed);
     }
 }

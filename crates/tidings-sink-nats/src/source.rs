@@ -310,7 +310,7 @@ impl NatsSource {
     fn events_of(
         &self,
         message: &async_nats::Message,
-        (seq, delivery): (u64, i64),
+        (seq, delivery): (u64, u64),
         notes: &mpsc::UnboundedSender<Note>,
     ) -> Option<Vec<Event>> {
         let lease = |term| {
@@ -421,12 +421,13 @@ impl Source for NatsSource {
                 counters.redelivered.fetch_add(1, Ordering::Relaxed);
             }
             counters.lag.store(pending, Ordering::Relaxed);
+            let delivery = u64::try_from(delivered).unwrap_or(0);
             let _ = notes.send(Note::Fetched {
                 seq,
-                delivery: delivered,
+                delivery,
                 reply,
             });
-            if let Some(decoded) = self.events_of(&message.message, (seq, delivered), &notes) {
+            if let Some(decoded) = self.events_of(&message.message, (seq, delivery), &notes) {
                 events.extend(decoded);
             }
         }
