@@ -202,10 +202,8 @@ where
     type Future = BoxFuture<Result<Reply, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Every service below is always ready; a refusal to be is answered
-        // when called.
-        let _ = self.service.poll_ready(cx);
-        Poll::Ready(Ok(()))
+        // A refusal to be ready is answered when called, as a refusal.
+        self.service.poll_ready(cx).map(|_| Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {

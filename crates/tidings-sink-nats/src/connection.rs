@@ -37,35 +37,46 @@ pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(steps.saturating_mul(100).min(500))
 }
 
-impl Setup {
-    pub(crate) async fn run(&self) -> Result<Connected, NatsError> {
-        let url = self.redacted.clone();
-        let options = ConnectOptions::new()
-            .name("tidings")
-            .connection_timeout(self.ack_timeout)
-            .reconnect_delay_callback(reconnect_delay)
-            .event_callback(move |event| {
-                let url = url.clone();
-                async move {
-                    match event {
-                        async_nats::Event::Disconnected => {
-                            tracing::warn!(target: TARGET, %url, "disconnected from NATS; reconnecting");
-                        }
-                        async_nats::Event::Connected => {
-                            tracing::info!(target: TARGET, %url, "connected to NATS");
-                        }
-                        other => {
-                            tracing::debug!(target: TARGET, %url, event = %other, "NATS client event");
-                        }
+/// Connects to `url` (shown as `redacted`) as `name`, reconnecting by
+/// itself forever after an outage, which it logs.
+pub(crate) async fn connect(
+    url: &str,
+    redacted: &Arc<str>,
+    name: &str,
+    timeout: Duration,
+) -> Result<Client, NatsError> {
+    let shown = redacted.clone();
+    let options = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(timeout)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(move |event| {
+            let url = shown.clone();
+            async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(target: TARGET, %url, "disconnected from NATS; reconnecting");
+                    }
+                    async_nats::Event::Connected => {
+                        tracing::info!(target: TARGET, %url, "connected to NATS");
+                    }
+                    other => {
+                        tracing::debug!(target: TARGET, %url, event = %other, "NATS client event");
                     }
                 }
-            });
-        let client = async_nats::connect_with_options(self.url.as_str(), options)
-            .await
-            .map_err(|e| NatsError::Connect {
-                url: self.redacted.to_string(),
-                reason: e.to_string(),
-            })?;
+            }
+        });
+    async_nats::connect_with_options(url, options)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: redacted.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+impl Setup {
+    pub(crate) async fn run(&self) -> Result<Connected, NatsError> {
+        let client = connect(&self.url, &self.redacted, "tidings", self.ack_timeout).await?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(self.ack_timeout)
             .ack_timeout(self.ack_timeout)

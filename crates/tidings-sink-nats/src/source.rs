@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use async_nats::{Client, ConnectOptions};
+use async_nats::Client;
 use futures_util::StreamExt as _;
 use serde_json::json;
 use tidings_core::{Backend, RedactedUrl, Source, SourceError, SourceMetrics, async_trait};
@@ -14,7 +14,7 @@ use tidings_event::{Event, EventName, Lease, Limits, decode};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::builder::{DEFAULT_URL, TARGET};
-use crate::connection::reconnect_delay;
+use crate::connection::connect;
 use crate::error::NatsError;
 use crate::io::IoThread;
 use crate::settle::{self, Counters, Note, Settle};
@@ -202,16 +202,7 @@ impl NatsSourceBuilder {
         url: Arc<str>,
         ack_wait: Duration,
     ) -> Result<(Client, consumer::PullConsumer), NatsError> {
-        let options = ConnectOptions::new()
-            .name("tidings-source")
-            .connection_timeout(Duration::from_secs(5))
-            .reconnect_delay_callback(reconnect_delay);
-        let client = async_nats::connect_with_options(self.url.as_str(), options)
-            .await
-            .map_err(|e| NatsError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let client = connect(&self.url, &url, "tidings-source", Duration::from_secs(5)).await?;
         let jetstream = jetstream::new(client.clone());
         let stream_error = |reason: String| NatsError::Stream {
             stream: self.stream.clone(),
