@@ -1,7 +1,8 @@
 //! A relay (ADR 0007): `[sources.*]` read into the collector's tree against
-//! the real NATS JetStream server. What the NATS sink published arrives
-//! whole and is acknowledged once delivered, `/metrics` counts it, and a
-//! drain cut short leaves every unacknowledged message to the next relay.
+//! the real NATS JetStream server and RabbitMQ. What the sinks published
+//! arrives whole and is acknowledged once delivered, `/metrics` counts it,
+//! and a drain cut short leaves every unacknowledged message to the next
+//! relay.
 
 mod support;
 
@@ -181,4 +182,67 @@ fn a_drain_cut_short_leaves_the_unacknowledged_messages_to_the_next_relay() {
     );
     up.shutdown(Duration::from_secs(5)).unwrap();
     assert_eq!(ids(&memory_sink("relay-up").events()), stream.ids());
+}
+
+#[test]
+fn a_relay_delivers_a_rabbitmq_queue_whole_and_acknowledges_it() {
+    tidings_test::require_service("RabbitMQ", "127.0.0.1:5672", "rabbitmq-server -detached");
+    let pid = std::process::id();
+    let (exchange, queue) = (format!("relay{pid}-x"), format!("relay{pid}-q"));
+    let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let sink = tidings_sink_amqp::AmqpSink::builder()
+        .url(url)
+        .exchange(&exchange)
+        .declare(true)
+        .queue(&queue)
+        .build()
+        .unwrap();
+    let backend = SinkBackend::builder("amqp", sink).build().unwrap();
+    let sent: Vec<Event> = (0..120)
+        .map(|n| {
+            Event::new(
+                EventName::new("click").unwrap(),
+                serde_json::json!({ "n": n }),
+            )
+        })
+        .collect();
+    for event in &sent {
+        backend.send(event.clone()).unwrap();
+    }
+    backend.shutdown(Duration::from_secs(10)).unwrap();
+
+    let text = format!(
+        "[sources.in]\ntype = \"amqp\"\nurl = \"{url}\"\nqueue = \"{queue}\"\ndead_letter = \"none\"\n\n[backends.out]\ntype = \"memory\"\nid = \"relay-amqp\"\nflush_interval_ms = 10\n"
+    );
+    let config = load(&text, &registry()).unwrap();
+    assert!(
+        config.to_string().contains(&format!(
+            "source in: amqp url=amqp://***@127.0.0.1:5672/… queue={queue} prefetch=1000"
+        )),
+        "{config}"
+    );
+    let collector = Collector::from_config(&config).unwrap();
+    wait_until("every message acknowledged", || {
+        sample(&collector, "tidings_source_acked_total{source=\"in\"}") == Some(120)
+    });
+    collector.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(ids(&memory_sink("relay-amqp").events()), ids(&sent));
+    assert_eq!(memory_sink("relay-amqp").events().len(), 120, "each once");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await;
+    });
 }

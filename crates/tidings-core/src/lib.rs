@@ -62,7 +62,9 @@ pub use processor::{FnProcessor, Interest, Processor, Verdict, processor_fn};
 pub use processor_error::ProcessorError;
 pub use redact::RedactedUrl;
 pub use sink::{Sink, SinkError, SinkErrorKind};
-pub use source::{Outcome, Settlements, Source, SourceError, SourceMetrics, SourceType};
+pub use source::{
+    Outcome, Settlements, Source, SourceError, SourceMetrics, SourceType, UNDECODABLE, undecodable,
+};
 pub use stage::{DropReason, LastError, MetricsSnapshot};
 /// The context crate, for items not re-exported at the top level.
 pub use tidings_context as context;

@@ -158,6 +158,42 @@ pub trait SourceType: Send + Sync + 'static {
     fn describe(options: &Self::Options) -> String;
 }
 
+/// The name of the event that carries an undecodable message to a
+/// source's dead letters ([`undecodable`]).
+pub const UNDECODABLE: &str = "tidings.source.undecodable";
+
+/// The event that takes an undecodable message of the source `source` to
+/// its dead letters: named [`UNDECODABLE`], its data the message's `payload`
+/// (as text) with `about` (where it came from: a subject, a routing key),
+/// and in its context the `dead_letter` object every dead letter carries
+/// (`backend` = `sources.NAME`, `reason` = `undecodable`, `error`,
+/// `attempts`). `None` never happens in practice: it is the name's check.
+#[must_use]
+pub fn undecodable(
+    source: &str,
+    payload: &[u8],
+    about: tidings_event::Map,
+    error: &dyn fmt::Display,
+) -> Option<Event> {
+    let mut data = about;
+    data.insert(
+        "payload".to_owned(),
+        String::from_utf8_lossy(payload).into_owned().into(),
+    );
+    let name = tidings_event::EventName::new(UNDECODABLE).ok()?;
+    let mut event = Event::new(name, serde_json::Value::Object(data));
+    event.context_mut().insert(
+        "dead_letter".to_owned(),
+        serde_json::json!({
+            "backend": format!("sources.{source}"),
+            "reason": "undecodable",
+            "error": error.to_string(),
+            "attempts": 1,
+        }),
+    );
+    Some(event)
+}
+
 /// What to tell the broker of a settled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -112,3 +112,69 @@ impl std::fmt::Debug for AmqpOptions {
         f.write_str(&AmqpType::describe(self))
     }
 }
+
+/// `type = "amqp"` in a `[sources.*]` table: an [`AmqpSource`](crate::AmqpSource).
+#[derive(Debug)]
+pub struct AmqpSourceType;
+
+/// The options of an `amqp` source: `queue` (required), `url`, `prefetch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSourceOptions {
+    queue: String,
+    #[serde(default = "url")]
+    url: String,
+    #[serde(default = "prefetch")]
+    prefetch: u16,
+}
+
+fn prefetch() -> u16 {
+    crate::DEFAULT_PREFETCH
+}
+
+impl std::fmt::Debug for AmqpSourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&<AmqpSourceType as tidings_core::SourceType>::describe(
+            self,
+        ))
+    }
+}
+
+fn source_builder(options: &AmqpSourceOptions) -> crate::AmqpSourceBuilder {
+    crate::AmqpSource::builder(options.queue.clone())
+        .url(options.url.clone())
+        .prefetch(options.prefetch)
+}
+
+impl tidings_core::SourceType for AmqpSourceType {
+    const NAME: &'static str = "amqp";
+    type Options = AmqpSourceOptions;
+
+    fn validate(options: &AmqpSourceOptions) -> Vec<(String, String)> {
+        match source_builder(options).check() {
+            Ok(()) => Vec::new(),
+            Err(error) => vec![(error.option().to_owned(), error.to_string())],
+        }
+    }
+
+    fn build(
+        options: &AmqpSourceOptions,
+        name: &str,
+        dead_letter: Option<Arc<dyn tidings_core::Backend>>,
+    ) -> Result<Arc<dyn tidings_core::Source>, BoxError> {
+        let mut builder = source_builder(options).name(name);
+        if let Some(dead_letter) = dead_letter {
+            builder = builder.dead_letter(dead_letter);
+        }
+        Ok(Arc::new(builder.build()?))
+    }
+
+    fn describe(options: &AmqpSourceOptions) -> String {
+        format!(
+            "url={} queue={} prefetch={}",
+            tidings_core::RedactedUrl::new(&options.url),
+            options.queue,
+            options.prefetch
+        )
+    }
+}

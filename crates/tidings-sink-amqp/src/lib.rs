@@ -36,6 +36,7 @@ mod connection;
 mod error;
 mod routing_key;
 mod sink;
+mod source;
 mod url;
 
 pub use builder::{
@@ -43,6 +44,8 @@ pub use builder::{
     DEFAULT_ROUTING_KEY, DEFAULT_URL,
 };
 #[cfg(feature = "config")]
-pub use config::{AmqpOptions, AmqpType};
+pub use config::{AmqpOptions, AmqpSourceOptions, AmqpSourceType, AmqpType};
 pub use error::{BuildError, DeliveryError};
 pub use sink::AmqpSink;
+pub use source::{AmqpSource, AmqpSourceBuilder, DEFAULT_PREFETCH};
+pub use tidings_core::UNDECODABLE;

@@ -69,6 +69,6 @@ pub use error::NatsError;
 pub use sink::NatsSink;
 pub use source::{
     DEFAULT_ACK_WAIT_MS, DEFAULT_CONSUMER, DEFAULT_MAX_ACK_PENDING, NatsSource, NatsSourceBuilder,
-    UNDECODABLE,
 };
 pub use subject::SubjectTemplate;
+pub use tidings_core::UNDECODABLE;

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
 use async_nats::Client;
+use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
-use serde_json::json;
-use tidings_core::{Backend, RedactedUrl, Source, SourceError, SourceMetrics, async_trait};
-use tidings_event::{Event, EventName, Lease, Limits, decode};
+use tidings_core::{
+    Backend, RedactedUrl, Source, SourceError, SourceMetrics, async_trait, undecodable,
+};
+use tidings_event::{Event, Lease, Limits, decode};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::builder::{DEFAULT_URL, TARGET};
@@ -25,10 +26,6 @@ pub const DEFAULT_CONSUMER: &str = "tidings";
 pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
 /// Default for [`NatsSourceBuilder::max_ack_pending`].
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 20_000;
-
-/// The name of the event that carries an undecodable message to the dead
-/// letters.
-pub const UNDECODABLE: &str = "tidings.source.undecodable";
 
 /// How long a message that the dead letters could not take waits before
 /// the server redelivers it.
@@ -101,7 +98,7 @@ impl NatsSourceBuilder {
         self
     }
 
-    /// Where undecodable messages go, as [`UNDECODABLE`]
+    /// Where undecodable messages go, as [`UNDECODABLE`](tidings_core::UNDECODABLE)
     /// events (the payload as text, the subject and the error); without
     /// one they are logged and terminated.
     pub fn dead_letter(mut self, backend: Arc<dyn Backend>) -> Self {
@@ -323,20 +320,10 @@ impl NatsSource {
             Err(error) => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: TARGET, source = %self.name, subject = %message.subject, stream_sequence = seq, %error, "undecodable message: dead-lettered, not redelivered");
-                let Ok(name) = EventName::new(UNDECODABLE) else {
-                    return None;
-                };
-                let mut poison = Event::new(
-                    name,
-                    json!({
-                        "subject": message.subject.as_str(),
-                        "payload": String::from_utf8_lossy(&message.payload),
-                    }),
-                );
-                poison.context_mut().insert(
-                    "dead_letter".to_owned(),
-                    json!({"backend": format!("sources.{}", self.name), "reason": "undecodable", "error": error.to_string(), "attempts": 1}),
-                );
+                let mut about = tidings_event::Map::new();
+                about.insert("subject".to_owned(), message.subject.as_str().into());
+                let source = &self.name;
+                let mut poison = undecodable(source, &message.payload, about, &error)?;
                 poison.set_lease(lease(true));
                 match &self.dead_letter {
                     Some(dead_letter) => {

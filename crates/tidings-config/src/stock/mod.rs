@@ -31,7 +31,10 @@ pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "postgres")]
     registry.register_sink::<tidings_sink_postgres::PostgresType>();
     #[cfg(feature = "amqp")]
-    registry.register_sink::<tidings_sink_amqp::AmqpType>();
+    {
+        registry.register_sink::<tidings_sink_amqp::AmqpType>();
+        registry.register_source::<tidings_sink_amqp::AmqpSourceType>();
+    }
     #[cfg(feature = "nats")]
     {
         registry.register_sink::<tidings_sink_nats::NatsType>();
