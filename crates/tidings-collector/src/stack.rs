@@ -439,3 +439,100 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context as TaskContext, Waker};
+
+    use http_body_util::Full;
+    use tidings_config::{Registry, load};
+
+    use super::*;
+    use crate::Collector;
+
+    /// A service that is never ready, to see each layer pass that on.
+    #[derive(Clone)]
+    struct NeverReady;
+
+    impl<R> Service<R> for NeverReady {
+        type Response = Reply;
+        type Error = Reject;
+        type Future = BoxFuture<Result<Reply, Reject>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Reject>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _request: R) -> Self::Future {
+            Box::pin(std::future::ready(Err(Reject::NotFound)))
+        }
+    }
+
+    /// The same, for the layers above `Answer`, whose error is `Infallible`.
+    #[derive(Clone)]
+    struct NeverReadyInfallible;
+
+    impl<R> Service<R> for NeverReadyInfallible {
+        type Response = Reply;
+        type Error = Infallible;
+        type Future = BoxFuture<Result<Reply, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _request: R) -> Self::Future {
+            Box::pin(std::future::ready(Ok(Reply::default())))
+        }
+    }
+
+    fn pending<S: Service<R>, R>(mut service: S) -> bool {
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        service.poll_ready(&mut cx).is_pending()
+    }
+
+    #[test]
+    fn every_layer_passes_its_services_readiness_on() {
+        let config = load(
+            "[backends.out]\ntype = \"file\"\npath = \"/nonexistent-never-written\"\n",
+            &Registry::default(),
+        )
+        .unwrap();
+        let collector = Collector::from_config(&config).unwrap();
+        let inner = &collector.inner;
+        let never = NeverReadyInfallible;
+        assert!(pending::<_, Request<Full<Bytes>>>(Measure {
+            inner: inner.clone(),
+            service: never.clone()
+        }));
+        assert!(pending::<_, Request<Full<Bytes>>>(Cors {
+            inner: inner.clone(),
+            service: never
+        }));
+        assert!(pending::<_, Request<Full<Bytes>>>(Answer {
+            inner: inner.clone(),
+            service: NeverReady
+        }));
+        assert!(pending::<_, Request<Full<Bytes>>>(Routes {
+            inner: inner.clone(),
+            ingest: NeverReady
+        }));
+        assert!(pending::<_, Request<Full<Bytes>>>(Guarded {
+            guard: WriteKeys(inner.clone()),
+            service: NeverReady
+        }));
+        assert!(pending::<_, Request<Full<Bytes>>>(ReadBody {
+            inner: inner.clone(),
+            service: NeverReady
+        }));
+        assert!(pending::<_, Request<Bytes>>(Decode {
+            inner: inner.clone(),
+            service: NeverReady
+        }));
+        // The stack itself is always ready.
+        assert!(!pending::<_, Request<Full<Bytes>>>(stack::<Full<Bytes>>(
+            inner
+        )));
+        drop(collector);
+    }
+}
