@@ -175,8 +175,13 @@ fn a_full_pipeline_refuses_a_request_before_reading_its_body() {
         }
         assert!(started.elapsed() < LONG, "{accepted} accepted, never full");
     }
-    // At most 5 in flight, 5 queued, 1 waiting, 5 in the intake.
-    assert!((12..=16).contains(&accepted), "{accepted}");
+    // At least 1 in flight, 5 queued at the sink, 1 the intake's worker
+    // waits to hand on and 5 in the intake's queue; at most 5 in flight, 5
+    // queued, the 5 the intake's worker took in one chunk (it takes what
+    // its queue holds, up to a chunk, and hands them on one at a time) and
+    // 5 in the intake's queue again. How many the worker took depends on
+    // how fast it ran (19 seen on a loaded machine).
+    assert!((12..=20).contains(&accepted), "{accepted}");
     let mut stream = start_request(served.addr, 1000, b"[");
     let (status, head, body) = read_response(&mut stream);
     assert_eq!(status, 503, "{head}{body}");
