@@ -1,4 +1,5 @@
-//! The broker ends of `chaos`'s poison faults: a NATS JetStream stream and
+//! The broker ends of `chaos`'s poison faults and of `cluster`: a NATS
+//! JetStream stream (with its consumer's backlog, for `cluster`) and
 //! a RabbitMQ exchange with a queue, each made for one fault, read back
 //! (the event id of every message, from its header and its body) and
 //! deleted when dropped. Their clients run on a current-thread runtime of
@@ -118,6 +119,41 @@ impl JetStream {
                 )?);
             }
             Ok(ids)
+        })
+    }
+}
+
+/// What a stream holds and what its consumer has yet to settle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamCounts {
+    /// Messages in the stream (after its duplicate window removed repeats).
+    pub(crate) messages: u64,
+    /// Messages the consumer has not delivered yet.
+    pub(crate) pending: u64,
+    /// Messages delivered to a reader and not acknowledged yet.
+    pub(crate) ack_pending: u64,
+}
+
+impl JetStream {
+    /// The stream's message count and its consumer `consumer`'s backlog.
+    pub(crate) fn counts(&self, consumer: &str) -> Result<StreamCounts, String> {
+        let failed = |e: &dyn std::fmt::Display| format!("stream {}: {e}", self.name);
+        self.runtime.block_on(async {
+            let mut stream = self
+                .context
+                .get_stream(&self.name)
+                .await
+                .map_err(|e| failed(&e))?;
+            let messages = stream.info().await.map_err(|e| failed(&e))?.state.messages;
+            let info = stream
+                .consumer_info(consumer)
+                .await
+                .map_err(|e| failed(&format!("consumer {consumer}: {e}")))?;
+            Ok(StreamCounts {
+                messages,
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+            })
         })
     }
 }

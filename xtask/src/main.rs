@@ -13,6 +13,10 @@
 //!   collector under steady load with a black-holed sink (see `soak.rs`).
 //! - `fuzz [--seconds N] [TARGET...]`: the cargo-fuzz targets of `fuzz/`
 //!   (see `fuzz.rs`).
+//! - `cluster [--rate R] [--seconds N] [--backlog-seconds N] [--no-kill-relay]
+//!   [--no-kill-collector]`: two durable collectors, a JetStream stream and two
+//!   relays into PostgreSQL under `kill -9`, with a table of what was lost
+//!   (see `cluster.rs`).
 
 #![allow(clippy::print_stdout)] // a command-line tool reports on stdout
 
@@ -22,6 +26,7 @@ use std::process::{Command, ExitCode};
 
 mod brokers;
 mod chaos;
+mod cluster;
 mod fuzz;
 mod harness;
 mod loadtest;
@@ -85,10 +90,13 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::chaos(&project_root(), &args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..])
             .and_then(|(seconds, targets)| fuzz::fuzz(&project_root(), seconds, &targets)),
+        Some("cluster") => {
+            cluster::parse(&args[1..]).and_then(|args| cluster::cluster(&project_root(), &args))
+        }
         Some("soak") => soak::parse(&args[1..]).and_then(|args| soak::soak(&project_root(), &args)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] [--when-full default,drop_newest] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] [--when-full default,drop_newest] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...] | cluster [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N] [--no-kill-relay] [--no-kill-collector]>"
             );
             return ExitCode::from(2);
         }

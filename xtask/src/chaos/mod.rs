@@ -81,6 +81,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use trial::Trial;
+/// The sinks' TOML, the paced load and the pending count `cluster` shares.
+pub(crate) use trial::{backend, paced, pending, postgres_backend};
 
 use crate::harness::{
     Collector, release_binary, require_nats, require_postgres, require_rabbitmq, run_id,

@@ -1,0 +1,156 @@
+//! The accounting of `cargo xtask cluster`: each phase's loads against the
+//! ids stored in PostgreSQL, and the Markdown table.
+
+use std::collections::HashSet;
+
+use super::ClusterArgs;
+use crate::brokers::StreamCounts;
+use crate::harness::{LoadReport, event_id};
+
+/// The figures of one phase, from the loads' reports and the ids stored.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Tally {
+    pub(super) sent: u64,
+    pub(super) accepted: u64,
+    /// Distinct ids of the phase's loads found in PostgreSQL.
+    pub(super) stored: u64,
+    /// Answered 202 but not in PostgreSQL.
+    pub(super) lost: u64,
+    /// In PostgreSQL without a 202 (a request cut by a kill after its
+    /// events reached the log): allowed, but shown.
+    pub(super) without_202: u64,
+}
+
+/// Tallies the loads of a phase (each with its run id) against `stored`.
+pub(super) fn tally(loads: &[(u32, &LoadReport)], stored: &HashSet<String>) -> Tally {
+    let mut tally = Tally::default();
+    for (run, report) in loads {
+        tally.sent += report.sent;
+        tally.accepted += report.accepted.len() as u64;
+        tally.lost += report
+            .accepted
+            .iter()
+            .filter(|seq| !stored.contains(&event_id(*run, **seq)))
+            .count() as u64;
+    }
+    let prefixes: Vec<String> = loads.iter().map(|(run, _)| format!("{run:08x}-")).collect();
+    tally.stored = stored
+        .iter()
+        .filter(|id| prefixes.iter().any(|p| id.starts_with(p.as_str())))
+        .count() as u64;
+    tally.without_202 = tally.stored.saturating_sub(tally.accepted - tally.lost);
+    tally
+}
+
+/// One row of the table, besides its tally.
+pub(super) struct Phase {
+    pub(super) name: String,
+    /// The run id of each of its two loads.
+    pub(super) runs: [u32; 2],
+    pub(super) reports: Vec<LoadReport>,
+    /// Rows `ON CONFLICT` removed during it.
+    pub(super) duplicates: u64,
+    /// The relays' `tidings_source_redelivered_total` at its end.
+    pub(super) redelivered: u64,
+    /// Rows per second, and how they were measured.
+    pub(super) throughput: String,
+    pub(super) notes: Vec<String>,
+}
+
+/// Prints the table; whether anything answered 202 was lost.
+pub(super) fn report(
+    phases: &[Phase],
+    stored: &HashSet<String>,
+    counts: Option<StreamCounts>,
+    args: &ClusterArgs,
+) -> bool {
+    println!(
+        "\n| phase | events sent | accepted (202) | distinct ids in PostgreSQL | stored without a 202 | duplicates removed | relay redeliveries | lost | relay rows/s | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    let mut lost = 0;
+    for phase in phases {
+        let loads: Vec<(u32, &LoadReport)> =
+            phase.runs.iter().copied().zip(&phase.reports).collect();
+        let t = tally(&loads, stored);
+        lost += t.lost;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            phase.name,
+            t.sent,
+            t.accepted,
+            t.stored,
+            t.without_202,
+            phase.duplicates,
+            phase.redelivered,
+            t.lost,
+            phase.throughput,
+            phase.notes.join("; ")
+        );
+    }
+    if let Some(counts) = counts {
+        println!(
+            "\nThe stream held {} messages (one per distinct id published); {} rows in PostgreSQL.",
+            counts.messages,
+            stored.len()
+        );
+    }
+    println!(
+        "\nCommand: `cargo xtask cluster --rate {} --seconds {} --backlog-seconds {}{}{}`",
+        args.rate,
+        args.seconds,
+        args.backlog_seconds,
+        if args.kill_relay {
+            ""
+        } else {
+            " --no-kill-relay"
+        },
+        if args.kill_collector {
+            ""
+        } else {
+            " --no-kill-collector"
+        },
+    );
+    if lost > 0 {
+        println!("\nLOST: {lost} events answered 202 are not in PostgreSQL");
+    }
+    lost > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_counts_what_was_promised_against_what_was_stored() {
+        let (a, b) = (0x0000_00a0, 0x0000_00b0);
+        let load = |sent, accepted: Vec<u64>| LoadReport {
+            sent,
+            accepted,
+            ..LoadReport::default()
+        };
+        let (first, second) = (load(4, vec![0, 1, 2]), load(3, vec![0, 1]));
+        // Load a: 0 and 1 stored, 2 lost, 3 stored without its 202 (its
+        // request cut); load b: both stored; another run's id ignored.
+        let stored: HashSet<String> = [
+            event_id(a, 0),
+            event_id(a, 1),
+            event_id(a, 3),
+            event_id(b, 0),
+            event_id(b, 1),
+            event_id(0xc0, 0),
+        ]
+        .into_iter()
+        .collect();
+        let t = tally(&[(a, &first), (b, &second)], &stored);
+        assert_eq!(
+            t,
+            Tally {
+                sent: 7,
+                accepted: 5,
+                stored: 5,
+                lost: 1,
+                without_202: 1,
+            }
+        );
+    }
+}
