@@ -79,7 +79,8 @@ pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed
 pub use path::ConfigPath;
 pub use registry::{ProcessorType, Registry};
 pub use stock::{
-    PropertyAllowlistOptions, PropertyAllowlistType, RegexFilterOptions, RegexFilterType,
+    NameFilterOptions, NameFilterType, PropertyAllowlistOptions, PropertyAllowlistType,
+    RegexFilterOptions, RegexFilterType,
 };
 /// The sink side of the registry, defined in `tidings-core` so that a sink
 /// crate implements it without depending on this crate.

@@ -991,3 +991,45 @@ fn sinks_lists_each_sink_with_its_destination_and_whether_it_may_drop() {
         ]
     );
 }
+
+#[test]
+fn a_name_filter_keeps_exact_names_only_and_refuses_an_empty_one() {
+    let config = load(
+        r#"
+        [[processors]]
+        type = "name_filter"
+        filter = "allowlist"
+        names = ["edx.course.enrollment"]
+        [backends.logs]
+        type = "memory"
+        id = "name-filter"
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    assert!(
+        config
+            .to_string()
+            .contains(r#"processor [0] name_filter allowlist ["edx.course.enrollment"]"#),
+        "{config}"
+    );
+    let (root, _) = config.build().unwrap().into_parts();
+    for name in ["edx.course.enrollment", "edx.course.enrollment.activated", "edx.course"] {
+        root.send(event(name)).unwrap();
+    }
+    root.flush(Duration::from_secs(5)).unwrap();
+    let kept: Vec<String> = recorder("name-filter")
+        .events()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    assert_eq!(kept, ["edx.course.enrollment"]);
+    root.shutdown(Duration::from_secs(5)).unwrap();
+
+    let found = errors(
+        "[[processors]]\ntype = \"name_filter\"\nfilter = \"blocklist\"\nnames = [\"a\", \"\"]\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "processors[0].names[1]");
+    assert!(found[0].2.contains("never empty"), "{found:?}");
+}

@@ -29,9 +29,11 @@
 //! ```
 
 mod allowlist;
+mod name_filter;
 mod regex_filter;
 
 pub use allowlist::{AllowlistError, PropertyAllowlist};
+pub use name_filter::NameFilter;
 pub use regex_filter::{FilterMode, PatternError, RegexFilter};
 /// The processor contract, defined in `tidings-core` and re-exported here.
 pub use tidings_core::{FnProcessor, Interest, Processor, ProcessorError, Verdict, processor_fn};

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use tidings_processors::{FilterMode, Processor, PropertyAllowlist, RegexFilter};
+use tidings_processors::{FilterMode, NameFilter, Processor, PropertyAllowlist, RegexFilter};
 
 use crate::{ProcessorType, Registry};
 
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_processor::<RegexFilterType>();
+    registry.register_processor::<NameFilterType>();
     registry.register_processor::<PropertyAllowlistType>();
     #[cfg(feature = "catalog")]
     {
@@ -66,21 +67,64 @@ impl ProcessorType for RegexFilterType {
     type Options = RegexFilterOptions;
 
     fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
-        let mode = match options.filter {
-            Filter::Allowlist => FilterMode::Allowlist,
-            Filter::Blocklist => FilterMode::Blocklist,
-        };
-        RegexFilter::new(mode, options.patterns)
+        RegexFilter::new(options.filter.mode(), options.patterns)
             .map(|f| Arc::new(f) as Arc<dyn Processor>)
             .map_err(|e| (format!("patterns[{}]", e.index), e.to_string()))
     }
 
     fn describe(options: &Self::Options) -> String {
-        let mode = match options.filter {
+        format!("{} {:?}", options.filter.as_str(), options.patterns)
+    }
+}
+
+impl Filter {
+    fn mode(self) -> FilterMode {
+        match self {
+            Filter::Allowlist => FilterMode::Allowlist,
+            Filter::Blocklist => FilterMode::Blocklist,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
             Filter::Allowlist => "allowlist",
             Filter::Blocklist => "blocklist",
-        };
-        format!("{mode} {:?}", options.patterns)
+        }
+    }
+}
+
+/// `type = "name_filter"`: `filter = "allowlist" | "blocklist"`, `names`
+/// (exact names, as edX's `NameWhitelistProcessor`).
+#[derive(Debug)]
+pub struct NameFilterType;
+
+/// The options of `name_filter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameFilterOptions {
+    filter: Filter,
+    names: Vec<String>,
+}
+
+impl ProcessorType for NameFilterType {
+    const NAME: &'static str = "name_filter";
+    type Options = NameFilterOptions;
+
+    fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
+        if let Some(index) = options.names.iter().position(String::is_empty) {
+            return Err((
+                format!("names[{index}]"),
+                "an event name is never empty".to_owned(),
+            ));
+        }
+        Ok(Arc::new(NameFilter::new(
+            options.filter.mode(),
+            options.names,
+        )))
+    }
+
+    fn describe(options: &Self::Options) -> String {
+        format!("{} {:?}", options.filter.as_str(), options.names)
     }
 }
 
