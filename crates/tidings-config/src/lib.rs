@@ -78,6 +78,7 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
 pub use path::ConfigPath;
 pub use registry::{ProcessorType, Registry};
+pub use stock::log::{DEFAULT_MAX_EVENT_BYTES, LOG_TARGET, LogOptions, LogType};
 pub use stock::{
     NameFilterOptions, NameFilterType, PropertyAllowlistOptions, PropertyAllowlistType,
     RegexFilterOptions, RegexFilterType,

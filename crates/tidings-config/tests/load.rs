@@ -1014,7 +1014,11 @@ fn a_name_filter_keeps_exact_names_only_and_refuses_an_empty_one() {
         "{config}"
     );
     let (root, _) = config.build().unwrap().into_parts();
-    for name in ["edx.course.enrollment", "edx.course.enrollment.activated", "edx.course"] {
+    for name in [
+        "edx.course.enrollment",
+        "edx.course.enrollment.activated",
+        "edx.course",
+    ] {
         root.send(event(name)).unwrap();
     }
     root.flush(Duration::from_secs(5)).unwrap();

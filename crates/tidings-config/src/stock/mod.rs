@@ -8,10 +8,13 @@ use tidings_processors::{FilterMode, NameFilter, Processor, PropertyAllowlist, R
 
 use crate::{ProcessorType, Registry};
 
+pub(crate) mod log;
+
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_processor::<RegexFilterType>();
     registry.register_processor::<NameFilterType>();
     registry.register_processor::<PropertyAllowlistType>();
+    registry.register_backend::<log::LogType>();
     #[cfg(feature = "catalog")]
     {
         registry.register_processor::<catalog::CatalogType>();
