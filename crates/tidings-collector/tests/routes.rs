@@ -280,7 +280,19 @@ fn health_metrics_unknown_routes_and_wrong_methods() {
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap()
     };
-    assert_eq!(send(&c, get("/healthz")).0, 200);
+    let (status, headers, body) = send(&c, get("/healthz"));
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(headers["content-type"], "application/json");
+    let (status, _, script) = send(&c, get("/tidings.js"));
+    assert_eq!(
+        (status, script.as_str()),
+        (200, tidings_collector::BROWSER_SCRIPT)
+    );
+    let (status, headers, _) = send(&c, post("/tidings.js", "text/plain", ""));
+    assert_eq!(
+        (status, headers["allow"].to_str().unwrap()),
+        (405, "GET, HEAD")
+    );
     assert_eq!(send(&c, get("/nope")).0, 404);
     let (status, headers, _) = send(&c, get("/events"));
     assert_eq!(
