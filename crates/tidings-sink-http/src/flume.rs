@@ -12,7 +12,7 @@ use tidings_event::{Event, EventId};
 use tidings_processors::PropertyAllowlist;
 
 use crate::endpoint::{Endpoint, FORM};
-use crate::properties::{Element, merged};
+use crate::properties::{Element, identify, merged};
 use crate::{BuildError, HttpClient};
 
 const SINK: &str = "flume";
@@ -132,6 +132,8 @@ impl FlumeSink {
     pub fn encode(&self, event: &Event) -> Vec<u8> {
         let mut properties = merged(event);
         self.allowlist.filter_map(&mut properties);
+        // Not personal, and what tells a retried post from a new event.
+        identify(event, &mut properties);
         let element = Element {
             event: event.name().as_str(),
             properties,

@@ -73,7 +73,11 @@ async fn a_batch_is_one_form_post_of_base64_json_event_and_properties() {
             .unwrap()
             .starts_with("tidings/")
     );
-    let elements = support::spade_events(&request.body);
+    let elements: Vec<Value> = support::spade_events(&request.body)
+        .into_iter()
+        .zip(&batch)
+        .map(|(element, event)| support::without_identity(element, event))
+        .collect();
     assert_eq!(
         Value::Array(elements),
         json!([
@@ -179,6 +183,30 @@ fn after_500_503_and_429_every_event_is_delivered_exactly_once() {
         (10, 0, 0)
     );
     assert_eq!(metrics.retried, 15, "three failed attempts of five events");
+    // A retried batch is recognisable: each attempt carries the same
+    // `event_id`s and `time`s.
+    let attempts: Vec<Vec<(Value, Value)>> = server
+        .requests()
+        .iter()
+        .take(4)
+        .map(|r| {
+            support::spade_events(&r.body)
+                .into_iter()
+                .map(|e| {
+                    (
+                        e["properties"]["event_id"].clone(),
+                        e["properties"]["time"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    assert!(
+        attempts[0]
+            .iter()
+            .all(|(id, time)| id.is_string() && time.is_f64())
+    );
+    assert!(attempts.windows(2).all(|w| w[0] == w[1]), "{attempts:?}");
     backend.shutdown(support::PATIENCE).unwrap();
 }
 

@@ -423,3 +423,15 @@ pub fn assert_each_once(mut seqs: Vec<u64>, n: u64, missing: &[u64]) {
     let expected: Vec<u64> = (0..n).filter(|s| !missing.contains(s)).collect();
     assert_eq!(seqs, expected, "every event exactly once");
 }
+
+/// `element` without the `event_id` and `time` every spade and flume
+/// element carries, after checking they are `event`'s.
+pub fn without_identity(mut element: Value, event: &Event) -> Value {
+    let properties = element["properties"].as_object_mut().unwrap();
+    let id = properties.remove("event_id").unwrap();
+    assert_eq!(id, event.id().to_string());
+    let time = properties.remove("time").unwrap().as_f64().unwrap();
+    let nanos = event.timestamp().as_datetime().unix_timestamp_nanos() as f64;
+    assert!((time - nanos / 1e9).abs() < 1e-5, "{time}");
+    element
+}
