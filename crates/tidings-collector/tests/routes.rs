@@ -24,16 +24,21 @@ fn events_accepts_one_event_or_an_array_and_stamps_received_at() {
     );
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
     let client_id = "01936f0e-0b1c-7def-8abc-0123456789ab";
+    // The first-party design's page sends `Date.now()`: epoch milliseconds.
     let batch = format!(
-        r#"[{{"id": "{client_id}", "name": "a", "timestamp": "2026-01-02T03:04:05.000006Z"}}, {{"event": "b", "properties": {{"k": 2}}}}]"#
+        r#"[{{"id": "{client_id}", "name": "a", "timestamp": "2026-01-02T03:04:05.000006Z"}}, {{"event": "b", "properties": {{"k": 2}}}}, {{"name": "c", "timestamp": 1767323045123}}]"#
     );
     let (status, _, body) = send(&c, post("/events", "text/plain;charset=UTF-8", batch));
-    assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
-    wait_for(&sink, 3);
+    assert_eq!((status, body.as_str()), (202, r#"{"accepted":3}"#));
+    wait_for(&sink, 4);
     let events = sink.events();
     assert_eq!(
         events.iter().map(|e| e.name().as_str()).collect::<Vec<_>>(),
-        ["page.view", "a", "b"]
+        ["page.view", "a", "b", "c"]
+    );
+    assert_eq!(
+        events[3].timestamp().to_string(),
+        "2026-01-02T03:04:05.123000Z"
     );
     assert!(events.iter().all(|e| e.received_at().is_some()));
     assert_eq!(

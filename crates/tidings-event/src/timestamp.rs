@@ -64,6 +64,31 @@ impl Timestamp {
         Self { micros }
     }
 
+    /// The instant a numeric client timestamp names: seconds since the Unix
+    /// epoch, or milliseconds when its magnitude is 10^11 or more (a count
+    /// of seconds that large is past the year 5000; one of milliseconds,
+    /// past March 1973), fractions kept to the microsecond, clamped to the
+    /// years 0000 to 9999.
+    ///
+    /// ```
+    /// use tidings_event::Timestamp;
+    ///
+    /// let seconds = Timestamp::from_epoch_number(1_764_739_200.5);
+    /// let millis = Timestamp::from_epoch_number(1_764_739_200_500.0);
+    /// assert_eq!(seconds, millis);
+    /// assert_eq!(seconds.to_string(), "2025-12-03T05:20:00.500000Z");
+    /// ```
+    #[must_use]
+    pub fn from_epoch_number(value: f64) -> Self {
+        let micros = if value.abs() >= 1e11 {
+            value * 1e3
+        } else {
+            value * 1e6
+        };
+        // `as` saturates, and the result is clamped to the years 0000..=9999.
+        Self::from_unix_micros(micros.round() as i64)
+    }
+
     /// Converts any `OffsetDateTime` to UTC and truncates it to microseconds.
     #[must_use]
     pub fn from_datetime(at: OffsetDateTime) -> Self {

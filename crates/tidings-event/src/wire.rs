@@ -83,7 +83,10 @@ pub fn json_type_name(value: &Value) -> &'static str {
 /// - `data` is the payload; when absent, `properties` is used, else `{}`.
 /// - `context` must be an object when present.
 /// - `id` and `timestamp` are kept when present and valid, assigned (UUID v7,
-///   now) when absent or null. `received_at` is kept when present.
+///   now) when absent or null. `received_at` is kept when present. A
+///   timestamp is an RFC 3339 string or, as browser code sends `Date.now()`,
+///   a number: seconds since the Unix epoch, milliseconds from 10^11 up
+///   ([`Timestamp::from_epoch_number`]); it is written back as RFC 3339.
 /// - Any other top-level field moves into `context`; a key already in
 ///   `context` wins over a stray field of the same name.
 ///
@@ -351,7 +354,15 @@ fn take_string_field<'a>(
     fields: &mut impl Fields<'a>,
     field: &'static str,
 ) -> Result<Option<String>, EventError> {
-    match fields.take(field) {
+    string_field(fields.take(field), field)
+}
+
+/// The string a field `found` holds (`None` when absent or null).
+fn string_field(
+    found: Option<Field<'_>>,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
+    match found {
         None => Ok(None),
         Some(found) if found.is_null() => Ok(None),
         Some(Field::Value(Value::String(s))) => Ok(Some(s)),
@@ -366,11 +377,29 @@ fn take_string_field<'a>(
     }
 }
 
+/// A timestamp field: an RFC 3339 string, or a number of seconds or
+/// milliseconds since the Unix epoch ([`Timestamp::from_epoch_number`]),
+/// as browser code sends `Date.now()`.
 fn take_timestamp<'a>(
     fields: &mut impl Fields<'a>,
     field: &'static str,
 ) -> Result<Option<Timestamp>, EventError> {
-    take_string_field(fields, field)?
+    let found = fields.take(field);
+    let number = match &found {
+        Some(Field::Value(Value::Number(number))) => number.as_f64(),
+        Some(Field::Raw(raw))
+            if raw
+                .get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            raw.get().parse::<f64>().ok()
+        }
+        _ => None,
+    };
+    if let Some(number) = number {
+        return Ok(Some(Timestamp::from_epoch_number(number)));
+    }
+    string_field(found, field)?
         .map(|s| {
             s.parse()
                 .map_err(|source| EventError::Timestamp { field, source })
@@ -691,6 +720,58 @@ mod tests {
             err.to_string().ends_with("no sink could store it as sent"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn numeric_timestamps_are_epoch_seconds_or_milliseconds_by_magnitude() {
+        let expected = "2025-12-03T05:20:00.250000Z";
+        for body in [
+            r#"{"name": "a", "timestamp": 1764739200.25}"#,
+            r#"{"name": "a", "timestamp": 1764739200250}"#,
+            r#"{"name": "a", "timestamp": 1764739200250.0, "received_at": 1764739200.25}"#,
+        ] {
+            let event = decode_one(body).unwrap();
+            assert_eq!(event.timestamp().to_string(), expected, "{body}");
+        }
+        let event = decode_one(r#"{"name": "a", "received_at": 1764739200}"#).unwrap();
+        assert_eq!(
+            event.received_at().unwrap().to_string(),
+            "2025-12-03T05:20:00.000000Z"
+        );
+        // The same through a parsed value (`decode_value`).
+        let parsed = decode_value(
+            json!({"name": "a", "timestamp": 1_764_739_200_250_u64}),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(parsed[0].timestamp().to_string(), expected);
+        // Just under 10^11 is seconds (year 5138), at it milliseconds (1973).
+        let far = decode_one(r#"{"name": "a", "timestamp": 99999999999}"#).unwrap();
+        assert!(
+            far.timestamp().to_string().starts_with("5138-"),
+            "{}",
+            far.timestamp()
+        );
+        let early = decode_one(r#"{"name": "a", "timestamp": 100000000000}"#).unwrap();
+        assert!(
+            early.timestamp().to_string().starts_with("1973-03-03"),
+            "{}",
+            early.timestamp()
+        );
+        // Beyond what RFC 3339 writes: clamped, never refused.
+        let clamped = decode_one(r#"{"name": "a", "timestamp": 1e300}"#).unwrap();
+        assert_eq!(
+            clamped.timestamp().to_string(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        let negative = decode_one(r#"{"name": "a", "timestamp": -1.5}"#).unwrap();
+        assert_eq!(
+            negative.timestamp().to_string(),
+            "1969-12-31T23:59:58.500000Z"
+        );
+        // Other types are still refused, naming the field.
+        let wrong = decode_one(r#"{"name": "a", "timestamp": true}"#).unwrap_err();
+        assert!(wrong.to_string().contains("timestamp"), "{wrong}");
     }
 
     #[test]
