@@ -17,6 +17,14 @@ pub enum Verdict {
     Drop,
 }
 
+impl Verdict {
+    /// `Keep` when `keeps`, else `Drop`.
+    #[must_use]
+    pub const fn keep_if(keeps: bool) -> Self {
+        if keeps { Self::Keep } else { Self::Drop }
+    }
+}
+
 /// What a processor decides about events from their name alone
 /// ([`Processor::interest`]): a tracker asks its root chain once per name and
 /// refuses the events it would drop before building them, as `tracing` asks
@@ -30,6 +38,15 @@ pub enum Interest {
     /// It depends on the event (its data or context), or the processor may
     /// change it.
     Sometimes,
+}
+
+impl Interest {
+    /// For a processor that decides by name alone and never changes an
+    /// event: `Always` when it `keeps` the name, else `Never`.
+    #[must_use]
+    pub const fn keep_if(keeps: bool) -> Self {
+        if keeps { Self::Always } else { Self::Never }
+    }
 }
 
 /// One step of a processing chain.
@@ -115,4 +132,17 @@ where
     F: Fn(&mut Event) -> Result<Verdict, ProcessorError> + Send + Sync,
 {
     FnProcessor { name, f }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_if_maps_a_decision_by_name() {
+        assert_eq!(Verdict::keep_if(true), Verdict::Keep);
+        assert_eq!(Verdict::keep_if(false), Verdict::Drop);
+        assert_eq!(Interest::keep_if(true), Interest::Always);
+        assert_eq!(Interest::keep_if(false), Interest::Never);
+    }
 }

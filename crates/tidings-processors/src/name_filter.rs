@@ -50,20 +50,12 @@ impl NameFilter {
 
 impl Processor for NameFilter {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
-        Ok(if self.keeps(event.name().as_str()) {
-            Verdict::Keep
-        } else {
-            Verdict::Drop
-        })
+        Ok(Verdict::keep_if(self.keeps(event.name().as_str())))
     }
 
     /// The name alone decides: [`Interest::Always`] or [`Interest::Never`].
     fn interest(&self, name: &str) -> Interest {
-        if self.keeps(name) {
-            Interest::Always
-        } else {
-            Interest::Never
-        }
+        Interest::keep_if(self.keeps(name))
     }
 }
 

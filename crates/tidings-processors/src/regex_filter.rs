@@ -169,20 +169,12 @@ impl RegexFilter {
 
 impl Processor for RegexFilter {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
-        Ok(if self.keeps(event.name()) {
-            Verdict::Keep
-        } else {
-            Verdict::Drop
-        })
+        Ok(Verdict::keep_if(self.keeps(event.name())))
     }
 
     /// The name alone decides: [`Interest::Always`] or [`Interest::Never`].
     fn interest(&self, name: &str) -> Interest {
-        if self.keeps(name) {
-            Interest::Always
-        } else {
-            Interest::Never
-        }
+        Interest::keep_if(self.keeps(name))
     }
 }
 
