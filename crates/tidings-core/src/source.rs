@@ -346,6 +346,49 @@ mod tests {
     }
 
     #[test]
+    fn the_undecodable_event_carries_the_payload_where_it_came_from_and_why() {
+        let mut about = tidings_event::Map::new();
+        about.insert("subject".to_owned(), "events.x".into());
+        let event = undecodable("in", b"not json {", about, &"expected value").unwrap();
+        assert_eq!(event.name().as_str(), UNDECODABLE);
+        assert_eq!(
+            event.data(),
+            &serde_json::json!({"subject": "events.x", "payload": "not json {"})
+        );
+        assert_eq!(
+            event.context()["dead_letter"],
+            serde_json::json!({
+                "backend": "sources.in",
+                "reason": "undecodable",
+                "error": "expected value",
+                "attempts": 1,
+            })
+        );
+        let lossy = undecodable("in", &[0xff, b'a'], tidings_event::Map::new(), &"e").unwrap();
+        assert_eq!(lossy.data()["payload"], "\u{fffd}a");
+    }
+
+    #[test]
+    fn a_source_type_checks_nothing_unless_it_says_so() {
+        struct Plain;
+        impl SourceType for Plain {
+            const NAME: &'static str = "plain";
+            type Options = ();
+            fn build(
+                _: &(),
+                _: &str,
+                _: Option<Arc<dyn Backend>>,
+            ) -> Result<Arc<dyn Source>, BoxError> {
+                Err("never built here".into())
+            }
+            fn describe(_: &()) -> String {
+                String::new()
+            }
+        }
+        assert!(Plain::validate(&()).is_empty());
+    }
+
+    #[test]
     fn a_message_given_back_settles_nothing_later() {
         let mut book = Settlements::default();
         book.fetched(4, 1, "d");
