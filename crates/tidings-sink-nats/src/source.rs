@@ -177,7 +177,22 @@ impl NatsSourceBuilder {
         let (client, consumer) = connected?;
         let counters = Arc::new(Counters::default());
         let (notes, receiver) = mpsc::unbounded_channel();
-        let settler = io.spawn(settle::run(client, receiver, counters.clone(), ack_wait));
+        // The settler has a thread of its own: its acknowledgements (one per
+        // message) never wait behind a fetch on the I/O thread. It ends once
+        // every sender of its notes is gone (the source's at `close`, each
+        // message's with its last event).
+        let settling = counters.clone();
+        std::thread::Builder::new()
+            .name(format!("tidings-settle-{}", self.name))
+            .spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    runtime.block_on(settle::run(client, receiver, settling, ack_wait));
+                }
+            })
+            .map_err(NatsError::Thread)?;
         tracing::info!(target: TARGET, url = %redacted, stream = %self.stream, consumer = %self.consumer, "reading JetStream");
         Ok(NatsSource {
             name: self.name,
@@ -187,7 +202,6 @@ impl NatsSourceBuilder {
             consumer,
             io,
             notes: std::sync::Mutex::new(Some(notes)),
-            settler: std::sync::Mutex::new(Some(settler)),
             counters,
             dead_letter: self.dead_letter,
             limits: Limits::default(),
@@ -247,7 +261,6 @@ pub struct NatsSource {
     consumer: consumer::PullConsumer,
     io: IoThread,
     notes: std::sync::Mutex<Option<mpsc::UnboundedSender<Note>>>,
-    settler: std::sync::Mutex<Option<crate::io::Task<()>>>,
     counters: Arc<Counters>,
     dead_letter: Option<Arc<dyn Backend>>,
     limits: Limits,
@@ -443,12 +456,6 @@ impl Source for NatsSource {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(),
         );
-        let settler = self
-            .settler
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        drop(settler);
         self.io.stop().await;
         Ok(())
     }
