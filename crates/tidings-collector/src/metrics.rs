@@ -382,7 +382,7 @@ fn source_families(sources: &[SourceMetrics]) -> Vec<Family<'static>> {
         ),
         (
             "tidings_source_dead_lettered",
-            "Undecodable messages handed to the dead letters, not redelivered.",
+            "Undecodable messages, never redelivered: dead-lettered (or dropped with dead_letter = none).",
             true,
             |m| m.dead_lettered,
         ),

@@ -246,3 +246,109 @@ fn a_relay_delivers_a_rabbitmq_queue_whole_and_acknowledges_it() {
             .await;
     });
 }
+
+/// What a [`Quiet`] source was told, by id.
+fn told(id: &str) -> Vec<&'static str> {
+    calls().lock().unwrap().get(id).cloned().unwrap_or_default()
+}
+
+fn calls() -> &'static std::sync::Mutex<std::collections::HashMap<String, Vec<&'static str>>> {
+    static CALLS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Vec<&'static str>>>,
+    > = std::sync::OnceLock::new();
+    CALLS.get_or_init(Default::default)
+}
+
+/// A source that reads nothing and records what it is told.
+#[derive(Debug)]
+struct Quiet(String);
+
+impl Quiet {
+    fn record(&self, call: &'static str) {
+        calls()
+            .lock()
+            .unwrap()
+            .entry(self.0.clone())
+            .or_default()
+            .push(call);
+    }
+}
+
+#[tidings_routing::async_trait]
+impl tidings_routing::Source for Quiet {
+    async fn fetch(
+        &self,
+        _max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Event>, tidings_routing::SourceError> {
+        tokio::time::sleep(wait.min(Duration::from_millis(20))).await;
+        Ok(Vec::new())
+    }
+    fn hold(&self) {
+        self.record("hold");
+    }
+    fn release(&self) {
+        self.record("release");
+    }
+    async fn close(&self) -> Result<(), tidings_routing::SourceError> {
+        self.record("close");
+        Ok(())
+    }
+    fn metrics(&self) -> tidings_routing::SourceMetrics {
+        tidings_routing::SourceMetrics::new(self.0.clone())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct QuietOptions {
+    id: String,
+}
+
+struct QuietType;
+
+impl tidings_config::SourceType for QuietType {
+    const NAME: &'static str = "quiet";
+    type Options = QuietOptions;
+    fn build(
+        options: &QuietOptions,
+        _name: &str,
+        _dead_letter: Option<std::sync::Arc<dyn Backend>>,
+    ) -> Result<std::sync::Arc<dyn tidings_routing::Source>, tidings_routing::BoxError> {
+        Ok(std::sync::Arc::new(Quiet(options.id.clone())))
+    }
+    fn describe(options: &QuietOptions) -> String {
+        format!("id={}", options.id)
+    }
+}
+
+fn quiet_relay(id: &str) -> Collector {
+    let mut registry = registry();
+    registry.register_source::<QuietType>();
+    let text = format!(
+        "[sources.in]\ntype = \"quiet\"\nid = \"{id}\"\ndead_letter = \"none\"\n[backends.out]\ntype = \"memory\"\nid = \"{id}\"\n"
+    );
+    Collector::from_config(&load(&text, &registry).unwrap()).unwrap()
+}
+
+#[test]
+fn a_drain_holds_the_acknowledgements_and_releases_them_once_it_delivered_everything() {
+    let relay = quiet_relay("quiet-drained");
+    relay.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(told("quiet-drained"), ["hold", "release", "close"]);
+    assert_eq!(
+        sample(
+            &relay,
+            "tidings_source_fetched_total{source=\"quiet-drained\"}"
+        ),
+        Some(0),
+        "a stopped source still shows in /metrics"
+    );
+}
+
+#[test]
+fn a_relay_dropped_without_a_drain_holds_its_acknowledgements() {
+    drop(quiet_relay("quiet-dropped"));
+    // The queues' events are abandoned: nothing they settle may be
+    // acknowledged, and nothing is released.
+    assert_eq!(told("quiet-dropped"), ["hold"]);
+}

@@ -85,7 +85,7 @@ pub use stock::{
 };
 /// The sink side of the registry, defined in `tidings-core` so that a sink
 /// crate implements it without depending on this crate.
-pub use tidings_core::{BackendType, Delivery, SinkType};
+pub use tidings_core::{BackendType, Delivery, SinkType, SourceType};
 /// Whether a directory can be created and written (the `file` sink's and
 /// the collector's write-ahead log's preflight).
 #[cfg(feature = "file")]

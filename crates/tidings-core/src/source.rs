@@ -106,7 +106,8 @@ pub struct SourceMetrics {
     pub redelivered: u64,
     /// Messages acknowledged once their events were settled.
     pub acked: u64,
-    /// Undecodable messages handed to the dead letters and not redelivered.
+    /// Undecodable messages, never redelivered: handed to the dead letters,
+    /// or dropped when the source has none (`dead_letter = "none"`).
     pub dead_lettered: u64,
     /// Messages read and not yet acknowledged (in the tree, or held).
     pub unsettled: u64,
