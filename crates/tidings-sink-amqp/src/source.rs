@@ -370,21 +370,29 @@ impl AmqpSource {
                 Some(events)
             }
             Err(error) => {
-                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: TARGET, source = %self.name, routing_key = %delivery.routing_key, %error, "undecodable message: dead-lettered, not requeued");
                 let mut about = tidings_event::Map::new();
                 about.insert(
                     "routing_key".to_owned(),
                     delivery.routing_key.as_str().into(),
                 );
                 let mut poison = undecodable(&self.name, &delivery.data, about, &error)?;
-                poison.set_lease(lease(Outcome::Term));
-                if let Some(dead_letter) = &self.dead_letter
-                    && dead_letter.send(poison).is_err()
-                {
-                    // Requeued: tried again once the dead letters have room.
+                // Kept until the dead letters have taken the event: were they
+                // to refuse it, the message must be requeued before its
+                // lease (dropped with the refused event) could reject it.
+                let lease = lease(Outcome::Term);
+                poison.set_lease(lease.clone());
+                let refused = self
+                    .dead_letter
+                    .as_ref()
+                    .is_some_and(|dead_letter| dead_letter.send(poison).is_err());
+                if refused {
                     let _ = notes.send(Note::GiveBack { key });
+                    tracing::warn!(target: TARGET, source = %self.name, routing_key = %delivery.routing_key, %error, "undecodable message, and the dead letters refused it: requeued");
+                } else {
+                    self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: TARGET, source = %self.name, routing_key = %delivery.routing_key, %error, "undecodable message: dead-lettered, not requeued");
                 }
+                drop(lease);
                 None
             }
         }

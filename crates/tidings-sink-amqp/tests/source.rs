@@ -259,3 +259,53 @@ fn a_source_refuses_bad_options_and_a_missing_queue_is_a_fetch_error() {
     assert!(error.contains("no-such-queue"), "{error}");
     assert!(!error.contains("guest:guest"), "{error}");
 }
+
+/// Dead letters that refuse everything (a full queue, say).
+#[derive(Debug)]
+struct Refusing;
+
+impl Backend for Refusing {
+    fn send(&self, _event: Event) -> Result<(), tidings_routing::SendError> {
+        Err(tidings_routing::SendError::QueueFull)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_the_dead_letters_refuse_is_requeued_not_rejected() {
+    require_rabbitmq();
+    let (exchange, queue) = (unique("src-refused-x"), unique("src-refused-q"));
+    let admin = Admin::connect().await;
+    publish(&exchange, &queue, 1).await;
+    admin
+        .channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"not json {",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let source = source(&queue)
+        .dead_letter(Arc::new(Refusing))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut good = Vec::new();
+    while source.metrics().fetched < 4 && Instant::now() < deadline {
+        good.extend(source.fetch(2, Duration::from_millis(300)).await.unwrap());
+    }
+    assert_eq!(good.len(), 1, "the good message, once");
+    drop(good);
+    wait_for(&source, "the good one acknowledged", |m| m.acked == 1).await;
+    let metrics = source.metrics();
+    assert!(metrics.fetched >= 4, "read again and again: {metrics:?}");
+    assert!(metrics.redelivered >= 2, "{metrics:?}");
+    assert_eq!(metrics.dead_lettered, 0, "never counted as dead-lettered");
+    source.close().await.unwrap();
+    assert_eq!(ready(&admin, &queue).await, 1, "still in the queue");
+    admin.delete(&exchange, &[&queue]).await;
+}

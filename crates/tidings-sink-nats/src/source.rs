@@ -331,24 +331,30 @@ impl NatsSource {
                 Some(events)
             }
             Err(error) => {
-                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: TARGET, source = %self.name, subject = %message.subject, stream_sequence = seq, %error, "undecodable message: dead-lettered, not redelivered");
                 let mut about = tidings_event::Map::new();
                 about.insert("subject".to_owned(), message.subject.as_str().into());
                 let source = &self.name;
                 let mut poison = undecodable(source, &message.payload, about, &error)?;
-                poison.set_lease(lease(true));
-                match &self.dead_letter {
-                    Some(dead_letter) => {
-                        if dead_letter.send(poison).is_err() {
-                            let _ = notes.send(Note::Nak {
-                                seq,
-                                delay: Some(DEAD_LETTER_RETRY),
-                            });
-                        }
-                    }
-                    None => drop(poison),
+                // Kept until the dead letters have taken the event: were they
+                // to refuse it, the message must be given back before its
+                // lease (dropped with the refused event) could terminate it.
+                let lease = lease(true);
+                poison.set_lease(lease.clone());
+                let refused = self
+                    .dead_letter
+                    .as_ref()
+                    .is_some_and(|dead_letter| dead_letter.send(poison).is_err());
+                if refused {
+                    let _ = notes.send(Note::Nak {
+                        seq,
+                        delay: Some(DEAD_LETTER_RETRY),
+                    });
+                    tracing::warn!(target: TARGET, source = %self.name, subject = %message.subject, stream_sequence = seq, %error, "undecodable message, and the dead letters refused it: given back, tried again in {DEAD_LETTER_RETRY:?}");
+                } else {
+                    self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: TARGET, source = %self.name, subject = %message.subject, stream_sequence = seq, %error, "undecodable message: dead-lettered, not redelivered");
                 }
+                drop(lease);
                 None
             }
         }

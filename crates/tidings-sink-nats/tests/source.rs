@@ -302,3 +302,53 @@ fn a_source_refuses_bad_options_and_names_what_it_cannot_reach() {
     assert!(text.contains("NO_SUCH_STREAM_HERE"), "{text}");
     assert!(!text.contains("secret"), "{text}");
 }
+
+/// Dead letters that refuse everything (a full queue, say).
+#[derive(Debug)]
+struct Refusing;
+
+impl Backend for Refusing {
+    fn send(&self, _event: Event) -> Result<(), tidings_routing::SendError> {
+        Err(tidings_routing::SendError::QueueFull)
+    }
+}
+
+#[test]
+fn an_undecodable_message_the_dead_letters_refuse_is_given_back_not_terminated() {
+    require_nats();
+    let (stream, prefix) = names("src_refused");
+    let admin = Admin::connect();
+    let _guard = admin.cleanup(&stream);
+    publish(&stream, &prefix, 1);
+    admin.block_on(async {
+        let ack = admin
+            .jetstream()
+            .publish(format!("{prefix}.bad"), "not json {".into())
+            .await
+            .unwrap();
+        ack.await.unwrap();
+    });
+    let source = source(&stream, "relay")
+        .dead_letter(Arc::new(Refusing))
+        .build()
+        .unwrap();
+    // Read once, given back with a delay (5 s), read again: never terminated.
+    let deadline = Instant::now() + WAIT;
+    let mut good = Vec::new();
+    while source.metrics().redelivered < 1 && Instant::now() < deadline {
+        good.extend(
+            admin
+                .block_on(source.fetch(2, Duration::from_millis(300)))
+                .unwrap(),
+        );
+    }
+    let metrics = source.metrics();
+    assert_eq!(
+        metrics.redelivered, 1,
+        "the undecodable one, again: {metrics:?}"
+    );
+    assert_eq!(metrics.dead_lettered, 0);
+    assert_eq!(good.len(), 1, "the good message, once");
+    drop(good);
+    admin.block_on(source.close()).unwrap();
+}
