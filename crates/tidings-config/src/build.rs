@@ -1,5 +1,6 @@
 //! Building a validated config into a running routing tree.
 
+use crate::buffer::BufferOptions;
 use std::sync::Arc;
 
 use tidings_routing::{
@@ -269,11 +270,19 @@ fn build_backend(
                 path: format!("{path}.router"),
                 kind: StageKind::Router(inner.clone()),
             });
-            match AsyncRouter::builder(path.clone(), inner)
+            let mut builder = AsyncRouter::builder(path.clone(), inner)
                 .queue_capacity(queue.capacity())
-                .when_full(queue.when_full(feed))
-                .build()
-            {
+                .when_full(queue.when_full(feed));
+            match queue.buffer.as_ref().map(BufferOptions::open) {
+                None | Some(Ok(None)) => {}
+                Some(Ok(Some(buffer))) => builder = builder.disk_buffer(buffer),
+                Some(Err(e)) => {
+                    let at = at.key("buffer").key("path");
+                    errors.push(ConfigError::new(at, ConfigErrorKind::Build, e.to_string()));
+                    return None;
+                }
+            }
+            match builder.build() {
                 Ok(router) => {
                     let router = Arc::new(router);
                     stages.push(Stage {

@@ -64,6 +64,7 @@
 //! the events it gives up on to a file under [`DEFAULT_DEAD_LETTER_DIR`]. Third-party crates add sink and processor types with
 //! [`Registry::register_sink`] and [`Registry::register_processor`].
 
+mod buffer;
 mod build;
 mod error;
 mod options;

@@ -1,6 +1,7 @@
 //! Option tables the framework itself reads: `[collector]` and the delivery
 //! keys every sink takes.
 
+use crate::buffer::BufferOptions;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -337,6 +338,8 @@ pub(crate) struct QueueOptions {
     queue_capacity: Option<usize>,
     when_full: Option<WhenFullName>,
     block_timeout_ms: Option<u64>,
+    /// An `async_router`'s only (a sink's table has no `buffer`).
+    pub(crate) buffer: Option<BufferOptions>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -376,7 +379,12 @@ impl QueueOptions {
             WhenFull::Block(t) => format!("block({}ms)", t.as_millis()),
             WhenFull::Backpressure => "backpressure".to_owned(),
         };
-        format!("queue_capacity={} when_full={when_full}", self.capacity())
+        let mut described = format!("queue_capacity={} when_full={when_full}", self.capacity());
+        if let Some(buffer) = self.buffer.as_ref().and_then(BufferOptions::describe) {
+            described.push(' ');
+            described.push_str(&buffer);
+        }
+        described
     }
 }
 
@@ -399,6 +407,7 @@ impl DeliveryOptions {
             queue_capacity: self.queue_capacity,
             when_full: self.when_full,
             block_timeout_ms: self.block_timeout_ms,
+            buffer: None,
         }
     }
 

@@ -436,9 +436,12 @@ fn backend(mut table: toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Optio
         "async_router" => {
             let queue_table = split_off(
                 &mut table,
-                &["queue_capacity", "when_full", "block_timeout_ms"],
+                &["queue_capacity", "when_full", "block_timeout_ms", "buffer"],
             );
             let queue: Option<QueueOptions> = deserialize_at(queue_table, at, cx, &[]);
+            if let Some(buffer) = queue.as_ref().and_then(|q| q.buffer.as_ref()) {
+                cx.errors.extend(buffer.check(at));
+            }
             let router = router(table, at, true, cx);
             queue.map(|queue| BackendNode::AsyncRouter { router, queue })
         }

@@ -40,7 +40,8 @@
 //!
 //! - [`Backend::send`] runs on the emitting thread: it must never block on
 //!   I/O. Backends that do I/O hand events to a worker through a bounded
-//!   queue.
+//!   queue. The one exception is asked for: an [`AsyncRouter`] with a
+//!   [`DiskBuffer`] waits for the event's write to disk.
 //! - One backend failing or panicking never stops the others; every failure
 //!   is counted in [`RouterStats`].
 
@@ -57,3 +58,5 @@ pub use tidings_core::{
     Backend, BoxError, DrainError, DropReason, LastError, MetricsSnapshot, SendError, Sink,
     SinkError, SinkErrorKind, Source, SourceError, SourceMetrics, async_trait,
 };
+/// The disk buffer's options and figures, from `tidings-wal`.
+pub use tidings_wal::{SyncMode, WalOptions, WalStats};

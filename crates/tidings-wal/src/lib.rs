@@ -59,7 +59,9 @@ mod wal;
 mod writer;
 
 pub use error::{AppendError, WalError};
-pub use options::{DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, WalOptions};
+pub use options::{
+    DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SyncMode, WalOptions,
+};
 pub use record::{Item, Scan, scan};
 pub use replay::{Replay, decode_record};
 pub use segment::segments_in;

@@ -10,6 +10,24 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Default for [`WalOptions::segment_age`]: 1 s.
 pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(1);
 
+/// When an append is answered: what it survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SyncMode {
+    /// Once its record is written and fsynced: it survives a crash of the
+    /// machine. The default, and what the collector's `ack = "durable"`
+    /// uses before it answers 202.
+    #[default]
+    Fsync,
+    /// Once its record is written to the operating system: it survives a
+    /// crash or `kill -9` of the process, not a crash of the machine. Each
+    /// segment is fsynced when it is closed (at
+    /// [`WalOptions::segment_age`] at the latest), which bounds what a
+    /// power loss can take. An append then costs a write, not an fsync:
+    /// for an application's emit path.
+    Write,
+}
+
 /// Options of a [`Wal`](crate::Wal).
 #[derive(Debug, Clone)]
 pub struct WalOptions {
@@ -17,6 +35,7 @@ pub struct WalOptions {
     pub(crate) max_bytes: u64,
     pub(crate) segment_bytes: u64,
     pub(crate) segment_age: Duration,
+    pub(crate) sync: SyncMode,
 }
 
 impl WalOptions {
@@ -27,7 +46,15 @@ impl WalOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             segment_age: DEFAULT_SEGMENT_AGE,
+            sync: SyncMode::Fsync,
         }
+    }
+
+    /// When appends are answered. Defaults to [`SyncMode::Fsync`].
+    #[must_use]
+    pub fn sync(mut self, sync: SyncMode) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// The most bytes the segments on disk may hold; appends past it fail

@@ -11,8 +11,13 @@ pub struct WalStats {
     pub appends: u64,
     /// Events in those appends.
     pub appended_events: u64,
-    /// Group commits: one write and one fsync each, for any number of appends.
+    /// Group commits: one write each (and one fsync under
+    /// [`SyncMode::Fsync`](crate::SyncMode::Fsync)), for any number of appends.
     pub syncs: u64,
+    /// Fsyncs of records: one per group commit under
+    /// [`SyncMode::Fsync`](crate::SyncMode::Fsync), one per closed segment under
+    /// [`SyncMode::Write`](crate::SyncMode::Write).
+    pub fsyncs: u64,
     /// Appends refused because the log was over its byte budget.
     pub refused_full: u64,
     /// Appends refused because a write or fsync failed.
@@ -37,6 +42,7 @@ struct Inner {
     appends: AtomicU64,
     appended_events: AtomicU64,
     syncs: AtomicU64,
+    fsyncs: AtomicU64,
     refused_full: AtomicU64,
     failed: AtomicU64,
     live_bytes: AtomicU64,
@@ -75,6 +81,10 @@ impl Counters {
         add(&self.0.appended_events, events);
     }
 
+    pub(crate) fn fsynced(&self) {
+        add(&self.0.fsyncs, 1);
+    }
+
     pub(crate) fn refused_full(&self) {
         add(&self.0.refused_full, 1);
     }
@@ -105,6 +115,7 @@ impl Counters {
             appends: load(&i.appends),
             appended_events: load(&i.appended_events),
             syncs: load(&i.syncs),
+            fsyncs: load(&i.fsyncs),
             refused_full: load(&i.refused_full),
             failed: load(&i.failed),
             live_bytes: load(&i.live_bytes),

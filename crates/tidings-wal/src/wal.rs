@@ -11,9 +11,9 @@ use crate::error::{AppendError, WalError};
 use crate::options::WalOptions;
 use crate::record::{FRAME_LEN, MAX_PAYLOAD, frame};
 use crate::replay::Replay;
-use crate::segment::{Retirer, list};
+use crate::segment::{Retirer, SegmentLease, list};
 use crate::stats::{Counters, WalStats};
-use crate::writer::{Job, Msg, Writer};
+use crate::writer::{Job, Msg, ReplyTo, Writer};
 
 /// A first guess at an event's size in a record; the buffer grows past it
 /// as needed (measuring each event first would encode it twice).
@@ -94,35 +94,50 @@ impl Wal {
         ))
     }
 
-    /// Writes `events` as one record and waits until it is fsynced; then
-    /// every event holds a lease on its segment. All of them are in the log
-    /// or none is.
+    /// Writes `events` as one record and waits until it is fsynced (or
+    /// written, under [`SyncMode::Write`](crate::SyncMode::Write)); then every event
+    /// holds a lease on its segment. All of them are in the log or none is.
     ///
     /// # Errors
     ///
     /// [`AppendError`]: the log is over its byte budget, the write or fsync
     /// failed, the append is too large, or the log is closed.
     pub async fn append(&self, events: &mut [Event]) -> Result<(), AppendError> {
-        let record = encode(events)?;
         let (reply, answer) = oneshot::channel();
+        self.submit(events, ReplyTo::Task(reply))?;
+        let segment = answer.await.map_err(|_| AppendError::Closed)??;
+        set_leases(events, segment);
+        Ok(())
+    }
+
+    /// [`Wal::append`] for a thread that is not a task: blocks the calling
+    /// thread until the record is written (an application's `emit`). Safe
+    /// to call from inside an async runtime, where it blocks that worker
+    /// for the write.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`].
+    pub fn append_blocking(&self, events: &mut [Event]) -> Result<(), AppendError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.submit(events, ReplyTo::Thread(reply))?;
+        let segment = answer.recv().map_err(|_| AppendError::Closed)??;
+        set_leases(events, segment);
+        Ok(())
+    }
+
+    /// Hands the writer a record of `events`, to answer through `reply`.
+    fn submit(&self, events: &[Event], reply: ReplyTo) -> Result<(), AppendError> {
         let job = Job {
-            record,
+            record: encode(events)?,
             events: events.len() as u64,
             reply,
         };
-        {
-            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let open = open.as_ref().ok_or(AppendError::Closed)?;
-            open.jobs
-                .send(Msg::Append(job))
-                .map_err(|_| AppendError::Closed)?;
-        }
-        let segment = answer.await.map_err(|_| AppendError::Closed)??;
-        let lease = Lease::new(segment);
-        for event in events {
-            event.set_lease(lease.clone());
-        }
-        Ok(())
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = open.as_ref().ok_or(AppendError::Closed)?;
+        open.jobs
+            .send(Msg::Append(job))
+            .map_err(|_| AppendError::Closed)
     }
 
     /// What the log holds and has done.
@@ -182,6 +197,14 @@ impl Wal {
             // have panicked, so that nothing settled stays queued.
             self.retirer.writer_gone();
         }
+    }
+}
+
+/// Gives each of `events` a lease on the segment now holding them.
+fn set_leases(events: &mut [Event], segment: Arc<SegmentLease>) {
+    let lease = Lease::new(segment);
+    for event in events {
+        event.set_lease(lease.clone());
     }
 }
 

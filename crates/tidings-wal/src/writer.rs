@@ -13,7 +13,7 @@ use tidings_event::{FailureStreak, StreakLog};
 use tokio::sync::oneshot;
 
 use crate::error::AppendError;
-use crate::options::WalOptions;
+use crate::options::{SyncMode, WalOptions};
 use crate::record::HEADER;
 use crate::segment::{Retirer, SegmentLease, file_name};
 
@@ -37,7 +37,23 @@ pub(crate) enum Msg {
 pub(crate) struct Job {
     pub(crate) record: Vec<u8>,
     pub(crate) events: u64,
-    pub(crate) reply: oneshot::Sender<Reply>,
+    pub(crate) reply: ReplyTo,
+}
+
+/// Where an append waits for its answer: a task, or a thread that blocks.
+pub(crate) enum ReplyTo {
+    Task(oneshot::Sender<Reply>),
+    Thread(std::sync::mpsc::SyncSender<Reply>),
+}
+
+impl ReplyTo {
+    fn send(self, reply: Reply) {
+        // The appender may have gone (a cancelled future): nothing to tell.
+        match self {
+            Self::Task(sender) => drop(sender.send(reply)),
+            Self::Thread(sender) => drop(sender.send(reply)),
+        }
+    }
 }
 
 struct Active {
@@ -135,9 +151,21 @@ impl Writer {
     }
 
     fn close_active(&mut self) {
-        // Dropping the writer's lease retires the segment at once if no
-        // event from it is alive any more.
-        self.active = None;
+        // Under `SyncMode::Write` the segment's records are not yet on disk for
+        // sure: fsync it as it closes. Dropping the writer's lease retires
+        // the segment at once if no event from it is alive any more.
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        if self.options.sync != SyncMode::Write {
+            return;
+        }
+        match active.file.sync_data() {
+            Ok(()) => self.retirer.counters.fsynced(),
+            Err(error) => {
+                tracing::warn!(target: "tidings::wal", path = %active.lease.path().display(), %error, "cannot fsync a closing write-ahead log segment; its events survive a crash of this process, maybe not of the machine")
+            }
+        }
     }
 
     /// Writes and syncs the group's records that fit the budget, then
@@ -156,7 +184,7 @@ impl Writer {
             let len = job.record.len() as u64;
             if len > self.options.max_bytes {
                 // Would never fit, however much is delivered: not worth a retry.
-                let _ = job.reply.send(Err(AppendError::TooLarge {
+                job.reply.send(Err(AppendError::TooLarge {
                     bytes: job.record.len(),
                     max: usize::try_from(self.options.max_bytes).unwrap_or(usize::MAX),
                 }));
@@ -164,7 +192,7 @@ impl Writer {
             }
             if live + len > self.options.max_bytes {
                 counters.refused_full();
-                let _ = job.reply.send(Err(AppendError::Full {
+                job.reply.send(Err(AppendError::Full {
                     max_bytes: self.options.max_bytes,
                 }));
                 continue;
@@ -176,11 +204,15 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
+        let sync = self.options.sync;
         let result = self.open_if_needed().and_then(|active| {
-            let written = active
-                .file
-                .write_all(&buf)
-                .and_then(|()| active.file.sync_data());
+            let mut written = active.file.write_all(&buf);
+            if sync == SyncMode::Fsync && written.is_ok() {
+                written = active.file.sync_data();
+                if written.is_ok() {
+                    counters.fsynced();
+                }
+            }
             written.map_err(|e| (active.lease.path().to_path_buf(), e))
         });
         match result {
@@ -197,7 +229,7 @@ impl Writer {
                 let events = accepted.iter().map(|(n, _)| n).sum();
                 counters.synced(accepted.len() as u64, events);
                 for (_, reply) in accepted {
-                    let _ = reply.send(Ok(active.lease.clone()));
+                    reply.send(Ok(active.lease.clone()));
                 }
             }
             Err((path, error)) => {
@@ -230,7 +262,7 @@ impl Writer {
                     source: Arc::new(error),
                 };
                 for (_, reply) in accepted {
-                    let _ = reply.send(Err(error.clone()));
+                    reply.send(Err(error.clone()));
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tidings_event::{Event, EventName};
-use tidings_wal::{AppendError, Wal, WalError, WalOptions};
+use tidings_wal::{AppendError, SyncMode, Wal, WalError, WalOptions};
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tidings-wal-{name}-{}", std::process::id()));
@@ -133,6 +133,7 @@ async fn concurrent_appends_share_fsyncs_and_all_arrive() {
     let stats = wal.stats();
     assert_eq!((stats.appends, stats.appended_events), (200, 1000));
     assert!(stats.syncs < 200, "no group commit: {stats:?}");
+    assert_eq!(stats.fsyncs, stats.syncs, "one fsync per group commit");
     wal.close();
     let (_wal, replayed) = replay_all(&dir);
     let mut want: Vec<_> = kept.iter().map(Event::id).collect();
@@ -140,6 +141,58 @@ async fn concurrent_appends_share_fsyncs_and_all_arrive() {
     want.sort();
     got.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn under_sync_write_blocking_appends_cost_no_fsync_and_survive_the_process() {
+    let dir = dir("sync-write");
+    let options = WalOptions::new(&dir)
+        .sync(SyncMode::Write)
+        .segment_age(Duration::from_secs(60));
+    let (wal, _) = Wal::open(options).unwrap();
+    let mut appended = Vec::new();
+    for i in 0..10 {
+        let mut batch = events(1, &i.to_string());
+        wal.append_blocking(&mut batch).unwrap();
+        assert!(batch[0].lease().is_held());
+        appended.extend(batch);
+    }
+    let stats = wal.stats();
+    assert_eq!((stats.appends, stats.appended_events), (10, 10));
+    assert_eq!(stats.fsyncs, 0, "answered after the write alone: {stats:?}");
+    // The events are alive (a process killed now never settles them); the
+    // file holds them without an fsync, which only a machine crash needs.
+    let on_disk: u64 = segments(&dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(on_disk, stats.live_bytes);
+    let copies: Vec<Event> = appended.iter().map(without_lease).collect();
+    std::mem::forget(appended);
+    wal.close();
+    assert_eq!(wal.stats().fsyncs, 1, "the segment is fsynced as it closes");
+    let (_wal, replayed) = replay_all(&dir);
+    assert_eq!(replayed, copies);
+}
+
+#[tokio::test]
+async fn a_blocking_append_inside_a_runtime_blocks_and_does_not_panic() {
+    let dir = dir("blocking-in-runtime");
+    let (wal, _) = Wal::open(WalOptions::new(&dir)).unwrap();
+    let mut batch = events(3, "rt");
+    wal.append_blocking(&mut batch).unwrap();
+    assert!(batch.iter().all(|e| e.lease().is_held()));
+    wal.close();
+    assert!(matches!(
+        wal.append_blocking(&mut events(1, "late")),
+        Err(AppendError::Closed)
+    ));
+}
+
+fn without_lease(event: &Event) -> Event {
+    let mut copy = event.clone();
+    drop(copy.take_lease());
+    copy
 }
 
 #[tokio::test]

@@ -56,7 +56,7 @@ pub use tidings_processors::{
     AllowlistError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
 };
 pub use tidings_routing::{
-    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, IntoBackend, RetryPolicy,
+    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend, RetryPolicy,
     RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend, SinkBackendBuilder,
     SpawnError, WhenFull,
 };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tidings_event::Event;
 
 use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::disk_buffer::{DiskBuffer, Refused};
 use super::queue::Pushed;
 use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
 use super::stage::Stage;
@@ -28,6 +29,10 @@ const CHUNK: usize = 256;
 /// [`RoutingBackend`](crate::RoutingBackend) whose processors then run off
 /// the emitting thread. Events the inner backend refuses are counted as
 /// dropped. Flush and shutdown go through to the inner backend.
+///
+/// With a [`DiskBuffer`] ([`AsyncRouterBuilder::disk_buffer`]), `send`
+/// first writes the event to disk, and what a crash of the application
+/// left there is handed on when the next router on that buffer starts.
 #[derive(Debug)]
 pub struct AsyncRouter {
     shared: Arc<Shared>,
@@ -42,6 +47,7 @@ struct Shared {
     stage: Stage,
     /// What the inner backend's last flush or shutdown reported.
     inner_error: Mutex<Option<DrainError>>,
+    buffer: Option<DiskBuffer>,
 }
 
 /// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
@@ -52,9 +58,18 @@ pub struct AsyncRouterBuilder {
     inner: Arc<dyn Backend>,
     queue_capacity: usize,
     when_full: WhenFull,
+    buffer: Option<DiskBuffer>,
 }
 
 impl AsyncRouterBuilder {
+    /// Keeps every accepted event on disk until it is settled, and hands
+    /// on first what an earlier run left in `buffer` (see [`DiskBuffer`]).
+    /// `send` then waits for a write.
+    pub fn disk_buffer(mut self, buffer: DiskBuffer) -> Self {
+        self.buffer = Some(buffer);
+        self
+    }
+
     /// The queue's capacity, in events. Defaults to 10 000.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
@@ -80,6 +95,7 @@ impl AsyncRouterBuilder {
         let shared = Arc::new(Shared {
             stage: Stage::new(self.name.to_string(), self.queue_capacity, self.when_full),
             inner_error: Mutex::new(None),
+            buffer: self.buffer,
         });
         let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner.clone()))
             .map_err(|e| SpawnError::new(&shared.stage.name, e))?;
@@ -102,6 +118,7 @@ impl AsyncRouter {
             inner: Arc::new(inner),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             when_full: WhenFull::default(),
+            buffer: None,
         }
     }
 
@@ -113,9 +130,12 @@ impl AsyncRouter {
     ///
     /// [`SendError::QueueFull`] when there is no room for all of them,
     /// [`SendError::Closed`] after shutdown.
-    pub fn send_all(&self, events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
+    pub fn send_all(&self, mut events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
         let shared = &self.shared;
         Metrics::add(&shared.stage.metrics.received, events.len());
+        if let Err(refused) = shared.persist(&mut events) {
+            return Err((shared.refuse(refused, events.len()), events));
+        }
         shared
             .stage
             .queue
@@ -166,6 +186,13 @@ impl AsyncRouter {
         self.shared.stage.queue.policy()
     }
 
+    /// What the disk buffer holds and has done, if there is one: bytes on
+    /// disk, events replayed after a restart, writes that failed.
+    #[must_use]
+    pub fn buffer_stats(&self) -> Option<tidings_wal::WalStats> {
+        self.shared.buffer.as_ref().map(DiskBuffer::stats)
+    }
+
     /// A snapshot of the counters; `delivered` counts events handed to the
     /// inner backend.
     #[must_use]
@@ -209,9 +236,15 @@ impl Reservation<'_> {
         if events.len() > self.n {
             return Err((SendError::QueueFull, events));
         }
-        let stage = &self.router.shared.stage;
+        let shared = &self.router.shared;
+        let stage = &shared.stage;
         let reserved = std::mem::take(&mut self.n);
         Metrics::add(&stage.metrics.received, events.len());
+        let mut events = events;
+        if let Err(refused) = shared.persist(&mut events) {
+            stage.queue.unreserve(reserved);
+            return Err((shared.refuse(refused, events.len()), events));
+        }
         stage
             .queue
             .push_reserved(events, reserved)
@@ -234,6 +267,12 @@ impl Drop for Reservation<'_> {
 
 impl Backend for AsyncRouter {
     fn send(&self, event: Event) -> Result<(), SendError> {
+        let mut one = [event];
+        if let Err(refused) = self.shared.persist(&mut one) {
+            Metrics::add(&self.shared.stage.metrics.received, 1);
+            return Err(self.shared.refuse(refused, 1));
+        }
+        let [event] = one;
         self.shared.stage.send(event)
     }
 
@@ -256,6 +295,10 @@ impl Backend for AsyncRouter {
     fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
         let stage = &self.shared.stage;
         let before = stage.snapshot().dropped(DropReason::Shutdown);
+        if let Some(buffer) = &self.shared.buffer {
+            // What the deadline drops is settled too, yet must stay on disk.
+            buffer.hold();
+        }
         let mut forced = None;
         if !stage.shut_down(timeout, 2 * SHUTDOWN_SLACK) {
             forced = Some(self.inner.shutdown(Duration::ZERO));
@@ -264,6 +307,12 @@ impl Backend for AsyncRouter {
         join_if_done(&stage.control, &self.worker);
         let metrics = self.metrics();
         let lost = metrics.dropped(DropReason::Shutdown) - before + metrics.pending();
+        if let Some(buffer) = &self.shared.buffer {
+            buffer.close();
+            if lost == 0 {
+                buffer.release();
+            }
+        }
         if lost > 0 {
             return Err(DrainError::TimedOut {
                 timeout,
@@ -279,12 +328,38 @@ impl Backend for AsyncRouter {
 }
 
 impl Drop for AsyncRouter {
+    /// Without a shutdown, the worker delivers what it can for a few more
+    /// seconds; a disk buffer keeps all of it for the next start, since
+    /// what the worker does not deliver is not known here.
     fn drop(&mut self) {
+        if let Some(buffer) = &self.shared.buffer
+            && !self.shared.stage.control.is_done()
+        {
+            buffer.hold();
+        }
         self.shared.stage.abandon();
     }
 }
 
 impl Shared {
+    /// Writes `events` to the disk buffer, if there is one, before they
+    /// are queued.
+    fn persist(&self, events: &mut [Event]) -> Result<(), Refused> {
+        match &self.buffer {
+            Some(buffer) => buffer.persist(events),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts `n` events the disk buffer refused (already counted as
+    /// received) as dropped; the sender's answer.
+    fn refuse(&self, refused: Refused, n: usize) -> SendError {
+        self.stage
+            .metrics
+            .dropped(&self.stage.name, refused.reason, n);
+        refused.error
+    }
+
     fn take_inner_error(&self) -> Option<DrainError> {
         self.inner_error
             .lock()
@@ -313,7 +388,28 @@ fn hand_on(shared: &Shared, inner: &dyn Backend, event: Event) {
     shared.stage.metrics.dropped(&shared.stage.name, reason, 1);
 }
 
+/// Hands on what an earlier run left in the disk buffer, oldest first,
+/// until a shutdown's deadline passes: the rest stays on disk for the
+/// next start, so it is neither counted nor lost.
+fn replay(shared: &Shared, inner: &dyn Backend) {
+    let Some(replay) = shared.buffer.as_ref().and_then(DiskBuffer::take_replay) else {
+        return;
+    };
+    let control = &shared.stage.control;
+    for event in replay.flatten() {
+        if control
+            .shutdown_deadline()
+            .is_some_and(|d| Instant::now() >= d)
+        {
+            return;
+        }
+        Metrics::add(&shared.stage.metrics.received, 1);
+        hand_on(shared, inner, event);
+    }
+}
+
 async fn run(shared: Arc<Shared>, inner: Arc<dyn Backend>) {
+    replay(&shared, &*inner);
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
         shared.stage.queue.pop_up_to(CHUNK, &mut chunk);

@@ -4,6 +4,7 @@
 mod async_router;
 mod batch;
 mod control;
+mod disk_buffer;
 mod metrics;
 mod queue;
 mod retry;
@@ -14,6 +15,7 @@ mod worker;
 
 pub use async_router::{AsyncRouter, AsyncRouterBuilder, Reservation};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
+pub use disk_buffer::DiskBuffer;
 pub(crate) use metrics::Metrics;
 pub use queue::WhenFull;
 pub use retry::{
