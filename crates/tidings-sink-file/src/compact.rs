@@ -129,10 +129,26 @@ impl std::fmt::Display for CompactReport {
 pub fn compact(dir: impl AsRef<Path>, period: Period) -> io::Result<CompactReport> {
     let dir = dir.as_ref();
     finish_journals(dir)?;
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    let (groups, mut report) = plan(names, period);
+    for (key, names) in groups {
+        merge(dir, period, &key, &names, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// The periods with two or more finished files among `names` (each
+/// period's names sorted), and a report counting what was found.
+pub(crate) fn plan(
+    names: impl IntoIterator<Item = String>,
+    period: Period,
+) -> (BTreeMap<String, Vec<String>>, CompactReport) {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut in_progress = 0;
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+    for name in names {
         if is_finished(&name)
             && let Some(key) = period_of(&name, period.key_len())
         {
@@ -141,21 +157,50 @@ pub fn compact(dir: impl AsRef<Path>, period: Period) -> io::Result<CompactRepor
             in_progress += 1;
         }
     }
-    let mut report = CompactReport {
+    let report = CompactReport {
         finished_files: groups.values().map(Vec::len).sum(),
         periods: groups.len(),
         periods_alone: groups.values().filter(|names| names.len() == 1).count(),
         in_progress,
         ..CompactReport::default()
     };
-    for (key, mut names) in groups {
-        if names.len() < 2 {
-            continue;
-        }
-        names.sort();
-        merge(dir, period, &key, &names, &mut report)?;
+    groups.retain(|_, names| names.len() >= 2);
+    groups.values_mut().for_each(|names| names.sort());
+    (groups, report)
+}
+
+/// The merged file's name for `key`: one that `taken` says is free.
+pub(crate) fn output_name(period: Period, key: &str, taken: impl Fn(&str) -> bool) -> String {
+    (0..)
+        .map(|n| {
+            format!(
+                "events-{}-{}-c{n:04}.jsonl.gz",
+                period.start(key),
+                std::process::id()
+            )
+        })
+        .find(|name| !taken(name))
+        .unwrap_or_default()
+}
+
+/// A merge's journal: the output's name, then each input's, one per line.
+pub(crate) fn journal_text(output: &str, inputs: &[String]) -> String {
+    let mut text = format!("{output}\n");
+    for input in inputs {
+        text.push_str(input);
+        text.push('\n');
     }
-    Ok(report)
+    text
+}
+
+/// The journal of period `key`'s merge.
+pub(crate) fn journal_name(key: &str) -> String {
+    format!("compact-{key}{JOURNAL_SUFFIX}")
+}
+
+/// Whether `name` is a merge's journal.
+pub(crate) fn is_journal(name: &str) -> bool {
+    name.ends_with(JOURNAL_SUFFIX)
 }
 
 fn merge(
@@ -180,29 +225,17 @@ fn merge(
     if inputs.len() < 2 {
         return Ok(());
     }
-    let output = (0..)
-        .map(|n| {
-            format!(
-                "events-{}-{}-c{n:04}.jsonl.gz",
-                period.start(key),
-                std::process::id()
-            )
-        })
-        .find(|name| !dir.join(name).exists() && !inputs.contains(name))
-        .unwrap_or_default();
+    let output = output_name(period, key, |name| {
+        dir.join(name).exists() || inputs.iter().any(|i| i == name)
+    });
     let done = dir.join(&output);
     let tmp = dir.join(format!("{output}{TMP_SUFFIX}"));
     let mut file = File::create(&tmp)?;
     file.write_all(&gzip_member(&content)?)?;
     file.sync_all()?;
-    let journal = dir.join(format!("compact-{key}{JOURNAL_SUFFIX}"));
-    let mut text = format!("{output}\n");
-    for input in &inputs {
-        text.push_str(input);
-        text.push('\n');
-    }
+    let journal = dir.join(journal_name(key));
     let mut journal_file = File::create(&journal)?;
-    journal_file.write_all(text.as_bytes())?;
+    journal_file.write_all(journal_text(&output, &inputs).as_bytes())?;
     journal_file.sync_all()?;
     sync_dir(dir)?;
     commit(&file, &tmp, &done)?;
@@ -221,7 +254,7 @@ fn merge(
 fn finish_journals(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if !path.to_string_lossy().ends_with(JOURNAL_SUFFIX) {
+        if !is_journal(&path.to_string_lossy()) {
             continue;
         }
         let text = fs::read_to_string(&path)?;

@@ -5,13 +5,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::names::split_s3_url;
 use crate::{DEFAULT_ROLL_EVENTS, DEFAULT_ROLL_SECONDS, FileSink};
 use serde::Deserialize;
 use tidings_core::{BoxError, Sink};
 
 use tidings_core::{Delivery, SinkType};
 
-/// `type = "file"`: `path` (required), `roll_events`, `roll_seconds`, `gzip`.
+/// `type = "file"`: `path` (required), `roll_events`, `roll_seconds`,
+/// `gzip`; with `path = "s3://bucket/prefix"` (feature `s3`), also
+/// `staging`, `endpoint`, `region`, `access_key_id`, `secret_access_key`
+/// and `allow_http`.
 #[derive(Debug)]
 pub struct FileType;
 
@@ -26,6 +30,62 @@ pub struct FileOptions {
     roll_seconds: u64,
     #[serde(default)]
     gzip: bool,
+    /// With an `s3://` path: where finished files wait for their upload
+    /// (default `tidings-staging/BUCKET/PREFIX`, next to the config).
+    staging: Option<PathBuf>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
+}
+
+/// The keys only an `s3://` path takes.
+const STORE_KEYS: [&str; 6] = [
+    "staging",
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "allow_http",
+];
+
+impl FileOptions {
+    /// `s3://bucket/prefix`, when the path is one.
+    fn store_url(&self) -> Option<&str> {
+        self.path.to_str().filter(|p| p.starts_with("s3://"))
+    }
+
+    fn store_keys_set(&self) -> [bool; 6] {
+        [
+            self.staging.is_some(),
+            self.endpoint.is_some(),
+            self.region.is_some(),
+            self.access_key_id.is_some(),
+            self.secret_access_key.is_some(),
+            self.allow_http.is_some(),
+        ]
+    }
+
+    /// The local directory written into: the path, or the staging
+    /// directory of an object store.
+    fn local_dir(&self) -> &std::path::Path {
+        match (self.store_url(), &self.staging) {
+            (Some(_), Some(staging)) => staging,
+            _ => &self.path,
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn store_options(&self) -> crate::StoreOptions {
+        let mut options = crate::StoreOptions::default();
+        options.endpoint.clone_from(&self.endpoint);
+        options.region.clone_from(&self.region);
+        options.access_key_id.clone_from(&self.access_key_id);
+        options.secret_access_key.clone_from(&self.secret_access_key);
+        options.allow_http = self.allow_http;
+        options
+    }
 }
 
 fn roll_events() -> u64 {
@@ -51,38 +111,90 @@ impl SinkType for FileType {
         if options.path.as_os_str().is_empty() {
             problems.push(("path".to_owned(), "must not be empty".to_owned()));
         }
+        match options.store_url() {
+            Some(url) if split_s3_url(url).is_none() => problems.push((
+                "path".to_owned(),
+                format!("{url:?} is not an object store URL: expected s3://bucket/prefix"),
+            )),
+            Some(_) if !cfg!(feature = "s3") => problems.push((
+                "path".to_owned(),
+                "an s3:// path needs tidings built with object storage (the `s3` feature of tidings-sink-file)".to_owned(),
+            )),
+            Some(_) => {}
+            None => {
+                for (key, set) in STORE_KEYS.iter().zip(options.store_keys_set()) {
+                    if set {
+                        problems.push((
+                            (*key).to_owned(),
+                            "is for an object store path (s3://bucket/prefix)".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
         problems
     }
 
     fn resolve_paths(options: &mut FileOptions, dir: &std::path::Path) {
-        if options.path.is_relative() {
-            options.path = dir.join(&options.path);
+        match options.store_url().and_then(split_s3_url) {
+            Some((bucket, prefix)) => {
+                let staging = options.staging.take().unwrap_or_else(|| {
+                    PathBuf::from("tidings-staging").join(bucket).join(prefix)
+                });
+                options.staging = Some(dir.join(staging));
+            }
+            None if options.path.is_relative() => options.path = dir.join(&options.path),
+            None => {}
         }
     }
 
     fn preflight(options: &FileOptions) -> Vec<(String, String)> {
-        match crate::probe_directory(&options.path) {
+        let key = if options.store_url().is_some() {
+            "staging"
+        } else {
+            "path"
+        };
+        match crate::probe_directory(options.local_dir()) {
             Ok(()) => Vec::new(),
-            Err(message) => vec![("path".to_owned(), message)],
+            Err(message) => vec![(key.to_owned(), message)],
         }
     }
 
     fn build(options: &FileOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
-        let sink = FileSink::builder(&options.path)
+        #[allow(unused_mut, reason = "changed only with the s3 feature")]
+        let mut builder = FileSink::builder(options.local_dir())
             .roll_events(options.roll_events)
             .roll_seconds(options.roll_seconds)
-            .gzip(options.gzip)
-            .build()?;
-        Ok(Arc::new(sink))
+            .gzip(options.gzip);
+        #[cfg(feature = "s3")]
+        if let Some(url) = options.store_url() {
+            builder = builder.upload_to(crate::ObjectTarget::s3(url, &options.store_options())?);
+        }
+        Ok(Arc::new(builder.build()?))
     }
 
+    /// Never prints credentials: only whether they come from the config
+    /// or the environment.
     fn describe(options: &FileOptions) -> String {
-        format!(
-            "path={} roll_events={} roll_seconds={} gzip={}",
-            options.path.display(),
-            options.roll_events,
-            options.roll_seconds,
-            options.gzip
-        )
+        let mut described = format!("path={}", options.path.display());
+        if options.store_url().is_some() {
+            described.push_str(&format!(" staging={}", options.local_dir().display()));
+            for (key, value) in [("endpoint", &options.endpoint), ("region", &options.region)] {
+                if let Some(value) = value {
+                    described.push_str(&format!(" {key}={value}"));
+                }
+            }
+            let from = if options.access_key_id.is_some() || options.secret_access_key.is_some() {
+                "config (redacted)"
+            } else {
+                "environment"
+            };
+            described.push_str(&format!(" credentials={from}"));
+        }
+        described.push_str(&format!(
+            " roll_events={} roll_seconds={} gzip={}",
+            options.roll_events, options.roll_seconds, options.gzip
+        ));
+        described
     }
 }

@@ -16,15 +16,21 @@
 //! ```
 
 mod compact;
+#[cfg(feature = "config")]
 mod config;
 mod names;
 #[cfg(feature = "config")]
 mod probe;
 mod recover;
 mod sink;
+#[cfg(feature = "s3")]
+mod store;
 
 pub use compact::{CompactReport, Period, PeriodError, compact};
 #[cfg(feature = "config")]
 pub use config::{FileOptions, FileType};
+#[cfg(feature = "config")]
 pub use probe::probe_directory;
 pub use sink::{DEFAULT_ROLL_EVENTS, DEFAULT_ROLL_SECONDS, FileError, FileSink, FileSinkBuilder};
+#[cfg(feature = "s3")]
+pub use store::{ObjectTarget, StoreError, StoreOptions};

@@ -53,6 +53,13 @@ pub(crate) fn period_of(name: &str, len: usize) -> Option<&str> {
         .then_some(key)
 }
 
+/// `("bucket", "prefix")` of `s3://bucket/prefix`.
+pub(crate) fn split_s3_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then_some((bucket, prefix.trim_matches('/')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +77,13 @@ mod tests {
         assert_eq!(period_of(&a, 11), Some("20261124T19"));
         assert_eq!(period_of(&a, 8), Some("20261124"));
         assert_eq!(period_of("events-garbage.jsonl", 11), None);
+    }
+
+    #[test]
+    fn s3_urls_split_into_bucket_and_prefix() {
+        assert_eq!(split_s3_url("s3://b/p/q/"), Some(("b", "p/q")));
+        assert_eq!(split_s3_url("s3://b"), Some(("b", "")));
+        assert_eq!(split_s3_url("s3:///p"), None);
+        assert_eq!(split_s3_url("/tmp/x"), None);
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct Lines {
 pub(crate) fn read_complete_lines(path: &Path) -> io::Result<Lines> {
     let file = File::open(path)?;
     let mut bytes = Vec::new();
-    let mut clean = if path_is_gzip(path) {
+    let clean = if path_is_gzip(path) {
         MultiGzDecoder::new(BufReader::new(file))
             .read_to_end(&mut bytes)
             .is_ok()
@@ -29,12 +29,31 @@ pub(crate) fn read_complete_lines(path: &Path) -> io::Result<Lines> {
         BufReader::new(file).read_to_end(&mut bytes)?;
         true
     };
+    Ok(complete(bytes, clean))
+}
+
+/// The complete lines of a file's content (`raw`, gzip or not), as
+/// [`read_complete_lines`] reads a file.
+#[cfg(feature = "s3")]
+pub(crate) fn complete_lines_of(raw: &[u8], gzip: bool) -> Lines {
+    let mut bytes = Vec::new();
+    let clean = if gzip {
+        MultiGzDecoder::new(raw).read_to_end(&mut bytes).is_ok()
+    } else {
+        bytes.extend_from_slice(raw);
+        true
+    };
+    complete(bytes, clean)
+}
+
+/// Cuts a torn last line off `bytes` (then not clean).
+fn complete(mut bytes: Vec<u8>, mut clean: bool) -> Lines {
     let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if end < bytes.len() {
         clean = false;
         bytes.truncate(end);
     }
-    Ok(Lines { bytes, clean })
+    Lines { bytes, clean }
 }
 
 /// Finishes every `*.tmp` file in `dir`: a clean one is renamed as it is;

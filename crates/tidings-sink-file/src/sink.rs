@@ -46,9 +46,22 @@ pub struct FileSinkBuilder {
     roll_events: u64,
     roll_seconds: u64,
     gzip: bool,
+    #[cfg(feature = "s3")]
+    upload: Option<crate::store::ObjectTarget>,
 }
 
 impl FileSinkBuilder {
+    /// Uploads each finished file to `target` and then removes it here, so
+    /// that the directory only stages files (feature `s3`). A failed
+    /// upload is retried at the next roll check (every second at most);
+    /// what is staged when the process stops is uploaded by the next sink
+    /// on the directory. The roll rules are the same.
+    #[cfg(feature = "s3")]
+    pub fn upload_to(mut self, target: crate::store::ObjectTarget) -> Self {
+        self.upload = Some(target);
+        self
+    }
+
     /// Rolls to a new file after exactly this many events. Defaults to 10 000.
     pub fn roll_events(mut self, events: u64) -> Self {
         self.roll_events = events;
@@ -90,6 +103,8 @@ impl FileSinkBuilder {
             roll_after: Duration::from_secs(self.roll_seconds),
             gzip: self.gzip,
             state: Mutex::new(State::default()),
+            #[cfg(feature = "s3")]
+            upload: self.upload.map(crate::store::Uploader::new),
         })
     }
 }
@@ -146,6 +161,8 @@ pub struct FileSink {
     roll_after: Duration,
     gzip: bool,
     state: Mutex<State>,
+    #[cfg(feature = "s3")]
+    upload: Option<std::sync::Arc<crate::store::Uploader>>,
 }
 
 /// Appends `chunk` to `file` (cut back to `len` on failure).
@@ -197,6 +214,8 @@ impl FileSink {
             roll_events: DEFAULT_ROLL_EVENTS,
             roll_seconds: DEFAULT_ROLL_SECONDS,
             gzip: false,
+            #[cfg(feature = "s3")]
+            upload: None,
         }
     }
 
@@ -246,8 +265,9 @@ impl FileSink {
             .map_err(|e| io_error("cannot write", &open.tmp, &e))
     }
 
-    /// Rolls the open file if it is older than `roll_seconds`.
-    fn roll_if_old(&self, state: &mut State) -> Result<(), SinkError> {
+    /// Rolls the open file if it is older than `roll_seconds`; whether it
+    /// did.
+    fn roll_if_old(&self, state: &mut State) -> Result<bool, SinkError> {
         if state
             .open
             .as_ref()
@@ -255,16 +275,15 @@ impl FileSink {
             && let Some(open) = state.open.take()
         {
             Self::roll(open)?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
-}
 
-#[async_trait]
-impl Sink for FileSink {
-    async fn send_batch(&self, batch: &[Event]) -> Result<(), SinkError> {
+    /// Writes `batch`, rolling as needed; whether a file was finished.
+    fn write_batch(&self, batch: &[Event]) -> Result<bool, SinkError> {
         let mut state = self.lock();
-        self.roll_if_old(&mut state)?;
+        let mut rolled = self.roll_if_old(&mut state)?;
         let mut rest = batch;
         while !rest.is_empty() {
             let mut open = match state.open.take() {
@@ -286,10 +305,30 @@ impl Sink for FileSink {
             open.events += now.len() as u64;
             if open.events >= self.roll_events {
                 Self::roll(open)?;
+                rolled = true;
             } else {
                 state.open = Some(open);
             }
             rest = later;
+        }
+        Ok(rolled)
+    }
+
+    /// Starts uploading the finished files, when they go to an object
+    /// store.
+    fn upload(&self) {
+        #[cfg(feature = "s3")]
+        if let Some(upload) = &self.upload {
+            upload.start(&self.dir);
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn send_batch(&self, batch: &[Event]) -> Result<(), SinkError> {
+        if self.write_batch(batch)? {
+            self.upload();
         }
         Ok(())
     }
@@ -306,10 +345,15 @@ impl Sink for FileSink {
     }
 
     async fn shutdown(&self) -> Result<(), SinkError> {
-        match self.lock().open.take() {
-            Some(open) => Self::roll(open),
-            None => Ok(()),
+        let open = self.lock().open.take();
+        if let Some(open) = open {
+            Self::roll(open)?;
         }
+        #[cfg(feature = "s3")]
+        if let Some(upload) = &self.upload {
+            upload.finish(&self.dir).await;
+        }
+        Ok(())
     }
 
     /// Files have no request size to respect: batches are not measured.
@@ -322,7 +366,10 @@ impl Sink for FileSink {
     }
 
     async fn tick(&self) -> Result<(), SinkError> {
-        self.roll_if_old(&mut self.lock())
+        self.roll_if_old(&mut self.lock())?;
+        // Also retries what an earlier upload could not send.
+        self.upload();
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ mod compliance;
 mod memory;
 mod outage;
 mod proxy;
+mod s3;
 mod sink;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -39,6 +40,7 @@ pub use compliance::{Compliance, ComplianceReport, assert_sink_compliance};
 pub use memory::{MemoryOptions, MemorySinkType, install_memory_sink, memory_sink};
 pub use outage::{Outage, OutageReport};
 pub use proxy::CuttableProxy;
+pub use s3::{S3_TEST_KEY, S3Server, free_port};
 pub use sink::{Answer, RecordingSink};
 use tidings_event::Event;
 use tidings_routing::{Backend, SendError};
