@@ -60,7 +60,10 @@ enum Command {
     },
     /// Merge the small files a `file` sink wrote into one gzip file per period.
     Compact {
-        /// The directory of the `file` sink.
+        /// The directory of the `file` sink, or its `s3://bucket/prefix`
+        /// (credentials and endpoint from `AWS_ACCESS_KEY_ID`,
+        /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+        /// `AWS_ALLOW_HTTP`).
         #[arg(long)]
         path: PathBuf,
         /// `hour` or `day`.
@@ -151,16 +154,22 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
         }
-        Command::Compact { path, period } => match tidings_sink_file::compact(&path, period) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
+        Command::Compact { path, period } => {
+            let compacted = match path.to_str().filter(|p| p.starts_with("s3://")) {
+                Some(url) => compact_store(url, period),
+                None => tidings_sink_file::compact(&path, period).map_err(|e| e.to_string()),
+            };
+            match compacted {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("tidings compact: {}: {error}", path.display());
+                    ExitCode::FAILURE
+                }
             }
-            Err(error) => {
-                eprintln!("tidings compact: {}: {error}", path.display());
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Catalog { command } => catalog(command),
         Command::Tail { url, name, key } => tail::run(&url, name.as_deref(), key),
         Command::Serve { config, listen } => {
@@ -356,4 +365,29 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
         let _ = ctrl_c.await;
     }
+}
+
+/// `tidings compact` in an object store, reached as the environment says.
+#[cfg(feature = "s3")]
+fn compact_store(
+    url: &str,
+    period: tidings_sink_file::Period,
+) -> Result<tidings_sink_file::CompactReport, String> {
+    let target =
+        tidings_sink_file::ObjectTarget::s3(url, &tidings_sink_file::StoreOptions::default())
+            .map_err(|e| e.to_string())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(target.compact(period))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "s3"))]
+fn compact_store(
+    _url: &str,
+    _period: tidings_sink_file::Period,
+) -> Result<tidings_sink_file::CompactReport, String> {
+    Err("this tidings was built without object storage (the `s3` feature)".to_owned())
 }

@@ -390,3 +390,58 @@ fn check_and_the_start_name_the_live_view_when_it_is_on_without_its_key() {
     );
     assert!(!stderr.contains("very-s3cret") && !tree.contains("very-s3cret"));
 }
+
+#[test]
+fn compact_merges_the_objects_of_an_s3_prefix_reached_through_the_environment() {
+    let server = tidings_test::S3Server::start("compact-cli");
+    let (key, secret) = tidings_test::S3_TEST_KEY;
+    let mut options = tidings_sink_file::StoreOptions::default();
+    options.endpoint = Some(server.endpoint());
+    options.region = Some("us-east-1".to_owned());
+    options.access_key_id = Some(key.to_owned());
+    options.secret_access_key = Some(secret.to_owned());
+    options.allow_http = Some(true);
+    let target = tidings_sink_file::ObjectTarget::s3("s3://compact-cli/web", &options).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for (name, lines) in [
+            (
+                "events-20261203T090000.000000Z-1-000001.jsonl",
+                "{\"n\":1}\n{\"n\":2}\n",
+            ),
+            (
+                "events-20261203T091500.000000Z-1-000002.jsonl",
+                "{\"n\":3}\n",
+            ),
+        ] {
+            target.put(name, lines.as_bytes().to_vec()).await.unwrap();
+        }
+    });
+    let output = tidings()
+        .args(["compact", "--path", "s3://compact-cli/web"])
+        .env("AWS_ENDPOINT", server.endpoint())
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        "merged 2 files into 1 (3 lines)"
+    );
+    let names = runtime.block_on(target.list()).unwrap();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let nowhere = tidings()
+        .args(["compact", "--path", "s3:///no-bucket"])
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("s3://bucket/prefix"));
+}

@@ -68,11 +68,15 @@ impl FileOptions {
     }
 
     /// The local directory written into: the path, or the staging
-    /// directory of an object store.
-    fn local_dir(&self) -> &std::path::Path {
-        match (self.store_url(), &self.staging) {
-            (Some(_), Some(staging)) => staging,
-            _ => &self.path,
+    /// directory of an object store (by default
+    /// `tidings-staging/BUCKET/PREFIX`).
+    fn local_dir(&self) -> PathBuf {
+        match (self.store_url().and_then(split_s3_url), &self.staging) {
+            (Some(_), Some(staging)) => staging.clone(),
+            (Some((bucket, prefix)), None) => {
+                PathBuf::from("tidings-staging").join(bucket).join(prefix)
+            }
+            (None, _) => self.path.clone(),
         }
     }
 
@@ -82,7 +86,9 @@ impl FileOptions {
         options.endpoint.clone_from(&self.endpoint);
         options.region.clone_from(&self.region);
         options.access_key_id.clone_from(&self.access_key_id);
-        options.secret_access_key.clone_from(&self.secret_access_key);
+        options
+            .secret_access_key
+            .clone_from(&self.secret_access_key);
         options.allow_http = self.allow_http;
         options
     }
@@ -136,15 +142,10 @@ impl SinkType for FileType {
     }
 
     fn resolve_paths(options: &mut FileOptions, dir: &std::path::Path) {
-        match options.store_url().and_then(split_s3_url) {
-            Some((bucket, prefix)) => {
-                let staging = options.staging.take().unwrap_or_else(|| {
-                    PathBuf::from("tidings-staging").join(bucket).join(prefix)
-                });
-                options.staging = Some(dir.join(staging));
-            }
-            None if options.path.is_relative() => options.path = dir.join(&options.path),
-            None => {}
+        if options.store_url().is_some() {
+            options.staging = Some(dir.join(options.local_dir()));
+        } else if options.path.is_relative() {
+            options.path = dir.join(&options.path);
         }
     }
 
@@ -154,7 +155,7 @@ impl SinkType for FileType {
         } else {
             "path"
         };
-        match crate::probe_directory(options.local_dir()) {
+        match crate::probe_directory(&options.local_dir()) {
             Ok(()) => Vec::new(),
             Err(message) => vec![(key.to_owned(), message)],
         }
