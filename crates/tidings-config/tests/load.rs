@@ -1037,3 +1037,45 @@ fn a_name_filter_keeps_exact_names_only_and_refuses_an_empty_one() {
     assert_eq!(found[0].0, "processors[0].names[1]");
     assert!(found[0].2.contains("never empty"), "{found:?}");
 }
+
+#[test]
+fn python_look_around_and_backreference_patterns_load_and_filter() {
+    let config = load(
+        r#"
+        [[processors]]
+        type = "regex_filter"
+        filter = "allowlist"
+        patterns = ['(?!debug\.)', '(\w+)\.\1$']
+        [backends.logs]
+        type = "memory"
+        id = "look-around"
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    let (root, _) = config.build().unwrap().into_parts();
+    for name in ["edx.x", "debug.x", "debug.debug", "navigation.request"] {
+        root.send(event(name)).unwrap();
+    }
+    root.flush(Duration::from_secs(5)).unwrap();
+    let kept: Vec<String> = recorder("look-around")
+        .events()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    assert_eq!(kept, ["edx.x", "debug.debug", "navigation.request"]);
+    root.shutdown(Duration::from_secs(5)).unwrap();
+
+    // Neither engine takes it: an error at the pattern, saying why.
+    let text = "[[processors]]\ntype = \"regex_filter\"\nfilter = \"blocklist\"\npatterns = ['ok', '(?<=a)(b']\n";
+    let found = load(text, &registry()).unwrap_err();
+    let lines: Vec<String> = found.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "line 4, column 19: `processors[0].patterns[1]`: invalid regex \"(?<=a)(b\" (pattern 1): "
+        ) && lines[0].contains("parenthesis"),
+        "{}",
+        lines[0]
+    );
+}

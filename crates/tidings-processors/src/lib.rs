@@ -34,6 +34,6 @@ mod regex_filter;
 
 pub use allowlist::{AllowlistError, PropertyAllowlist};
 pub use name_filter::NameFilter;
-pub use regex_filter::{FilterMode, PatternError, RegexFilter};
+pub use regex_filter::{EngineError, FilterMode, PatternError, RegexFilter};
 /// The processor contract, defined in `tidings-core` and re-exported here.
 pub use tidings_core::{FnProcessor, Interest, Processor, ProcessorError, Verdict, processor_fn};
