@@ -20,10 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::harness::{Connection, LoadReport, event_id, psql};
 
-/// Events per request, as the other phases' loads.
-const EVENTS_PER_REQUEST: u64 = 10;
 /// Connections per collector.
 const CONNECTIONS: u64 = 2;
+/// The pause after a 503 or a failed request, as a client honouring
+/// `Retry-After` would take (without it, a full collector's quick 503s
+/// keep the load's threads, and the machine, busy).
+const BACKOFF: Duration = Duration::from_millis(10);
 /// Bytes of padding in each event's data, as the other phases' loads.
 const PADDING: usize = 64;
 
@@ -38,10 +40,11 @@ pub(super) fn add_column(table: &str) -> Result<(), String> {
 /// What one worker saw: its report and the 202 time of each event.
 type Worker = (LoadReport, Vec<(u64, i64)>);
 
-/// A paced load on one collector that times each 202.
+/// A load on one collector that times each 202.
 pub(super) struct TimedLoad {
     run: u32,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
     workers: Vec<JoinHandle<Worker>>,
 }
 
@@ -54,15 +57,27 @@ pub(super) struct Timed {
 }
 
 impl TimedLoad {
-    /// Sends `rate` events/s to `addr` (events of run `run` named `name`).
-    pub(super) fn start(addr: SocketAddr, run: u32, name: &str, rate: f64) -> Self {
+    /// Sends `rate` events/s to `addr` (`None`: as fast as it takes them,
+    /// backing off after a 503), events of run `run` named `name`,
+    /// `per_request` events a request.
+    pub(super) fn start(
+        addr: SocketAddr,
+        run: u32,
+        name: &str,
+        rate: Option<f64>,
+        per_request: u64,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
         let next_seq = Arc::new(AtomicU64::new(0));
-        let requests_per_second = rate / EVENTS_PER_REQUEST as f64 / CONNECTIONS as f64;
-        let every = Duration::from_secs_f64(1.0 / requests_per_second.max(0.001));
+        let every = rate.map_or(Duration::ZERO, |rate| {
+            let requests_per_second = rate / per_request as f64 / CONNECTIONS as f64;
+            Duration::from_secs_f64(1.0 / requests_per_second.max(0.001))
+        });
         let workers = (0..CONNECTIONS)
             .map(|index| {
                 let (stop, next_seq, name) = (stop.clone(), next_seq.clone(), name.to_owned());
+                let counted = accepted.clone();
                 std::thread::spawn(move || {
                     let mut next = Instant::now() + every * index as u32 / CONNECTIONS as u32;
                     let mut worker: Worker = Default::default();
@@ -74,8 +89,8 @@ impl TimedLoad {
                             std::thread::sleep(next - now);
                         }
                         next += every;
-                        let first = next_seq.fetch_add(EVENTS_PER_REQUEST, Ordering::SeqCst);
-                        let seqs = first..first + EVENTS_PER_REQUEST;
+                        let first = next_seq.fetch_add(per_request, Ordering::SeqCst);
+                        let seqs = first..first + per_request;
                         let body: Vec<String> = seqs
                             .clone()
                             .map(|seq| {
@@ -90,7 +105,7 @@ impl TimedLoad {
                             "POST /events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
-                        worker.0.sent += EVENTS_PER_REQUEST;
+                        worker.0.sent += per_request;
                         let answer = match connection.as_mut() {
                             Some(c) => c.request(request.as_bytes()),
                             None => Connection::open(addr)
@@ -99,15 +114,23 @@ impl TimedLoad {
                         match answer {
                             Ok((202, _)) => {
                                 let at = micros(SystemTime::now());
+                                counted.fetch_add(per_request, Ordering::SeqCst);
                                 worker.0.requests += 1;
                                 worker.0.accepted.extend(seqs.clone());
                                 worker.1.extend(seqs.map(|seq| (seq, at)));
                             }
-                            Ok((503, _)) => worker.0.busy += 1,
-                            Ok(_) => worker.0.failed += 1,
+                            Ok((503, _)) => {
+                                worker.0.busy += 1;
+                                std::thread::sleep(BACKOFF);
+                            }
+                            Ok(_) => {
+                                worker.0.failed += 1;
+                                std::thread::sleep(BACKOFF);
+                            }
                             Err(_) => {
                                 worker.0.failed += 1;
                                 connection = None;
+                                std::thread::sleep(BACKOFF);
                             }
                         }
                     }
@@ -115,7 +138,17 @@ impl TimedLoad {
                 })
             })
             .collect();
-        Self { run, stop, workers }
+        Self {
+            run,
+            stop,
+            accepted,
+            workers,
+        }
+    }
+
+    /// Events answered 202 so far.
+    pub(super) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub(super) fn stop(self) -> Timed {

@@ -231,10 +231,13 @@ impl Cluster {
             "settled {:.1} s after the load stopped",
             drained_after.as_secs_f64()
         ));
-        let failed: u64 = reports.iter().map(|r| r.failed + r.busy).sum();
-        if failed > 0 {
-            notes.push(format!("{failed} requests refused or cut (not promises)"));
+        if self.broker.nodes().is_some() {
+            let leader = self.broker.leader();
+            let nodes = self.broker.nodes().ok_or("no NATS nodes")?;
+            let name = leader.map_or("unknown", |n| nodes.name(n));
+            notes.push(format!("the stream's leader then: {name}"));
         }
+        notes.extend(refused(&reports));
         Ok(Phase {
             name: "run: 2 durable collectors → broker → 2 relays → PostgreSQL".to_owned(),
             runs,
@@ -262,25 +265,13 @@ impl Cluster {
         let killed = started.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_secs(3));
         nodes.restart(index)?;
-        // The stream may still be electing its leader: asked for 5 s.
-        let asked = Instant::now();
-        let new_leader = loop {
-            match self.broker.leader() {
-                None if asked.elapsed() < Duration::from_secs(5) => {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                leader => break leader,
-            }
-        };
-        let nodes = self.broker.nodes().ok_or("no NATS nodes")?;
         Ok(format!(
-            "NATS node {name} ({}) killed -9 at {killed:.1} s, restarted 3 s later on its store (leader then: {})",
+            "NATS node {name} ({}) killed -9 at {killed:.1} s, restarted 3 s later on its store",
             if leader.is_some() {
                 "the stream's leader"
             } else {
                 "leader unknown"
             },
-            new_leader.map_or("unknown", |n| nodes.name(n))
         ))
     }
 
@@ -296,23 +287,26 @@ impl Cluster {
             println!(
                 "== backlog: relays stopped, {events} events as fast as the collectors take them, then relay-1 alone"
             );
-            let spec = LoadSpec {
-                requests_per_second: None,
-                ..paced(EVENT, 1.0, 4)
-            };
-            let loads = self.start_loads(runs, &spec);
-            while loads.iter().map(|l| l.progress().1).sum::<u64>() < events {
+            // Requests of 100 events, 10 ms apart after a 503.
+            let loads: Vec<TimedLoad> = (0..2)
+                .map(|n| TimedLoad::start(self.collectors[n].addr, runs[n], EVENT, None, 100))
+                .collect();
+            while loads.iter().map(TimedLoad::accepted).sum::<u64>() < events {
                 if started.elapsed() > Duration::from_secs(1800) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let reports: Vec<LoadReport> = loads.into_iter().map(Load::stop).collect();
+            let reports: Vec<LoadReport> =
+                loads.into_iter().map(|load| load.stop().report).collect();
             let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
             let rate = accepted as f64 / started.elapsed().as_secs_f64();
             self.ingest_rate = Some(rate);
-            let note = format!("the collectors took {rate:.0} events/s (as fast as they go)");
-            (reports, vec![note])
+            let mut notes = vec![format!(
+                "the collectors took {rate:.0} events/s (as fast as they go)"
+            )];
+            notes.extend(refused(&reports));
+            (reports, notes)
         } else {
             let seconds = self.args.backlog_seconds;
             println!("== backlog: relays stopped, {seconds} s of load, then relay-1 alone");
@@ -400,7 +394,15 @@ impl Cluster {
         println!("== latency: {seconds} s at {rate} events/s ({basis}), both relays");
         let duplicates_before = self.table.duplicates()?;
         let loads: Vec<TimedLoad> = (0..2)
-            .map(|n| TimedLoad::start(self.collectors[n].addr, runs[n], EVENT, rate / 2.0))
+            .map(|n| {
+                TimedLoad::start(
+                    self.collectors[n].addr,
+                    runs[n],
+                    EVENT,
+                    Some(rate / 2.0),
+                    10,
+                )
+            })
             .collect();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         let timed: Vec<_> = loads.into_iter().map(TimedLoad::stop).collect();
@@ -413,14 +415,12 @@ impl Cluster {
                 latency.events, latency.max
             ));
         }
-        let failed: u64 = timed.iter().map(|t| t.report.failed + t.report.busy).sum();
-        if failed > 0 {
-            notes.push(format!("{failed} requests refused or cut (not promises)"));
-        }
+        let reports: Vec<LoadReport> = timed.into_iter().map(|t| t.report).collect();
+        notes.extend(refused(&reports));
         Ok(Phase {
             name: "latency: both relays, paced".to_owned(),
             runs,
-            reports: timed.into_iter().map(|t| t.report).collect(),
+            reports,
             duplicates: self.table.duplicates()? - duplicates_before,
             redelivered: self.redelivered()?,
             throughput: "–".to_owned(),
@@ -488,6 +488,14 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A note of the requests refused (503) or cut, if any.
+fn refused(reports: &[LoadReport]) -> Option<String> {
+    let busy: u64 = reports.iter().map(|r| r.busy).sum();
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
+    (busy + failed > 0)
+        .then(|| format!("{busy} requests answered 503 and {failed} cut or refused (not promises)"))
 }
 
 fn sleep_until(at: Instant) {
