@@ -42,7 +42,8 @@ pub(crate) struct ClusterArgs {
     pub(crate) backlog_events: u64,
     /// Length of the latency phase (0: none).
     pub(crate) latency_seconds: f64,
-    /// Its rate; `None`: half of what the setup sustained (see `latency.rs`).
+    /// Its rate; `None`: half of what the capacity phase stored (see
+    /// `latency.rs`).
     pub(crate) latency_rate: Option<f64>,
     pub(crate) kill_relay: bool,
     pub(crate) kill_collector: bool,

@@ -12,22 +12,11 @@
 //! the insert. Every event answered 202 counts.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::harness::{Connection, LoadReport, event_id, psql};
-
-/// Connections per collector.
-const CONNECTIONS: u64 = 2;
-/// The pause after a 503 or a failed request, as a client honouring
-/// `Retry-After` would take (without it, a full collector's quick 503s
-/// keep the load's threads, and the machine, busy).
-const BACKOFF: Duration = Duration::from_millis(10);
-/// Bytes of padding in each event's data, as the other phases' loads.
-const PADDING: usize = 64;
+use super::load::{Timed, TimedLoad};
+use super::{Cluster, EVENT, Phase, SETTLE_LIMIT, refused};
+use crate::harness::{LoadReport, event_id, psql};
 
 /// The column the table gets: when each row was inserted.
 pub(super) fn add_column(table: &str) -> Result<(), String> {
@@ -35,145 +24,6 @@ pub(super) fn add_column(table: &str) -> Result<(), String> {
         "ALTER TABLE {table} ADD COLUMN stored_at timestamptz NOT NULL DEFAULT clock_timestamp()"
     ))
     .map(drop)
-}
-
-/// What one worker saw: its report and the 202 time of each event.
-type Worker = (LoadReport, Vec<(u64, i64)>);
-
-/// A load on one collector that times each 202.
-pub(super) struct TimedLoad {
-    run: u32,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicU64>,
-    workers: Vec<JoinHandle<Worker>>,
-}
-
-/// A finished [`TimedLoad`]: the report, and the 202 time (µs since the
-/// epoch) of every event accepted, by sequence number.
-pub(super) struct Timed {
-    pub(super) run: u32,
-    pub(super) report: LoadReport,
-    accepted_at: Vec<(u64, i64)>,
-}
-
-impl TimedLoad {
-    /// Sends `rate` events/s to `addr` (`None`: as fast as it takes them,
-    /// backing off after a 503), events of run `run` named `name`,
-    /// `per_request` events a request.
-    pub(super) fn start(
-        addr: SocketAddr,
-        run: u32,
-        name: &str,
-        rate: Option<f64>,
-        per_request: u64,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicU64::new(0));
-        let next_seq = Arc::new(AtomicU64::new(0));
-        let every = rate.map_or(Duration::ZERO, |rate| {
-            let requests_per_second = rate / per_request as f64 / CONNECTIONS as f64;
-            Duration::from_secs_f64(1.0 / requests_per_second.max(0.001))
-        });
-        let workers = (0..CONNECTIONS)
-            .map(|index| {
-                let (stop, next_seq, name) = (stop.clone(), next_seq.clone(), name.to_owned());
-                let counted = accepted.clone();
-                std::thread::spawn(move || {
-                    let mut next = Instant::now() + every * index as u32 / CONNECTIONS as u32;
-                    let mut worker: Worker = Default::default();
-                    let mut connection: Option<Connection> = None;
-                    let padding = "x".repeat(PADDING);
-                    while !stop.load(Ordering::SeqCst) {
-                        let now = Instant::now();
-                        if next > now {
-                            std::thread::sleep(next - now);
-                        }
-                        next += every;
-                        let first = next_seq.fetch_add(per_request, Ordering::SeqCst);
-                        let seqs = first..first + per_request;
-                        let body: Vec<String> = seqs
-                            .clone()
-                            .map(|seq| {
-                                format!(
-                                    r#"{{"id":"{}","name":"{name}","data":{{"seq":{seq},"pad":"{padding}"}}}}"#,
-                                    event_id(run, seq)
-                                )
-                            })
-                            .collect();
-                        let body = format!("[{}]", body.join(","));
-                        let request = format!(
-                            "POST /events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        worker.0.sent += per_request;
-                        let answer = match connection.as_mut() {
-                            Some(c) => c.request(request.as_bytes()),
-                            None => Connection::open(addr)
-                                .and_then(|c| connection.insert(c).request(request.as_bytes())),
-                        };
-                        match answer {
-                            Ok((202, _)) => {
-                                let at = micros(SystemTime::now());
-                                counted.fetch_add(per_request, Ordering::SeqCst);
-                                worker.0.requests += 1;
-                                worker.0.accepted.extend(seqs.clone());
-                                worker.1.extend(seqs.map(|seq| (seq, at)));
-                            }
-                            Ok((503, _)) => {
-                                worker.0.busy += 1;
-                                std::thread::sleep(BACKOFF);
-                            }
-                            Ok(_) => {
-                                worker.0.failed += 1;
-                                std::thread::sleep(BACKOFF);
-                            }
-                            Err(_) => {
-                                worker.0.failed += 1;
-                                connection = None;
-                                std::thread::sleep(BACKOFF);
-                            }
-                        }
-                    }
-                    worker
-                })
-            })
-            .collect();
-        Self {
-            run,
-            stop,
-            accepted,
-            workers,
-        }
-    }
-
-    /// Events answered 202 so far.
-    pub(super) fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    pub(super) fn stop(self) -> Timed {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut timed = Timed {
-            run: self.run,
-            report: LoadReport::default(),
-            accepted_at: Vec::new(),
-        };
-        for worker in self.workers {
-            let (report, at) = worker.join().unwrap_or_default();
-            timed.report.sent += report.sent;
-            timed.report.accepted.extend(report.accepted);
-            timed.report.busy += report.busy;
-            timed.report.failed += report.failed;
-            timed.report.requests += report.requests;
-            timed.accepted_at.extend(at);
-        }
-        timed
-    }
-}
-
-fn micros(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The latencies of the events accepted, in ms: p50, p99, max, and the
@@ -236,6 +86,105 @@ fn stored_at(table: &str, run: u32) -> Result<HashMap<String, i64>, String> {
             Some((id.to_owned(), at.parse().ok()?))
         })
         .collect())
+}
+
+impl Cluster {
+    /// Both relays running (started if stopped).
+    fn relays_running(&mut self) -> Result<(), String> {
+        for relay in &mut self.relays {
+            if relay.process.is_none() {
+                relay.start(&self.binary)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the whole setup sustains: both relays running, both collectors
+    /// loaded for `--latency-seconds` as fast as they take it (100 events
+    /// a request, 10 ms apart after a 503); the rows PostgreSQL gained per
+    /// second meanwhile (or the 202s per second, if fewer).
+    pub(super) fn capacity_phase(&mut self, runs: [u32; 2]) -> Result<(Phase, f64), String> {
+        self.relays_running()?;
+        let seconds = self.args.latency_seconds;
+        println!("== capacity: {seconds} s as fast as the collectors take it, both relays");
+        let duplicates_before = self.table.duplicates()?;
+        let rows_before = self.table.count()?;
+        let started = Instant::now();
+        let loads: Vec<TimedLoad> = (0..2)
+            .map(|n| TimedLoad::start(self.collectors[n].addr, runs[n], EVENT, None, 100))
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        let reports: Vec<LoadReport> = loads.into_iter().map(|l| l.stop().report).collect();
+        let elapsed = started.elapsed().as_secs_f64();
+        let stored = (self.table.count()? - rows_before) as f64 / elapsed;
+        let accepted = reports.iter().map(|r| r.accepted.len()).sum::<usize>() as f64 / elapsed;
+        let (settled, _) = self.settle(Duration::from_millis(100), SETTLE_LIMIT)?;
+        let mut notes = vec![format!(
+            "{accepted:.0} events/s answered 202, {stored:.0} rows/s stored while loaded; settled {:.1} s after",
+            settled.as_secs_f64()
+        )];
+        notes.extend(refused(&reports));
+        let phase = Phase {
+            name: "capacity: both relays, as fast as the collectors take it".to_owned(),
+            runs,
+            reports,
+            duplicates: self.table.duplicates()? - duplicates_before,
+            redelivered: self.redelivered()?,
+            throughput: format!("{stored:.0} (both relays, while loaded)"),
+            rss: None,
+            latency: None,
+            notes,
+        };
+        Ok((phase, stored.min(accepted)))
+    }
+
+    /// Both relays running, a paced load at `rate.0` events/s (chosen as
+    /// `rate.1` says) timing each 202 to its row.
+    pub(super) fn latency_phase(
+        &mut self,
+        runs: [u32; 2],
+        (rate, basis): (f64, String),
+    ) -> Result<Phase, String> {
+        self.relays_running()?;
+        let seconds = self.args.latency_seconds;
+        println!("== latency: {seconds} s at {rate} events/s ({basis}), both relays");
+        let duplicates_before = self.table.duplicates()?;
+        let loads: Vec<TimedLoad> = (0..2)
+            .map(|n| {
+                TimedLoad::start(
+                    self.collectors[n].addr,
+                    runs[n],
+                    EVENT,
+                    Some(rate / 2.0),
+                    10,
+                )
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        let timed: Vec<Timed> = loads.into_iter().map(TimedLoad::stop).collect();
+        self.settle(Duration::from_millis(100), SETTLE_LIMIT)?;
+        let latency = Latency::measure(&self.table.name, &timed)?;
+        let mut notes = vec![format!("{rate} events/s: {basis}")];
+        if let Some(latency) = &latency {
+            notes.push(format!(
+                "202 → row insertion over {} events, max {:.0} ms",
+                latency.events, latency.max
+            ));
+        }
+        let reports: Vec<LoadReport> = timed.into_iter().map(|t| t.report).collect();
+        notes.extend(refused(&reports));
+        Ok(Phase {
+            name: "latency: both relays, paced".to_owned(),
+            runs,
+            reports,
+            duplicates: self.table.duplicates()? - duplicates_before,
+            redelivered: self.redelivered()?,
+            throughput: "–".to_owned(),
+            rss: None,
+            latency: latency.map(|l| l.describe()),
+            notes,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -34,10 +34,14 @@
 //!    `--backlog-events` were answered 202), then relay-1 alone started on
 //!    the backlog and timed until the rows stop growing, its `VmRSS`
 //!    sampled every 100 ms: one relay's throughput and peak memory.
-//! 3. **latency** (unless `--latency-seconds 0`): both relays running, the
-//!    collectors loaded at `--latency-rate` (default: half of what the
-//!    setup sustained, see `latency_rate`); p50 and p99 of 202 → row
-//!    (`latency.rs` says how).
+//! 3. **capacity** (with `--latency-seconds` but no `--latency-rate`):
+//!    both relays running, the collectors loaded for `--latency-seconds`
+//!    as fast as they take it: the rows PostgreSQL gains per second, what
+//!    the whole setup sustains.
+//! 4. **latency** (unless `--latency-seconds 0`): both relays, the
+//!    collectors loaded at `--latency-rate` (default: half of the
+//!    capacity phase's rows/s) for `--latency-seconds`; p50 and p99 of
+//!    202 → row (`latency.rs` says how).
 //!
 //! Every 202 is then looked for in PostgreSQL; any one missing fails the
 //! command (`report.rs` does the accounting). The broker's stream or queue
@@ -52,13 +56,14 @@ use crate::harness::{
 };
 pub(crate) use args::{BrokerMode, ClusterArgs, parse};
 use broker::Broker;
-use latency::{Latency, TimedLoad};
+use load::TimedLoad;
 use node::{Node, RssSampler, mib};
 use report::{Phase, report};
 
 mod args;
 mod broker;
 mod latency;
+mod load;
 mod nats_cluster;
 mod node;
 mod report;
@@ -80,10 +85,6 @@ struct Cluster {
     collectors: [Node; 2],
     relays: [Node; 2],
     args: ClusterArgs,
-    /// The backlog phase's figures, for the latency phase's default rate:
-    /// the collectors' rate when loaded as fast as they go, one relay's.
-    ingest_rate: Option<f64>,
-    drain_rate: Option<f64>,
 }
 
 /// Runs the topology and prints the table.
@@ -121,8 +122,6 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
         broker,
         table,
         args: args.clone(),
-        ingest_rate: None,
-        drain_rate: None,
     };
     let result = cluster.phases(run);
     // Whatever happened: every process stopped, the stream and table gone.
@@ -165,7 +164,17 @@ impl Cluster {
             phases.push(self.backlog_phase(runs(1))?);
         }
         if self.args.latency_seconds > 0.0 {
-            phases.push(self.latency_phase(runs(2))?);
+            let rate = match self.args.latency_rate {
+                Some(rate) => (rate, "--latency-rate".to_owned()),
+                None => {
+                    let (phase, sustained) = self.capacity_phase(runs(2))?;
+                    phases.push(phase);
+                    let basis =
+                        format!("half of the {sustained:.0} rows/s the capacity phase stored");
+                    ((sustained / 2.0).round(), basis)
+                }
+            };
+            phases.push(self.latency_phase(runs(3), rate)?);
         }
         Ok(phases)
     }
@@ -301,7 +310,6 @@ impl Cluster {
                 loads.into_iter().map(|load| load.stop().report).collect();
             let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
             let rate = accepted as f64 / started.elapsed().as_secs_f64();
-            self.ingest_rate = Some(rate);
             let mut notes = vec![format!(
                 "the collectors took {rate:.0} events/s (as fast as they go)"
             )];
@@ -338,7 +346,6 @@ impl Cluster {
         let rows = self.table.count()? - rows_before;
         let took = last_growth.duration_since(started).as_secs_f64();
         let rate = rows as f64 / took.max(0.001);
-        self.drain_rate = Some(rate);
         notes.push(format!(
             "relay-1 VmRSS {} at its start, peak {} at {:.1} s ({} samples), VmHWM {}",
             mib(rss.first_kib),
@@ -358,74 +365,6 @@ impl Cluster {
             ),
             rss: Some(mib(rss.peak_kib)),
             latency: None,
-            notes,
-        })
-    }
-
-    /// The latency phase's rate: `--latency-rate`, else half of what the
-    /// setup sustained: the lesser of the collectors' rate when loaded as
-    /// fast as they go and one relay's drain (when the backlog phase
-    /// measured them), else of `--rate`; and how it was chosen.
-    fn latency_rate(&self) -> (f64, String) {
-        if let Some(rate) = self.args.latency_rate {
-            return (rate, "--latency-rate".to_owned());
-        }
-        let ingest = self.ingest_rate.unwrap_or(self.args.rate);
-        let drain = self.drain_rate.unwrap_or(f64::INFINITY);
-        let (sustained, what) = if drain < ingest {
-            (drain, "one relay's backlog drain")
-        } else if self.ingest_rate.is_some() {
-            (ingest, "the collectors' fastest intake")
-        } else {
-            (ingest, "--rate")
-        };
-        ((sustained / 2.0).round(), format!("half of {what}"))
-    }
-
-    /// Phase 3: both relays running, a paced load timing each 202 to its row.
-    fn latency_phase(&mut self, runs: [u32; 2]) -> Result<Phase, String> {
-        for relay in &mut self.relays {
-            if relay.process.is_none() {
-                relay.start(&self.binary)?;
-            }
-        }
-        let (rate, basis) = self.latency_rate();
-        let seconds = self.args.latency_seconds;
-        println!("== latency: {seconds} s at {rate} events/s ({basis}), both relays");
-        let duplicates_before = self.table.duplicates()?;
-        let loads: Vec<TimedLoad> = (0..2)
-            .map(|n| {
-                TimedLoad::start(
-                    self.collectors[n].addr,
-                    runs[n],
-                    EVENT,
-                    Some(rate / 2.0),
-                    10,
-                )
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        let timed: Vec<_> = loads.into_iter().map(TimedLoad::stop).collect();
-        self.settle(Duration::from_millis(100), SETTLE_LIMIT)?;
-        let latency = Latency::measure(&self.table.name, &timed)?;
-        let mut notes = vec![format!("{rate} events/s: {basis}")];
-        if let Some(latency) = &latency {
-            notes.push(format!(
-                "202 → row insertion over {} events, max {:.0} ms",
-                latency.events, latency.max
-            ));
-        }
-        let reports: Vec<LoadReport> = timed.into_iter().map(|t| t.report).collect();
-        notes.extend(refused(&reports));
-        Ok(Phase {
-            name: "latency: both relays, paced".to_owned(),
-            runs,
-            reports,
-            duplicates: self.table.duplicates()? - duplicates_before,
-            redelivered: self.redelivered()?,
-            throughput: "–".to_owned(),
-            rss: None,
-            latency: latency.map(|l| l.describe()),
             notes,
         })
     }
@@ -491,7 +430,7 @@ impl Cluster {
 }
 
 /// A note of the requests refused (503) or cut, if any.
-fn refused(reports: &[LoadReport]) -> Option<String> {
+pub(super) fn refused(reports: &[LoadReport]) -> Option<String> {
     let busy: u64 = reports.iter().map(|r| r.busy).sum();
     let failed: u64 = reports.iter().map(|r| r.failed).sum();
     (busy + failed > 0)
