@@ -40,7 +40,15 @@ fn checked_id(header: Option<&str>, body: &[u8], what: &str) -> Result<String, S
     }
 }
 
-/// A JetStream stream in memory on the subjects `PREFIX.>`.
+/// Where a stream lives: its servers (URLs), how many replicas it has and
+/// in which storage.
+pub(crate) struct Placement {
+    pub(crate) servers: Vec<String>,
+    pub(crate) replicas: usize,
+    pub(crate) storage: stream::StorageType,
+}
+
+/// A JetStream stream on the subjects `PREFIX.>`.
 pub(crate) struct JetStream {
     runtime: Runtime,
     context: jetstream::Context,
@@ -58,11 +66,29 @@ impl JetStream {
         max_message_size: i32,
         duplicate_window: Duration,
     ) -> Result<Self, String> {
+        let placement = Placement {
+            servers: vec![format!("nats://{NATS_ADDR}")],
+            replicas: 1,
+            storage: stream::StorageType::Memory,
+        };
+        Self::create_on(&placement, name, prefix, max_message_size, duplicate_window)
+    }
+
+    /// [`JetStream::create`] on the servers, replicas and storage of
+    /// `placement` (the client reconnects to any of the servers).
+    pub(crate) fn create_on(
+        placement: &Placement,
+        name: &str,
+        prefix: &str,
+        max_message_size: i32,
+        duplicate_window: Duration,
+    ) -> Result<Self, String> {
         let runtime = runtime()?;
+        let servers = placement.servers.join(",");
         let context = runtime.block_on(async {
-            let client = async_nats::connect(format!("nats://{NATS_ADDR}"))
+            let client = async_nats::connect(placement.servers.clone())
                 .await
-                .map_err(|e| format!("cannot connect to NATS at {NATS_ADDR}: {e}"))?;
+                .map_err(|e| format!("cannot connect to NATS at {servers}: {e}"))?;
             let context = jetstream::new(client);
             let _ = context.delete_stream(name).await;
             context
@@ -71,13 +97,14 @@ impl JetStream {
                     subjects: vec![format!("{prefix}.>")],
                     max_message_size,
                     duplicate_window,
-                    storage: stream::StorageType::Memory,
+                    storage: placement.storage,
+                    num_replicas: placement.replicas,
                     ..stream::Config::default()
                 })
                 .await
                 .map_err(|e| {
                     format!(
-                        "cannot create the JetStream stream {name} at {NATS_ADDR} (is nats-server running with -js?): {e}"
+                        "cannot create the JetStream stream {name} at {servers} (is nats-server running with -js?): {e}"
                     )
                 })?;
             Ok::<_, String>(context)
@@ -86,6 +113,21 @@ impl JetStream {
             runtime,
             context,
             name: name.to_owned(),
+        })
+    }
+
+    /// The server name of the stream's leader, if it has one now (a stream
+    /// of one replica on a server outside a cluster has none).
+    pub(crate) fn leader(&self) -> Result<Option<String>, String> {
+        let failed = |e: &dyn std::fmt::Display| format!("stream {}: {e}", self.name);
+        self.runtime.block_on(async {
+            let mut stream = self
+                .context
+                .get_stream(&self.name)
+                .await
+                .map_err(|e| failed(&e))?;
+            let info = stream.info().await.map_err(|e| failed(&e))?;
+            Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
         })
     }
 
@@ -183,6 +225,11 @@ impl AmqpQueue {
     /// Declares the exchange and the queue (after deleting leftovers) and
     /// binds them.
     pub(crate) fn declare(name: &str) -> Result<Self, String> {
+        Self::declare_with(name, false)
+    }
+
+    /// [`AmqpQueue::declare`], the exchange and the queue durable or not.
+    pub(crate) fn declare_with(name: &str, durable: bool) -> Result<Self, String> {
         let queue = Self {
             runtime: runtime()?,
             name: name.to_owned(),
@@ -193,14 +240,20 @@ impl AmqpQueue {
                 .exchange_declare(
                     name.into(),
                     ExchangeKind::Topic,
-                    ExchangeDeclareOptions::default(),
+                    ExchangeDeclareOptions {
+                        durable,
+                        ..ExchangeDeclareOptions::default()
+                    },
                     FieldTable::default(),
                 )
                 .await?;
             channel
                 .queue_declare(
                     name.into(),
-                    QueueDeclareOptions::default(),
+                    QueueDeclareOptions {
+                        durable,
+                        ..QueueDeclareOptions::default()
+                    },
                     FieldTable::default(),
                 )
                 .await?;
@@ -215,6 +268,27 @@ impl AmqpQueue {
                 .await
         })?;
         Ok(queue)
+    }
+
+    /// Messages ready in the queue (not delivered to a consumer, or given
+    /// back) and the consumers reading it.
+    pub(crate) fn ready(&self) -> Result<(u64, u64), String> {
+        let state = self.on_channel("inspect", async |channel| {
+            channel
+                .queue_declare(
+                    self.name.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+        })?;
+        Ok((
+            u64::from(state.message_count()),
+            u64::from(state.consumer_count()),
+        ))
     }
 
     /// The event id of every message in the queue, in order, taking them.

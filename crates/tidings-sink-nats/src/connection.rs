@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectOptions, ServerAddr};
 
 use crate::builder::TARGET;
 use crate::error::NatsError;
@@ -37,8 +37,15 @@ pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(steps.saturating_mul(100).min(500))
 }
 
-/// Connects to `url` (shown as `redacted`) as `name`, reconnecting by
-/// itself forever after an outage, which it logs.
+/// The servers of `url`: one URL or several separated by commas (the
+/// client parses a single string as one server).
+pub(crate) fn server_addrs(url: &str) -> std::io::Result<Vec<ServerAddr>> {
+    url.split(',').map(|one| one.trim().parse()).collect()
+}
+
+/// Connects to `url` (one server or several separated by commas, shown as
+/// `redacted`) as `name`, reconnecting by itself forever after an outage,
+/// which it logs.
 pub(crate) async fn connect(
     url: &str,
     redacted: &Arc<str>,
@@ -66,12 +73,14 @@ pub(crate) async fn connect(
                 }
             }
         });
-    async_nats::connect_with_options(url, options)
+    let failed = |reason: String| NatsError::Connect {
+        url: redacted.to_string(),
+        reason,
+    };
+    let servers = server_addrs(url).map_err(|e| failed(e.to_string()))?;
+    async_nats::connect_with_options(servers, options)
         .await
-        .map_err(|e| NatsError::Connect {
-            url: redacted.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| failed(e.to_string()))
 }
 
 impl Setup {
@@ -138,5 +147,15 @@ mod tests {
         assert_eq!(reconnect_delay(1), Duration::ZERO);
         assert_eq!(reconnect_delay(2), Duration::from_millis(100));
         assert_eq!(reconnect_delay(100), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_url_may_name_several_servers() {
+        let servers =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,127.0.0.1:4224").unwrap();
+        let ports: Vec<u16> = servers.iter().map(ServerAddr::port).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert!(server_addrs("nats://127.0.0.1:4222,nats://:x").is_err());
     }
 }

@@ -3,50 +3,73 @@
 //!
 //! ```text
 //! load ─► collector-1 (durable) ─┐                        ┌─► relay-1 ─┐
-//!                                ├─► JetStream stream ────┤            ├─► PostgreSQL
-//! load ─► collector-2 (durable) ─┘   (consumer `relay`)   └─► relay-2 ─┘
+//!                                ├─► broker ──────────────┤            ├─► PostgreSQL
+//! load ─► collector-2 (durable) ─┘                        └─► relay-2 ─┘
 //! ```
 //!
-//! A stream (`cl<run>.>`, duplicate window 2 minutes) and a table (with
-//! chaos's trigger counting the rows `ON CONFLICT` removed) unique to the
-//! run; two collectors in durable mode, each with its own write-ahead log
-//! and a `nats` sink; two relays (`[sources.in] type = "nats"`, one shared
-//! consumer, `ack_wait_ms = 5000`) with a `postgres` sink.
+//! The broker (`broker.rs`) is, by `--broker` and `--nats`: the local
+//! NATS server (a stream `cl<run>.>` in memory, duplicate window 2
+//! minutes, one durable consumer the relays share, `ack_wait_ms = 5000`);
+//! three `nats-server` processes the command starts (`nats_cluster.rs`; the
+//! same stream with 3 replicas on file); or the local RabbitMQ (a durable
+//! topic exchange and queue, the relays its competing consumers). A table
+//! unique to the run (chaos's trigger counts the rows `ON CONFLICT`
+//! removed, a `stored_at` column the time of each row's insertion); two
+//! collectors in durable mode, each with its own write-ahead log and a
+//! `nats` or `amqp` sink; two relays (`[sources.in]`) with a `postgres`
+//! sink.
 //!
 //! 1. **run**: both collectors loaded for `--seconds` at `--rate` events/s
 //!    (in all); meanwhile `kill -9` of relay-1 at a quarter of the run
-//!    (restarted 3 s later) and of collector-1 at half (restarted 1 s later
-//!    on the same log); `--no-kill-relay` and `--no-kill-collector` skip
+//!    (restarted 3 s later), of collector-1 at half (restarted 1 s later on
+//!    the same log) and, with `--nats cluster`, of the node leading the
+//!    stream at three quarters (restarted 3 s later on its store);
+//!    `--no-kill-relay`, `--no-kill-collector` and `--no-kill-broker` skip
 //!    them. Then the harness waits until the collectors hold nothing, the
-//!    consumer has nothing pending or unacknowledged, the relays nothing
+//!    broker has nothing pending or unacknowledged, the relays nothing
 //!    unsettled, and PostgreSQL stopped growing.
-//! 2. **backlog** (unless `--backlog-seconds 0`): both relays stopped
-//!    (SIGTERM), the collectors loaded again, then relay-1 alone started on
-//!    the backlog and timed until the rows stop growing: one relay's
-//!    throughput in rows/s.
+//! 2. **backlog** (unless `--backlog-seconds 0` without `--backlog-events`):
+//!    both relays stopped (SIGTERM), the collectors loaded again (for
+//!    `--backlog-seconds` at `--rate`, or as fast as they take it until
+//!    `--backlog-events` were answered 202), then relay-1 alone started on
+//!    the backlog and timed until the rows stop growing, its `VmRSS`
+//!    sampled every 100 ms: one relay's throughput and peak memory.
+//! 3. **capacity** (with `--latency-seconds` but no `--latency-rate`):
+//!    both relays running, the collectors loaded for `--latency-seconds`
+//!    as fast as they take it: the rows PostgreSQL gains per second, what
+//!    the whole setup sustains.
+//! 4. **latency** (unless `--latency-seconds 0`): both relays, the
+//!    collectors loaded at `--latency-rate` (default: half of the
+//!    capacity phase's rows/s) for `--latency-seconds`; p50 and p99 of
+//!    202 → row (`latency.rs` says how).
 //!
 //! Every 202 is then looked for in PostgreSQL; any one missing fails the
-//! command (`report.rs` does the accounting). The stream and the table
-//! are removed at the end.
+//! command (`report.rs` does the accounting). The broker's stream or queue
+//! and the table are removed at the end, the processes always stopped.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::brokers::JetStream;
 use crate::chaos::{backend, paced, pending, postgres_backend};
 use crate::harness::{
-    Collector, Load, LoadReport, Metrics, NATS_ADDR, PgTable, ack_keys, free_addr, release_binary,
-    require_nats, require_postgres, run_id,
+    Load, LoadReport, LoadSpec, PgTable, ack_keys, release_binary, require_postgres, run_id,
 };
+pub(crate) use args::{BrokerMode, ClusterArgs, parse};
+use broker::Broker;
+use load::TimedLoad;
+use node::{Node, RssSampler, mib};
 use report::{Phase, report};
 
+mod args;
+mod broker;
+mod latency;
+mod load;
+mod nats_cluster;
+mod node;
 mod report;
 
-/// The consumer the relays share.
+/// The consumer the relays share (NATS).
 const CONSUMER: &str = "relay";
-/// The relays' `ack_wait_ms`.
-const ACK_WAIT_MS: u64 = 5000;
 /// The event name of the load (subject `cl<run>.cluster.load`).
 const EVENT: &str = "cluster.load";
 /// How long the pipeline may take to settle once a load stopped.
@@ -54,120 +77,10 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(180);
 /// The relays' metric labels.
 const SOURCE: &str = "source=\"in\"";
 
-const USAGE: &str = "usage: cargo xtask cluster [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N] [--no-kill-relay] [--no-kill-collector]";
-
-/// The command line of `cargo xtask cluster`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ClusterArgs {
-    /// Events per second over both collectors.
-    pub(crate) rate: f64,
-    /// Length of the run under load.
-    pub(crate) seconds: f64,
-    /// Length of the load that builds the backlog (0: no backlog phase).
-    pub(crate) backlog_seconds: f64,
-    pub(crate) kill_relay: bool,
-    pub(crate) kill_collector: bool,
-}
-
-/// Parses the arguments after `cluster`.
-pub(crate) fn parse(args: &[String]) -> Result<ClusterArgs, String> {
-    let mut parsed = ClusterArgs {
-        rate: 6000.0,
-        seconds: 20.0,
-        backlog_seconds: 10.0,
-        kill_relay: true,
-        kill_collector: true,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = |positive: bool| -> Result<f64, String> {
-            args.next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 || (!positive && *v == 0.0))
-                .ok_or_else(|| format!("{arg} takes a number; {USAGE}"))
-        };
-        match arg.as_str() {
-            "--rate" => parsed.rate = value(true)?,
-            "--seconds" => parsed.seconds = value(true)?,
-            "--backlog-seconds" => parsed.backlog_seconds = value(false)?,
-            "--no-kill-relay" => parsed.kill_relay = false,
-            "--no-kill-collector" => parsed.kill_collector = false,
-            other => return Err(format!("unknown cluster argument {other:?}; {USAGE}")),
-        }
-    }
-    Ok(parsed)
-}
-
-/// One `tidings serve` process of the topology: its config, port and log
-/// stay across restarts.
-struct Node {
-    name: String,
-    config: PathBuf,
-    addr: SocketAddr,
-    log: PathBuf,
-    process: Option<Collector>,
-}
-
-impl Node {
-    /// Writes `[collector]` on a free port with `keys`, then `tables`.
-    fn new(work: &Path, name: &str, keys: &str, tables: &str) -> Result<Self, String> {
-        let addr = free_addr()?;
-        let config = work.join(format!("{name}.toml"));
-        let text = format!(
-            "[collector]\nlisten = \"{addr}\"\nqueue_capacity = 10000\nshutdown_timeout_ms = 30000\n{keys}\n{tables}"
-        );
-        std::fs::write(&config, text)
-            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        Ok(Self {
-            name: name.to_owned(),
-            log: work.join(format!("{name}.log")),
-            config,
-            addr,
-            process: None,
-        })
-    }
-
-    fn start(&mut self, binary: &Path) -> Result<(), String> {
-        let process = Collector::start(binary, &self.config, self.addr, &self.log, "info")
-            .map_err(|e| format!("{}: {e}", self.name))?;
-        self.process = Some(process);
-        Ok(())
-    }
-
-    fn running(&self) -> Result<&Collector, String> {
-        self.process
-            .as_ref()
-            .ok_or_else(|| format!("{} is not running", self.name))
-    }
-
-    fn metrics(&self) -> Result<Metrics, String> {
-        self.running()?
-            .metrics()
-            .map_err(|e| format!("{}: {e}", self.name))
-    }
-
-    fn kill9(&mut self) -> Result<(), String> {
-        match self.process.take() {
-            Some(process) => process.kill9(),
-            None => Ok(()),
-        }
-    }
-
-    /// SIGTERM and a clean exit within 60 s (nothing when not running).
-    fn terminate(&mut self) -> Result<(), String> {
-        match self.process.take() {
-            Some(process) => process
-                .terminate(Duration::from_secs(60))
-                .map(drop)
-                .map_err(|e| format!("{}: {e} (log {})", self.name, self.log.display())),
-            None => Ok(()),
-        }
-    }
-}
 /// The topology and what it runs on.
 struct Cluster {
-    binary: PathBuf,
-    stream: JetStream,
+    binary: std::path::PathBuf,
+    broker: Broker,
     table: PgTable,
     collectors: [Node; 2],
     relays: [Node; 2],
@@ -177,26 +90,19 @@ struct Cluster {
 /// Runs the topology and prints the table.
 pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
     require_postgres()?;
-    require_nats()?;
     let binary = release_binary(root)?;
     let run = run_id();
     let work = std::env::temp_dir().join(format!("tidings-cluster-{run:08x}"));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let prefix = format!("cl{run:08x}");
-    let stream = JetStream::create(
-        &format!("TIDINGS_CLUSTER_{run:08x}"),
-        &prefix,
-        -1,
-        Duration::from_secs(120),
-    )?;
+    let kept = |e: String| format!("{e}; configs and logs kept in {}", work.display());
+    // Dropped on any error below: the nodes of `--nats cluster` killed.
+    let broker = Broker::create(args.broker, run, &work).map_err(kept)?;
     let table = PgTable::create(&format!("tidings_cluster_{run:08x}"))?;
-    let nats_keys = format!(
-        "url = \"nats://{NATS_ADDR}\"\nsubject = \"{prefix}.{{name}}\"\nstream = \"{}\"",
-        stream.name
-    );
+    latency::add_column(&table.name)?;
+    let (sink_type, sink_keys) = broker.sink();
     let source = format!(
-        "[sources.in]\ntype = \"nats\"\nurl = \"nats://{NATS_ADDR}\"\nstream = \"{}\"\nconsumer = \"{CONSUMER}\"\nack_wait_ms = {ACK_WAIT_MS}\n\n{}",
-        stream.name,
+        "{}\n{}",
+        broker.source(),
         postgres_backend(&table.name, 5432, 500)
     );
     let collector = |n: usize| {
@@ -205,7 +111,7 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
             &work,
             &format!("collector-{n}"),
             &ack_keys(true, &wal),
-            &backend("stream", "nats", &nats_keys),
+            &backend("stream", sink_type, &sink_keys),
         )
     };
     let relay = |n: usize| Node::new(&work, &format!("relay-{n}"), "", &source);
@@ -213,7 +119,7 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
         binary,
         collectors: [collector(1)?, collector(2)?],
         relays: [relay(1)?, relay(2)?],
-        stream,
+        broker,
         table,
         args: args.clone(),
     };
@@ -226,14 +132,14 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
         .filter_map(|node| node.terminate().err())
         .collect();
     let stored = cluster.table.ids();
-    let counts = cluster.stream.counts(CONSUMER);
+    let messages = cluster.broker.stream_messages();
+    let described = cluster.broker.describe();
     let dropped = cluster.table.drop_all();
-    drop(cluster); // deletes the stream
-    let kept = |e: String| format!("{e}; configs and logs kept in {}", work.display());
+    drop(cluster); // deletes the stream or queue, kills the NATS nodes
     let phases = result.map_err(kept)?;
     let stored = stored?;
     dropped?;
-    let failed = report(&phases, &stored, counts.ok(), args);
+    let failed = report(&described, &phases, &stored, messages, args);
     if !stopped.is_empty() {
         println!("\nFAILED to stop cleanly: {}", stopped.join("; "));
     }
@@ -252,18 +158,31 @@ impl Cluster {
         for node in self.relays.iter_mut().chain(self.collectors.iter_mut()) {
             node.start(&self.binary)?;
         }
-        let mut phases = vec![self.run_phase([run, run.wrapping_add(1)])?];
-        if self.args.backlog_seconds > 0.0 {
-            phases.push(self.backlog_phase([run.wrapping_add(2), run.wrapping_add(3)])?);
+        let runs = |n: u32| [run.wrapping_add(2 * n), run.wrapping_add(2 * n + 1)];
+        let mut phases = vec![self.run_phase(runs(0))?];
+        if self.args.backlog_seconds > 0.0 || self.args.backlog_events > 0 {
+            phases.push(self.backlog_phase(runs(1))?);
+        }
+        if self.args.latency_seconds > 0.0 {
+            let rate = match self.args.latency_rate {
+                Some(rate) => (rate, "--latency-rate".to_owned()),
+                None => {
+                    let (phase, sustained) = self.capacity_phase(runs(2))?;
+                    phases.push(phase);
+                    let basis =
+                        format!("half of the {sustained:.0} rows/s the capacity phase stored");
+                    ((sustained / 2.0).round(), basis)
+                }
+            };
+            phases.push(self.latency_phase(runs(3), rate)?);
         }
         Ok(phases)
     }
 
-    /// Both collectors loaded at `rate` (in all) for `seconds` each run.
-    fn start_loads(&self, runs: [u32; 2], rate: f64) -> Vec<Load> {
-        let spec = paced(EVENT, rate / 2.0, 4);
+    /// Both collectors loaded with `spec` (rates per collector).
+    fn start_loads(&self, runs: [u32; 2], spec: &LoadSpec) -> Vec<Load> {
         (0..2)
-            .map(|n| Load::start(self.collectors[n].addr, runs[n], &spec))
+            .map(|n| Load::start(self.collectors[n].addr, runs[n], spec))
             .collect()
     }
 
@@ -277,7 +196,7 @@ impl Cluster {
         let rows_before = self.table.count()?;
         let duplicates_before = self.table.duplicates()?;
         let started = Instant::now();
-        let loads = self.start_loads(runs, self.args.rate);
+        let loads = self.start_loads(runs, &paced(EVENT, self.args.rate / 2.0, 4));
         let mut notes = Vec::new();
         let at = |fraction: f64| started + Duration::from_secs_f64(seconds * fraction);
         let disturbed = (|| {
@@ -305,6 +224,10 @@ impl Cluster {
                     "collector-1 killed -9 at {killed:.1} s ({held} events queued a moment before), restarted 1 s later on its log"
                 ));
             }
+            if self.args.kill_broker && self.broker.nodes().is_some() {
+                sleep_until(at(0.75));
+                notes.push(self.kill_nats_node(started)?);
+            }
             sleep_until(at(1.0));
             Ok::<_, String>(())
         })();
@@ -312,17 +235,20 @@ impl Cluster {
         disturbed?;
         let elapsed = started.elapsed().as_secs_f64();
         let rows_at_stop = self.table.count()?;
-        let (drained_after, _) = self.settle()?;
+        let (drained_after, _) = self.settle(Duration::from_millis(100), SETTLE_LIMIT)?;
         notes.push(format!(
             "settled {:.1} s after the load stopped",
             drained_after.as_secs_f64()
         ));
-        let failed: u64 = reports.iter().map(|r| r.failed + r.busy).sum();
-        if failed > 0 {
-            notes.push(format!("{failed} requests refused or cut (not promises)"));
+        if self.broker.nodes().is_some() {
+            let leader = self.broker.leader();
+            let nodes = self.broker.nodes().ok_or("no NATS nodes")?;
+            let name = leader.map_or("unknown", |n| nodes.name(n));
+            notes.push(format!("the stream's leader then: {name}"));
         }
+        notes.extend(refused(&reports));
         Ok(Phase {
-            name: "run: 2 durable collectors → JetStream → 2 relays → PostgreSQL".to_owned(),
+            name: "run: 2 durable collectors → broker → 2 relays → PostgreSQL".to_owned(),
             runs,
             reports,
             duplicates: self.table.duplicates()? - duplicates_before,
@@ -331,35 +257,103 @@ impl Cluster {
                 "{:.0} (rows stored while the load ran)",
                 (rows_at_stop - rows_before) as f64 / elapsed
             ),
+            rss: None,
+            latency: None,
             notes,
         })
     }
 
+    /// `kill -9` of the NATS node leading the stream (node 1 if the
+    /// leader is unknown), restarted 3 s later; the note for the table.
+    fn kill_nats_node(&mut self, started: Instant) -> Result<String, String> {
+        let leader = self.broker.leader();
+        let nodes = self.broker.nodes().ok_or("no NATS nodes to kill")?;
+        let index = leader.unwrap_or(0);
+        let name = nodes.name(index).to_owned();
+        nodes.kill9(index)?;
+        let killed = started.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(3));
+        nodes.restart(index)?;
+        Ok(format!(
+            "NATS node {name} ({}) killed -9 at {killed:.1} s, restarted 3 s later on its store",
+            if leader.is_some() {
+                "the stream's leader"
+            } else {
+                "leader unknown"
+            },
+        ))
+    }
+
     /// Phase 2: relays stopped, a backlog published, one relay timed on it.
     fn backlog_phase(&mut self, runs: [u32; 2]) -> Result<Phase, String> {
-        let seconds = self.args.backlog_seconds;
-        println!("== backlog: relays stopped, {seconds} s of load, then relay-1 alone");
+        let events = self.args.backlog_events;
         for relay in &mut self.relays {
             relay.terminate()?;
         }
         let duplicates_before = self.table.duplicates()?;
-        let loads = self.start_loads(runs, self.args.rate);
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        let reports: Vec<LoadReport> = loads.into_iter().map(Load::stop).collect();
-        let deadline = Instant::now() + SETTLE_LIMIT;
+        let started = Instant::now();
+        let (reports, mut notes) = if events > 0 {
+            println!(
+                "== backlog: relays stopped, {events} events as fast as the collectors take them, then relay-1 alone"
+            );
+            // Requests of 100 events, 10 ms apart after a 503.
+            let loads: Vec<TimedLoad> = (0..2)
+                .map(|n| TimedLoad::start(self.collectors[n].addr, runs[n], EVENT, None, 100))
+                .collect();
+            while loads.iter().map(TimedLoad::accepted).sum::<u64>() < events {
+                if started.elapsed() > Duration::from_secs(1800) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let reports: Vec<LoadReport> =
+                loads.into_iter().map(|load| load.stop().report).collect();
+            let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
+            let rate = accepted as f64 / started.elapsed().as_secs_f64();
+            let mut notes = vec![format!(
+                "the collectors took {rate:.0} events/s (as fast as they go)"
+            )];
+            notes.extend(refused(&reports));
+            (reports, notes)
+        } else {
+            let seconds = self.args.backlog_seconds;
+            println!("== backlog: relays stopped, {seconds} s of load, then relay-1 alone");
+            let loads = self.start_loads(runs, &paced(EVENT, self.args.rate / 2.0, 4));
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            (loads.into_iter().map(Load::stop).collect(), Vec::new())
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
         while self.collectors_hold()? > 0 {
             if Instant::now() > deadline {
-                return Err("the collectors did not publish the backlog within 180 s".to_owned());
+                return Err("the collectors did not publish the backlog within 600 s".to_owned());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let backlog = self.stream.counts(CONSUMER)?.pending;
+        let backlog = self.broker.held(true)?.pending;
         let rows_before = self.table.count()?;
         self.relays[0].start(&self.binary)?;
+        let relay = self.relays[0].running()?;
+        let sampler = RssSampler::start(relay.pid());
         let started = Instant::now();
-        let (_, last_growth) = self.settle()?;
+        // Counting a large table costs the relay CPU: poll less often.
+        let poll = if backlog > 200_000 { 500 } else { 100 };
+        // At least 5 000 rows/s, or the 180 s of the other phases.
+        let limit = SETTLE_LIMIT.max(Duration::from_secs(backlog / 5000));
+        let settled = self.settle(Duration::from_millis(poll), limit);
+        let rss = sampler.stop();
+        let hwm = self.relays[0].running()?.peak_rss_kib();
+        let (_, last_growth) = settled?;
         let rows = self.table.count()? - rows_before;
         let took = last_growth.duration_since(started).as_secs_f64();
+        let rate = rows as f64 / took.max(0.001);
+        notes.push(format!(
+            "relay-1 VmRSS {} at its start, peak {} at {:.1} s ({} samples), VmHWM {}",
+            mib(rss.first_kib),
+            mib(rss.peak_kib),
+            rss.peak_at,
+            rss.samples,
+            hwm.map_or("unknown".to_owned(), mib)
+        ));
         Ok(Phase {
             name: "backlog: drained by one relay".to_owned(),
             runs,
@@ -367,10 +361,11 @@ impl Cluster {
             duplicates: self.table.duplicates()? - duplicates_before,
             redelivered: self.redelivered()?,
             throughput: format!(
-                "{:.0} (one relay: {rows} rows of a {backlog}-message backlog in {took:.1} s)",
-                rows as f64 / took.max(0.001)
+                "{rate:.0} (one relay: {rows} rows of a {backlog}-message backlog in {took:.1} s)"
             ),
-            notes: Vec::new(),
+            rss: Some(mib(rss.peak_kib)),
+            latency: None,
+            notes,
         })
     }
 
@@ -394,77 +389,57 @@ impl Cluster {
         Ok(total)
     }
 
-    /// Waits until nothing is held anywhere (collectors, consumer, relays)
-    /// and PostgreSQL has not grown for a second: how long that took, and
-    /// when the rows last grew.
-    fn settle(&self) -> Result<(Duration, Instant), String> {
+    /// Waits (polling every `poll`, at most `limit`) until nothing is held anywhere
+    /// (collectors, broker, relays) and PostgreSQL has not grown for a
+    /// second: how long that took, and when the rows last grew.
+    fn settle(&self, poll: Duration, limit: Duration) -> Result<(Duration, Instant), String> {
         let started = Instant::now();
         let mut rows = self.table.count()?;
         let mut last_growth = started;
         loop {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(poll);
             let now = self.table.count()?;
             if now != rows {
                 rows = now;
                 last_growth = Instant::now();
             }
-            let counts = self.stream.counts(CONSUMER)?;
+            let held = self.broker.held(false)?;
             let mut unsettled = 0;
             for relay in self.relays.iter().filter(|r| r.process.is_some()) {
                 unsettled += relay.metrics()?.sum("tidings_source_unsettled", SOURCE);
             }
-            let held = self.collectors_hold()?;
-            if held == 0
-                && counts.pending == 0
-                && counts.ack_pending == 0
+            let queued = self.collectors_hold()?;
+            if queued == 0
+                && held.pending == 0
+                && held.unacknowledged == 0
                 && unsettled == 0
                 && last_growth.elapsed() >= Duration::from_secs(1)
+                // RabbitMQ's unacknowledged messages, asked last (slow).
+                && self.broker.held(true)?.unacknowledged == 0
             {
                 return Ok((started.elapsed(), last_growth));
             }
-            if started.elapsed() > SETTLE_LIMIT {
+            if started.elapsed() > limit {
                 return Err(format!(
-                    "HANG: not settled within {SETTLE_LIMIT:?}: collectors hold {held}, consumer pending {} / unacknowledged {}, relays unsettled {unsettled}, {rows} rows",
-                    counts.pending, counts.ack_pending
+                    "HANG: not settled within {limit:?}: collectors hold {queued}, broker pending {} / unacknowledged {}, relays unsettled {unsettled}, {rows} rows",
+                    held.pending, held.unacknowledged
                 ));
             }
         }
     }
 }
 
+/// A note of the requests refused (503) or cut, if any.
+pub(super) fn refused(reports: &[LoadReport]) -> Option<String> {
+    let busy: u64 = reports.iter().map(|r| r.busy).sum();
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
+    (busy + failed > 0)
+        .then(|| format!("{busy} requests answered 503 and {failed} cut or refused (not promises)"))
+}
+
 fn sleep_until(at: Instant) {
     let now = Instant::now();
     if at > now {
         std::thread::sleep(at - now);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_have_defaults_and_kills_can_be_skipped() {
-        let args =
-            |words: &[&str]| parse(&words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>());
-        let defaults = args(&[]).unwrap();
-        assert!(defaults.kill_relay && defaults.kill_collector && defaults.backlog_seconds > 0.0);
-        let set = args(&[
-            "--rate",
-            "800",
-            "--seconds",
-            "5",
-            "--backlog-seconds",
-            "0",
-            "--no-kill-relay",
-        ])
-        .unwrap();
-        assert_eq!(
-            (set.rate, set.seconds, set.backlog_seconds),
-            (800.0, 5.0, 0.0)
-        );
-        assert!(!set.kill_relay && set.kill_collector);
-        assert!(args(&["--seconds", "0"]).is_err());
-        assert!(args(&["--nope"]).unwrap_err().contains("usage"));
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use super::ClusterArgs;
-use crate::brokers::StreamCounts;
 use crate::harness::{LoadReport, event_id};
 
 /// The figures of one phase, from the loads' reports and the ids stored.
@@ -54,18 +53,24 @@ pub(super) struct Phase {
     pub(super) redelivered: u64,
     /// Rows per second, and how they were measured.
     pub(super) throughput: String,
+    /// The draining relay's peak `VmRSS`, if sampled.
+    pub(super) rss: Option<String>,
+    /// p50 / p99 of 202 → row, if measured.
+    pub(super) latency: Option<String>,
     pub(super) notes: Vec<String>,
 }
 
-/// Prints the table; whether anything answered 202 was lost.
+/// Prints the table (under a line naming `broker`); whether anything
+/// answered 202 was lost.
 pub(super) fn report(
+    broker: &str,
     phases: &[Phase],
     stored: &HashSet<String>,
-    counts: Option<StreamCounts>,
+    stream_messages: Option<u64>,
     args: &ClusterArgs,
 ) -> bool {
     println!(
-        "\n| phase | events sent | accepted (202) | distinct ids in PostgreSQL | stored without a 202 | duplicates removed | relay redeliveries | lost | relay rows/s | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "\nBroker: {broker}\n\n| phase | events sent | accepted (202) | distinct ids in PostgreSQL | stored without a 202 | duplicates removed | relay redeliveries | lost | relay rows/s | peak relay RSS | latency p50 / p99 (202 → row) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"
     );
     let mut lost = 0;
     for phase in phases {
@@ -74,7 +79,7 @@ pub(super) fn report(
         let t = tally(&loads, stored);
         lost += t.lost;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             phase.name,
             t.sent,
             t.accepted,
@@ -84,36 +89,53 @@ pub(super) fn report(
             phase.redelivered,
             t.lost,
             phase.throughput,
+            phase.rss.as_deref().unwrap_or("–"),
+            phase.latency.as_deref().unwrap_or("–"),
             phase.notes.join("; ")
         );
     }
-    if let Some(counts) = counts {
+    if let Some(messages) = stream_messages {
         println!(
-            "\nThe stream held {} messages (one per distinct id published); {} rows in PostgreSQL.",
-            counts.messages,
+            "\nThe stream held {messages} messages (one per distinct id published); {} rows in PostgreSQL.",
             stored.len()
         );
+    } else {
+        println!("\n{} rows in PostgreSQL.", stored.len());
     }
-    println!(
-        "\nCommand: `cargo xtask cluster --rate {} --seconds {} --backlog-seconds {}{}{}`",
-        args.rate,
-        args.seconds,
-        args.backlog_seconds,
-        if args.kill_relay {
-            ""
-        } else {
-            " --no-kill-relay"
-        },
-        if args.kill_collector {
-            ""
-        } else {
-            " --no-kill-collector"
-        },
-    );
+    println!("\nCommand: `cargo xtask cluster{}`", command(args));
     if lost > 0 {
         println!("\nLOST: {lost} events answered 202 are not in PostgreSQL");
     }
     lost > 0
+}
+
+/// The options that repeat the run.
+fn command(args: &ClusterArgs) -> String {
+    let mut line = format!(
+        "{} --rate {} --seconds {}",
+        args.broker.flags(),
+        args.rate,
+        args.seconds
+    );
+    if args.backlog_events > 0 {
+        line += &format!(" --backlog-events {}", args.backlog_events);
+    } else {
+        line += &format!(" --backlog-seconds {}", args.backlog_seconds);
+    }
+    line += &format!(" --latency-seconds {}", args.latency_seconds);
+    if let Some(rate) = args.latency_rate {
+        line += &format!(" --latency-rate {rate}");
+    }
+    for (kill, flag) in [
+        (args.kill_relay, " --no-kill-relay"),
+        (args.kill_collector, " --no-kill-collector"),
+        (args.kill_broker, " --no-kill-broker"),
+    ] {
+        if !kill {
+            line += flag;
+        }
+    }
+    line
 }
 
 #[cfg(test)]
