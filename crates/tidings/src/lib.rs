@@ -53,7 +53,7 @@ pub use tidings_core::{
     enter_context, exit_context, in_context, processor_fn, with_default,
 };
 pub use tidings_processors::{
-    AllowlistError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
+    AllowlistError, EngineError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
 };
 pub use tidings_routing::{
     AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend, RetryPolicy,
