@@ -419,7 +419,15 @@ impl Source for AmqpSource {
         let mut events = Vec::new();
         let mut read = 0;
         while read < max {
-            let next = match tokio::time::timeout_at(deadline, open.consumer.next()).await {
+            // Waits for the first message only; after it, takes what is
+            // already here (the prefetched deliveries) and returns, so that
+            // a quiet queue's events are not held for the whole wait.
+            let until = if read == 0 {
+                deadline
+            } else {
+                tokio::time::Instant::now()
+            };
+            let next = match tokio::time::timeout_at(until, open.consumer.next()).await {
                 Err(_) => break,
                 Ok(next) => next,
             };

@@ -139,6 +139,32 @@ fn fields(event: &Event) -> Seen {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_returns_what_is_there_without_waiting_for_a_full_batch() {
+    require_rabbitmq();
+    let (exchange, queue) = (unique("src-quiet-x"), unique("src-quiet-q"));
+    let admin = Admin::connect().await;
+    let sent = publish(&exchange, &queue, 3).await;
+    let source = source(&queue).build().unwrap();
+    // The first message may take a moment to arrive; the fetch then
+    // returns with what came, far before its wait of a minute.
+    let started = Instant::now();
+    let mut read = Vec::new();
+    while read.len() < 3 {
+        read.extend(source.fetch(500, Duration::from_secs(60)).await.unwrap());
+        assert!(
+            started.elapsed() < WAIT,
+            "a fetch held {} events",
+            read.len()
+        );
+    }
+    assert_eq!(ids(&read), ids(&sent));
+    drop(read);
+    wait_for(&source, "acknowledged", |m| m.acked == 3).await;
+    source.close().await.unwrap();
+    admin.delete(&exchange, &[&queue]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_never_released_leaves_the_messages_to_the_next_reader() {
     require_rabbitmq();
     let (exchange, queue) = (unique("src-hold-x"), unique("src-hold-q"));
