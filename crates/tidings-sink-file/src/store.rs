@@ -360,6 +360,15 @@ impl Uploader {
     pub(crate) async fn finish(&self, dir: &Path) {
         let _one_at_a_time = self.busy.lock().await;
         self.upload(dir).await;
+        let staged = std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().is_some_and(is_finished))
+                .count()
+        });
+        if staged > 0 {
+            tracing::warn!(target: "tidings::sink::file", url = %self.target.url, dir = %dir.display(), staged, "{staged} finished files could not be uploaded before the sink stopped; they stay staged, and the next sink on this directory uploads them");
+        }
     }
 
     /// Uploads what `dir` holds finished; a failure is logged, and the

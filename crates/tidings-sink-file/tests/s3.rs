@@ -152,8 +152,22 @@ fn what_a_stopped_sink_left_staged_is_uploaded_by_the_next_one() {
     for i in 0..15 {
         first.send(event(i)).unwrap();
     }
+    let log = tidings_test::SharedBuffer::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The sink logs from its worker thread: the subscriber must be global.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     first.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!(finished_here(&dir), 2, "staged, not lost");
+    assert!(
+        log.text()
+            .contains("2 finished files could not be uploaded before the sink stopped"),
+        "the stop says what stays staged: {}",
+        log.text()
+    );
 
     let server = S3Server::start("restart");
     let second = sink(&dir, target(server.endpoint(), "restart"));
