@@ -1,6 +1,6 @@
 //! The command line of `cargo xtask cluster`.
 
-pub(super) const USAGE: &str = "usage: cargo xtask cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]";
+pub(super) const USAGE: &str = "usage: cargo xtask cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]";
 
 /// Which broker carries the events from the collectors to the relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub(crate) struct ClusterArgs {
     /// Events of the backlog, sent as fast as the collectors take them
     /// (0: `backlog_seconds` at `rate` instead).
     pub(crate) backlog_events: u64,
+    /// Relays that drain the backlog: 1 or 2 (the issue's "a second relay
+    /// process does not lower the total").
+    pub(crate) backlog_relays: usize,
     /// Length of the latency phase (0: none).
     pub(crate) latency_seconds: f64,
     /// Its rate; `None`: half of what the capacity phase stored (see
@@ -59,6 +62,7 @@ pub(crate) fn parse(args: &[String]) -> Result<ClusterArgs, String> {
         seconds: 20.0,
         backlog_seconds: 10.0,
         backlog_events: 0,
+        backlog_relays: 1,
         latency_seconds: 10.0,
         latency_rate: None,
         kill_relay: true,
@@ -84,6 +88,13 @@ pub(crate) fn parse(args: &[String]) -> Result<ClusterArgs, String> {
                     return Err(format!("--backlog-events takes a whole number; {USAGE}"));
                 }
                 parsed.backlog_events = events as u64;
+            }
+            "--backlog-relays" => {
+                parsed.backlog_relays = match value(true)? {
+                    1.0 => 1,
+                    2.0 => 2,
+                    _ => return Err(format!("--backlog-relays takes 1 or 2; {USAGE}")),
+                };
             }
             "--latency-seconds" => parsed.latency_seconds = value(false)?,
             "--latency-rate" => parsed.latency_rate = Some(value(true)?),
@@ -190,6 +201,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(set.backlog_events, 1_000_000);
+        assert_eq!(set.backlog_relays, 1);
+        assert_eq!(args(&["--backlog-relays", "2"]).unwrap().backlog_relays, 2);
+        assert!(args(&["--backlog-relays", "3"]).is_err());
         assert_eq!(set.latency_seconds, 0.0);
         assert_eq!(set.latency_rate, Some(2500.0));
         assert!(args(&["--backlog-events", "1.5"]).is_err());

@@ -294,7 +294,7 @@ impl Cluster {
         let started = Instant::now();
         let (reports, mut notes) = if events > 0 {
             println!(
-                "== backlog: relays stopped, {events} events as fast as the collectors take them, then relay-1 alone"
+                "== backlog: relays stopped, {events} events as fast as the collectors take them, then the draining relays"
             );
             // Requests of 100 events, 10 ms apart after a 503.
             let loads: Vec<TimedLoad> = (0..2)
@@ -317,7 +317,7 @@ impl Cluster {
             (reports, notes)
         } else {
             let seconds = self.args.backlog_seconds;
-            println!("== backlog: relays stopped, {seconds} s of load, then relay-1 alone");
+            println!("== backlog: relays stopped, {seconds} s of load, then the draining relays");
             let loads = self.start_loads(runs, &paced(EVENT, self.args.rate / 2.0, 4));
             std::thread::sleep(Duration::from_secs_f64(seconds));
             (loads.into_iter().map(Load::stop).collect(), Vec::new())
@@ -331,7 +331,10 @@ impl Cluster {
         }
         let backlog = self.broker.held(true)?.pending;
         let rows_before = self.table.count()?;
-        self.relays[0].start(&self.binary)?;
+        let draining = self.args.backlog_relays;
+        for relay in &mut self.relays[..draining] {
+            relay.start(&self.binary)?;
+        }
         let relay = self.relays[0].running()?;
         let sampler = RssSampler::start(relay.pid());
         let started = Instant::now();
@@ -354,14 +357,19 @@ impl Cluster {
             rss.samples,
             hwm.map_or("unknown".to_owned(), mib)
         ));
+        let by = if draining == 1 {
+            "one relay"
+        } else {
+            "two relays"
+        };
         Ok(Phase {
-            name: "backlog: drained by one relay".to_owned(),
+            name: format!("backlog: drained by {by}"),
             runs,
             reports,
             duplicates: self.table.duplicates()? - duplicates_before,
             redelivered: self.redelivered()?,
             throughput: format!(
-                "{rate:.0} (one relay: {rows} rows of a {backlog}-message backlog in {took:.1} s)"
+                "{rate:.0} ({by}: {rows} rows of a {backlog}-message backlog in {took:.1} s)"
             ),
             rss: Some(mib(rss.peak_kib)),
             latency: None,
