@@ -15,7 +15,7 @@
 //!   (see `fuzz.rs`).
 //! - `cluster [--broker nats|amqp] [--nats local|cluster] [--rate R] [--seconds N]
 //!   [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N]
-//!   [--latency-rate R] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]`:
+//!   [--latency-rate R] [--no-files] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]`:
 //!   two durable collectors, a JetStream stream (one server or a 3-node
 //!   cluster) or a RabbitMQ queue, and two relays into PostgreSQL under
 //!   `kill -9`, with a table of what was lost, one relay's backlog drain and
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::parse(&args[1..]).and_then(|args| soak::soak(&project_root(), &args)),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] [--when-full default,drop_newest] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...] | cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]>"
+                "usage: cargo xtask <ci | bench [criterion args] | docs | loadtest [seconds per phase] [--durable] [--when-full default,drop_newest] | chaos [FAULT...] | soak [--minutes N] [--rate EVENTS_PER_SECOND] [--durable] | fuzz [--seconds N] [TARGET...] | cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-files] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]>"
             );
             return ExitCode::from(2);
         }

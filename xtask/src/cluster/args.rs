@@ -1,6 +1,6 @@
 //! The command line of `cargo xtask cluster`.
 
-pub(super) const USAGE: &str = "usage: cargo xtask cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]";
+pub(super) const USAGE: &str = "usage: cargo xtask cluster [--broker nats|amqp] [--nats local|cluster] [--rate EVENTS_PER_SECOND] [--seconds N] [--backlog-seconds N | --backlog-events N] [--backlog-relays 1|2] [--latency-seconds N] [--latency-rate EVENTS_PER_SECOND] [--no-files] [--no-kill-relay] [--no-kill-collector] [--no-kill-broker]";
 
 /// Which broker carries the events from the collectors to the relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub(crate) struct ClusterArgs {
     /// Its rate; `None`: half of what the capacity phase stored (see
     /// `latency.rs`).
     pub(crate) latency_rate: Option<f64>,
+    /// The relays also write gzip files (the topology of issue 17); off
+    /// to time a relay into PostgreSQL alone.
+    pub(crate) files: bool,
     pub(crate) kill_relay: bool,
     pub(crate) kill_collector: bool,
     /// Kill the stream's leader (`--nats cluster` only).
@@ -65,6 +68,7 @@ pub(crate) fn parse(args: &[String]) -> Result<ClusterArgs, String> {
         backlog_relays: 1,
         latency_seconds: 10.0,
         latency_rate: None,
+        files: true,
         kill_relay: true,
         kill_collector: true,
         kill_broker: true,
@@ -112,6 +116,7 @@ pub(crate) fn parse(args: &[String]) -> Result<ClusterArgs, String> {
                     }
                 }
             }
+            "--no-files" => parsed.files = false,
             "--no-kill-relay" => parsed.kill_relay = false,
             "--no-kill-collector" => parsed.kill_collector = false,
             "--no-kill-broker" => parsed.kill_broker = false,
@@ -203,6 +208,7 @@ mod tests {
         assert_eq!(set.backlog_events, 1_000_000);
         assert_eq!(set.backlog_relays, 1);
         assert_eq!(args(&["--backlog-relays", "2"]).unwrap().backlog_relays, 2);
+        assert!(set.files && !args(&["--no-files"]).unwrap().files);
         assert!(args(&["--backlog-relays", "3"]).is_err());
         assert_eq!(set.latency_seconds, 0.0);
         assert_eq!(set.latency_rate, Some(2500.0));

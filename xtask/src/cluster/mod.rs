@@ -47,6 +47,8 @@
 //! command (`report.rs` does the accounting). The broker's stream or queue
 //! and the table are removed at the end, the processes always stopped.
 
+use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -100,11 +102,25 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
     let table = PgTable::create(&format!("tidings_cluster_{run:08x}"))?;
     latency::add_column(&table.name)?;
     let (sink_type, sink_keys) = broker.sink();
-    let source = format!(
-        "{}\n{}",
-        broker.source(),
-        postgres_backend(&table.name, 5432, 500)
-    );
+    // Each relay writes every event to PostgreSQL and to gzip files of
+    // its own, as the first-party design's writers do.
+    let source = |n: usize| {
+        let files = work.join(format!("files-{n}"));
+        let files = if args.files {
+            backend(
+                "files",
+                "file",
+                &format!("path = \"{}\"\ngzip = true", files.display()),
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{}\n{}\n{files}",
+            broker.source(),
+            postgres_backend(&table.name, 5432, 500),
+        )
+    };
     let collector = |n: usize| {
         let wal = work.join(format!("wal-{n}"));
         Node::new(
@@ -114,7 +130,7 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
             &backend("stream", sink_type, &sink_keys),
         )
     };
-    let relay = |n: usize| Node::new(&work, &format!("relay-{n}"), "", &source);
+    let relay = |n: usize| Node::new(&work, &format!("relay-{n}"), "", &source(n));
     let mut cluster = Cluster {
         binary,
         collectors: [collector(1)?, collector(2)?],
@@ -139,7 +155,23 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
     let phases = result.map_err(kept)?;
     let stored = stored?;
     dropped?;
-    let failed = report(&described, &phases, &stored, messages, args);
+    let mut failed = report(&described, &phases, &stored, messages, args);
+    let files = args.files.then(|| file_ids(&work));
+    match files {
+        None => {}
+        Some(Ok(in_files)) => {
+            let missing = stored.iter().filter(|id| !in_files.contains(*id)).count();
+            println!(
+                "The relays' gzip files hold {} distinct ids; of the ids in PostgreSQL, {missing} missing from them.",
+                in_files.len()
+            );
+            failed |= missing > 0;
+        }
+        Some(Err(error)) => {
+            println!("FAILED to read the relays' gzip files: {error}");
+            failed = true;
+        }
+    }
     if !stopped.is_empty() {
         println!("\nFAILED to stop cleanly: {}", stopped.join("; "));
     }
@@ -151,6 +183,36 @@ pub(crate) fn cluster(root: &Path, args: &ClusterArgs) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The distinct event ids in the relays' gzip files under `work`.
+fn file_ids(work: &Path) -> Result<HashSet<String>, String> {
+    let mut ids = HashSet::new();
+    for n in 1..=2 {
+        let dir = work.join(format!("files-{n}"));
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            if !path.to_string_lossy().ends_with(".jsonl.gz") {
+                continue;
+            }
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .and_then(|file| flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for line in text.lines() {
+                let event: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| format!("{}: not an event line: {e}", path.display()))?;
+                if let Some(id) = event["id"].as_str() {
+                    ids.insert(id.to_owned());
+                }
+            }
+        }
+    }
+    Ok(ids)
 }
 
 impl Cluster {
