@@ -239,3 +239,41 @@ fn replayed_events_are_counted_as_received_and_delivered() {
     assert_eq!(second.buffer_stats().unwrap().replayed_events, 7);
     second.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Takes a millisecond per event, then records its id: a slow sink.
+#[derive(Debug, Clone, Default)]
+struct Slow(Arc<Mutex<Vec<EventId>>>);
+
+impl Backend for Slow {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        std::thread::sleep(Duration::from_millis(1));
+        self.0.lock().unwrap().push(event.id());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_drain_asked_for_during_the_replay_delivers_the_replay_first() {
+    let dir = dir("drain-during-replay");
+    let gate = Gate::default();
+    let first = AsyncRouter::builder("buffered", gate.clone())
+        .queue_capacity(1000)
+        .disk_buffer(DiskBuffer::open(options(&dir)).unwrap())
+        .build()
+        .unwrap();
+    for i in 0..300 {
+        first.send(event(i)).unwrap();
+    }
+    let _ = first.shutdown(Duration::from_millis(20));
+    gate.set_open(true);
+
+    let slow = Slow::default();
+    let second = AsyncRouter::builder("buffered", slow.clone())
+        .disk_buffer(DiskBuffer::open(options(&dir)).unwrap())
+        .build()
+        .unwrap();
+    // At once, while the worker is still replaying.
+    second.shutdown(Duration::from_secs(20)).unwrap();
+    assert_eq!(slow.0.lock().unwrap().len(), 300, "the whole replay");
+    assert_eq!(segments(&dir), 0);
+}
