@@ -277,3 +277,71 @@ fn a_drain_asked_for_during_the_replay_delivers_the_replay_first() {
     assert_eq!(slow.0.lock().unwrap().len(), 300, "the whole replay");
     assert_eq!(segments(&dir), 0);
 }
+
+/// What `f` logs on this thread (where `send` writes to the buffer).
+fn logged(f: impl FnOnce()) -> String {
+    let log = tidings_test::SharedBuffer::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    log.text()
+}
+
+#[test]
+fn an_event_larger_than_the_whole_buffer_is_refused_as_too_large() {
+    let dir = dir("too-large");
+    let gate = Gate::open();
+    let router = AsyncRouter::builder("buffered", gate.clone())
+        .disk_buffer(DiskBuffer::open(options(&dir).max_bytes(200)).unwrap())
+        .build()
+        .unwrap();
+    let big = Event::new(
+        EventName::new("app.big").unwrap(),
+        json!({ "pad": "x".repeat(1000) }),
+    );
+    let log = logged(|| {
+        assert!(matches!(router.send(big), Err(SendError::Failed(_))));
+    });
+    assert!(!log.contains("cannot write"), "not a disk failure: {log}");
+    assert_eq!(router.metrics().dropped(DropReason::TooLarge), 1);
+    router.send(event(1)).unwrap();
+    router.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(gate.ids().len(), 1, "the small one only");
+}
+
+#[test]
+fn after_a_shutdown_a_send_is_refused_as_closed_without_a_disk_warning() {
+    let dir = dir("closed");
+    let router = router(&dir, Gate::open());
+    router.shutdown(Duration::from_secs(5)).unwrap();
+    let log = logged(|| {
+        assert!(matches!(router.send(event(0)), Err(SendError::Closed)));
+    });
+    assert!(!log.contains("cannot write"), "{log}");
+    assert_eq!(router.metrics().dropped(DropReason::Shutdown), 1);
+}
+
+#[test]
+fn a_failing_disk_is_said_once_not_for_every_event() {
+    let dir = dir("disk-fails-said");
+    let gate = Gate::open();
+    let router = router(&dir, gate.clone());
+    router.send(event(0)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // the segment's age passes
+    let log = logged(|| {
+        for i in 1..6 {
+            router.send(event(i)).unwrap();
+        }
+    });
+    assert_eq!(
+        log.matches("cannot write to the disk buffer").count(),
+        1,
+        "{log}"
+    );
+    router.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(gate.ids().len(), 6);
+}
