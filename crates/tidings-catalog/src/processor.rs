@@ -1,14 +1,16 @@
 //! The `catalog` and `pii_filter` processors.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use tidings_core::{BoxError, EmitCheck};
 use tidings_event::Event;
 use tidings_processors::{Processor, ProcessorError, PropertyAllowlist, Verdict};
 
 use crate::spec::Shape;
-use crate::{Catalog, ViolationKind};
+use crate::{Catalog, Violation, ViolationKind};
 
 /// The context key under which [`OnInvalid::Annotate`] notes a violation.
 pub const VIOLATION_KEY: &str = "catalog_violation";
@@ -25,11 +27,41 @@ pub enum OnInvalid {
     Annotate,
 }
 
+/// How many event names a lenient [`CatalogProcessor`] remembers having
+/// warned about at the call; violations of further names are logged at
+/// debug level only.
+const MAX_WARNED_NAMES: usize = 1024;
+
+thread_local! {
+    /// The last event this thread's [`EmitCheck`] passed, so that the same
+    /// processor, further down the same emit, does not validate it again:
+    /// (processor address, event id, address and length of the data text).
+    /// The text is only ever replaced by parsing it (`Event::data_mut`,
+    /// after which there is no text) or by copying the event (a new
+    /// buffer), so a match means the data has not changed since.
+    static PASSED: Cell<Mark> = const { Cell::new(NO_MARK) };
+}
+
+/// An entry of [`PASSED`]; every event's differs from [`NO_MARK`].
+type Mark = (usize, u128, usize, usize);
+
+/// [`PASSED`] when no event is marked.
+const NO_MARK: Mark = (0, 0, 0, 0);
+
 /// Validates each event against a [`Catalog`].
 ///
 /// In strict mode an event whose name is not declared is a violation
 /// (eventlib's `EventNotFound`); otherwise it passes unchecked. Violations
 /// are counted by [`ViolationKind::code`].
+///
+/// It is also an [`EmitCheck`]: a tracker built with a catalog (or from a
+/// config whose root chain has a `catalog` processor) checks each emit
+/// with it before routing. Strict, a violation fails the emit with the
+/// [`Violation`] (counted here as the processor would have); lenient, it
+/// is logged as a warning the first time an event name violates, and the
+/// event goes on to this processor, which drops or annotates it as
+/// always. An event that passed at the call is not validated again when
+/// it reaches this processor in the same emit.
 #[derive(Debug)]
 pub struct CatalogProcessor {
     catalog: Arc<Catalog>,
@@ -37,6 +69,8 @@ pub struct CatalogProcessor {
     on_invalid: OnInvalid,
     checked: AtomicU64,
     invalid: [AtomicU64; ViolationKind::CODES.len()],
+    /// The names a lenient check at the call has warned about.
+    warned: Mutex<HashSet<String>>,
 }
 
 /// What a [`CatalogProcessor`] has seen.
@@ -58,6 +92,7 @@ impl CatalogProcessor {
             on_invalid: OnInvalid::Drop,
             checked: AtomicU64::new(0),
             invalid: Default::default(),
+            warned: Mutex::default(),
         }
     }
 
@@ -75,6 +110,18 @@ impl CatalogProcessor {
         self
     }
 
+    /// The catalog.
+    #[must_use]
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Whether names that are not declared are violations.
+    #[must_use]
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
     /// Counts so far.
     #[must_use]
     pub fn stats(&self) -> CatalogStats {
@@ -88,11 +135,93 @@ impl CatalogProcessor {
                 .collect(),
         }
     }
+
+    /// This processor's mark for `event` in [`PASSED`]: `None` when the
+    /// event's data is not text (it is then validated again).
+    fn mark(&self, event: &Event) -> Option<Mark> {
+        let text = event.data_text()?;
+        Some((
+            std::ptr::from_ref(self) as usize,
+            event.id().as_uuid().as_u128(),
+            text.as_ptr() as usize,
+            text.len(),
+        ))
+    }
+
+    /// Whether this thread's check at the call passed `event` unchanged
+    /// (once: the mark is cleared).
+    fn passed_at_call(&self, event: &Event) -> bool {
+        let Some(mark) = self.mark(event) else {
+            return false;
+        };
+        PASSED.with(|passed| {
+            let matches = passed.get() == mark;
+            if matches {
+                passed.set(NO_MARK);
+            }
+            matches
+        })
+    }
+
+    /// Logs a lenient violation at the call: a warning the first time its
+    /// event name violates, debug afterwards.
+    fn warn_once(&self, violation: &Violation) {
+        let first = {
+            let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+            warned.len() < MAX_WARNED_NAMES
+                && !warned.contains(violation.event())
+                && warned.insert(violation.event().to_owned())
+        };
+        let outcome = match self.on_invalid {
+            OnInvalid::Drop => "the catalog processor drops it",
+            OnInvalid::Annotate => "the catalog processor passes it annotated",
+        };
+        if first {
+            tracing::warn!(
+                target: "tidings::catalog",
+                event = violation.event(),
+                %violation,
+                "an emitted event does not match the catalog; {outcome} (warned once per event name)"
+            );
+        } else {
+            tracing::debug!(target: "tidings::catalog", %violation, "an emitted event does not match the catalog");
+        }
+    }
+}
+
+impl EmitCheck for CatalogProcessor {
+    /// Validates `event` at the call. Strict, a violation refuses it
+    /// (counted in [`CatalogProcessor::stats`], as the processor would have
+    /// counted it); lenient, it passes, with a warning the first time its
+    /// name violates.
+    fn check(&self, event: &Event) -> Result<(), BoxError> {
+        let result = self.catalog.check(event, self.strict);
+        let mark = match &result {
+            Ok(()) => self.mark(event).unwrap_or(NO_MARK),
+            Err(_) => NO_MARK,
+        };
+        PASSED.with(|passed| passed.set(mark));
+        match result {
+            Ok(()) => Ok(()),
+            Err(violation) if self.strict => {
+                self.checked.fetch_add(1, Ordering::Relaxed);
+                self.invalid[violation.kind().index()].fetch_add(1, Ordering::Relaxed);
+                Err(Box::new(violation))
+            }
+            Err(violation) => {
+                self.warn_once(&violation);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Processor for CatalogProcessor {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
         self.checked.fetch_add(1, Ordering::Relaxed);
+        if self.passed_at_call(event) {
+            return Ok(Verdict::Keep);
+        }
         let Err(violation) = self.catalog.check(event, self.strict) else {
             return Ok(Verdict::Keep);
         };
@@ -219,5 +348,69 @@ impl Processor for PiiFilter {
             }
         }
         Ok(Verdict::Keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tidings_event::EventName;
+
+    use super::*;
+
+    fn strict() -> CatalogProcessor {
+        let catalog = Catalog::from_toml_str(
+            r#"
+            [events."page.view"]
+            properties.path = { type = "string", required = true }
+            "#,
+            "test",
+        )
+        .unwrap();
+        CatalogProcessor::new(Arc::new(catalog)).strict(true)
+    }
+
+    fn event(name: &str, data: &serde_json::Value) -> Event {
+        Event::from_serializable(EventName::new(name.to_owned()).unwrap(), data).unwrap()
+    }
+
+    #[test]
+    fn an_event_passed_at_the_call_is_recognised_once_and_unchanged_only() {
+        let processor = strict();
+        let event = event("page.view", &json!({"path": "/"}));
+        processor.check(&event).unwrap();
+        let copy = event.clone();
+        assert!(!processor.passed_at_call(&copy), "a copy has its own text");
+        assert!(processor.passed_at_call(&event));
+        assert!(!processor.passed_at_call(&event), "once");
+
+        // Another processor over the same catalog does not take the mark.
+        let other = strict();
+        processor.check(&event).unwrap();
+        assert!(!other.passed_at_call(&event));
+
+        // Changed data (parsed, its text dropped) is validated again.
+        let mut changed = event;
+        processor.check(&changed).unwrap();
+        changed.data_mut()["path"] = json!(7);
+        assert!(!processor.passed_at_call(&changed));
+        assert_eq!(processor.process(&mut changed).unwrap(), Verdict::Drop);
+    }
+
+    #[test]
+    fn a_refusal_at_the_call_clears_the_mark_and_is_counted() {
+        let processor = strict();
+        let valid = event("page.view", &json!({"path": "/"}));
+        processor.check(&valid).unwrap();
+        let refused = processor
+            .check(&event("page.typo", &json!({})))
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            r#"event "page.typo" is not in the catalog"#
+        );
+        assert!(!processor.passed_at_call(&valid));
+        let stats = processor.stats();
+        assert_eq!((stats.checked, stats.invalid["unknown_event"]), (1, 1));
     }
 }

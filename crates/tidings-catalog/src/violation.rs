@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use tidings_core::EmitError;
+
 use crate::spec::PropertyType;
 
 /// Why an event does not match the catalog: the event, the property (a
@@ -143,6 +145,38 @@ impl Violation {
     #[must_use]
     pub fn kind(&self) -> &ViolationKind {
         &self.kind
+    }
+
+    /// The violation an emit was refused for, if it was refused for one:
+    /// by a strict catalog at the call, or by a typed event's own
+    /// [`validate`](crate::TypedEvent::validate) (both are
+    /// [`EmitError::Invalid`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidings_catalog::{Catalog, CatalogProcessor, Violation, ViolationKind};
+    /// use tidings_core::Dispatch;
+    /// use tidings_routing::RoutingBackend;
+    ///
+    /// let catalog = Catalog::from_toml_str(r#"
+    ///     [events."navigation.request"]
+    ///     properties.url = { type = "string", required = true }
+    /// "#, "catalog.toml")?;
+    /// let check = Arc::new(CatalogProcessor::new(Arc::new(catalog)).strict(true));
+    /// let dispatch = Dispatch::new(RoutingBackend::default()).with_check(check);
+    ///
+    /// let error = dispatch.emit("navigation.requst", serde_json::json!({})).unwrap_err();
+    /// let violation = Violation::of(&error).unwrap();
+    /// assert_eq!(violation.kind(), &ViolationKind::UnknownEvent);
+    /// assert_eq!(error.to_string(), r#"event "navigation.requst" is not in the catalog"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn of(error: &EmitError) -> Option<&Self> {
+        match error {
+            EmitError::Invalid(source) => source.downcast_ref(),
+            _ => None,
+        }
     }
 }
 

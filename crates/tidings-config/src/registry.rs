@@ -276,15 +276,20 @@ pub(crate) struct BuiltProcessor {
     pub(crate) type_name: &'static str,
     pub(crate) summary: String,
     pub(crate) processor: Arc<dyn Processor>,
+    /// The processor itself when it is the stock `catalog` type: what a
+    /// tracker built from the config checks its emits with.
+    #[cfg(feature = "catalog")]
+    pub(crate) catalog: Option<Arc<tidings_catalog::CatalogProcessor>>,
 }
 
-trait DynProcessorType: Send + Sync {
+/// How the registry builds the processors of one type from their tables.
+pub(crate) trait DynProcessorType: Send + Sync {
     fn build(
         &self,
         table: toml::Table,
         at: &ConfigPath,
         cx: &mut Parse<'_>,
-    ) -> Option<(String, Arc<dyn Processor>)>;
+    ) -> Option<BuiltProcessor>;
 }
 
 struct ProcessorEntry<T>(std::marker::PhantomData<fn() -> T>);
@@ -295,22 +300,41 @@ impl<T: ProcessorType> DynProcessorType for ProcessorEntry<T> {
         table: toml::Table,
         at: &ConfigPath,
         cx: &mut Parse<'_>,
-    ) -> Option<(String, Arc<dyn Processor>)> {
-        let mut options: T::Options = deserialize_at(table, at, cx, &["type"])?;
-        if let Some(dir) = cx.base {
-            T::resolve_paths(&mut options, dir);
-        }
-        let summary = T::describe(&options);
-        match T::build(options) {
-            Ok(processor) => Some((summary, processor)),
-            Err((key, message)) => {
-                cx.errors.push(ConfigError::new(
-                    at.join(&key),
-                    ConfigErrorKind::Invalid,
-                    message,
-                ));
-                None
-            }
+    ) -> Option<BuiltProcessor> {
+        let (summary, processor) = build_processor_with::<T, _>(table, at, cx, T::build)?;
+        Some(BuiltProcessor {
+            type_name: T::NAME,
+            summary,
+            processor,
+            #[cfg(feature = "catalog")]
+            catalog: None,
+        })
+    }
+}
+
+/// Reads the options of a processor of type `T` from `table` (at `at`),
+/// resolves their paths and makes it with `build`: its summary and what
+/// `build` made; `None` when the options are wrong (recorded).
+pub(crate) fn build_processor_with<T: ProcessorType, R>(
+    table: toml::Table,
+    at: &ConfigPath,
+    cx: &mut Parse<'_>,
+    build: impl FnOnce(T::Options) -> Result<R, (String, String)>,
+) -> Option<(String, R)> {
+    let mut options: T::Options = deserialize_at(table, at, cx, &["type"])?;
+    if let Some(dir) = cx.base {
+        T::resolve_paths(&mut options, dir);
+    }
+    let summary = T::describe(&options);
+    match build(options) {
+        Ok(made) => Some((summary, made)),
+        Err((key, message)) => {
+            cx.errors.push(ConfigError::new(
+                at.join(&key),
+                ConfigErrorKind::Invalid,
+                message,
+            ));
+            None
         }
     }
 }
@@ -395,10 +419,20 @@ impl Registry {
 
     /// Adds (or replaces) the processor type `T`.
     pub fn register_processor<T: ProcessorType>(&mut self) -> &mut Self {
-        self.processors.insert(
+        self.register_processor_entry(
             T::NAME,
             Box::new(ProcessorEntry::<T>(std::marker::PhantomData)),
-        );
+        )
+    }
+
+    /// Adds (or replaces) a processor type built its own way (the stock
+    /// `catalog`, which keeps a handle on what it builds).
+    pub(crate) fn register_processor_entry(
+        &mut self,
+        name: &'static str,
+        entry: Box<dyn DynProcessorType>,
+    ) -> &mut Self {
+        self.processors.insert(name, entry);
         self
     }
 
@@ -483,19 +517,13 @@ impl Registry {
         at: &ConfigPath,
         cx: &mut Parse<'_>,
     ) -> Option<BuiltProcessor> {
-        let Some((&name, entry)) = self.processors.get_key_value(type_name) else {
+        let Some(entry) = self.processors.get(type_name) else {
             let known: Vec<&str> = self.processor_types().collect();
             cx.errors
                 .push(unknown_type("processor", type_name, &known, at.key("type")));
             return None;
         };
-        entry
-            .build(table, at, cx)
-            .map(|(summary, processor)| BuiltProcessor {
-                type_name: name,
-                summary,
-                processor,
-            })
+        entry.build(table, at, cx)
     }
 }
 

@@ -190,6 +190,22 @@ impl Config {
     pub fn collector(&self) -> &CollectorOptions {
         &self.collector
     }
+
+    /// The first `catalog` processor of the root chain (the top-level
+    /// `[[processors]]`), if there is one: the processor itself, shared by
+    /// every tree built from this config. A tracker built from the config
+    /// checks each emit with it (a strict one refuses invalid events at the
+    /// call). Catalogs in a router below the root are not returned: they
+    /// filter their own branch only. A `catalog` type registered in place
+    /// of the stock one is not found either.
+    #[cfg(feature = "catalog")]
+    #[must_use]
+    pub fn root_catalog(&self) -> Option<std::sync::Arc<tidings_catalog::CatalogProcessor>> {
+        self.root
+            .processors
+            .iter()
+            .find_map(|processor| processor.catalog.clone())
+    }
 }
 
 use tidings_toml::type_name;

@@ -45,6 +45,28 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 pub struct Dispatch<B: Backend + ?Sized = dyn Backend> {
     inner: Arc<Inner<B>>,
+    /// What [`Dispatch::emit`] checks each event against before the
+    /// backend sees it (a strict catalog), if anything.
+    check: Option<Arc<dyn EmitCheck>>,
+}
+
+/// A check [`Dispatch::emit`] runs on each event it builds, before the
+/// backend sees it, so that an event the application must not emit fails
+/// at the call instead of being dropped somewhere in the tree: what a
+/// tracker with a catalog installs (`tidings-catalog`'s `CatalogProcessor`).
+///
+/// It runs on the emitting thread for every event that gets past the name
+/// filters, so it must be cheap, and must not block.
+pub trait EmitCheck: Send + Sync + fmt::Debug {
+    /// Passes `event` (`Ok`), or refuses it: the emit then returns
+    /// [`EmitError::Invalid`] with this error, and the backend never sees
+    /// the event.
+    ///
+    /// # Errors
+    ///
+    /// Why the event may not be emitted, naming the event and what is
+    /// wrong with it.
+    fn check(&self, event: &Event) -> Result<(), BoxError>;
 }
 
 struct Inner<B: Backend + ?Sized> {
@@ -73,6 +95,7 @@ impl<B: Backend + ?Sized> Clone for Dispatch<B> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            check: self.check.clone(),
         }
     }
 }
@@ -82,6 +105,7 @@ impl<B: Backend + ?Sized> fmt::Debug for Dispatch<B> {
         f.debug_struct("Dispatch")
             .field("id", &self.inner.id)
             .field("backend", &&self.inner.backend)
+            .field("check", &self.check)
             .finish()
     }
 }
@@ -116,7 +140,9 @@ pub enum EmitError {
     #[error(transparent)]
     InvalidData(#[from] DataError),
     /// The event failed a check made at the call (a typed event's own
-    /// `validate`, a strict catalog); nothing was emitted.
+    /// `validate`, the dispatch's [`EmitCheck`]: a strict catalog); nothing
+    /// was emitted. The error is the check's (a `tidings-catalog`
+    /// `Violation`, naming the event, the property and what is wrong).
     #[error(transparent)]
     Invalid(BoxError),
     /// The backend did not take the event (a routing tree never refuses:
@@ -147,6 +173,7 @@ impl<B: Backend + 'static> Dispatch<B> {
                 report_when_dropped,
                 backend,
             }),
+            check: None,
         }
     }
 
@@ -157,11 +184,25 @@ impl<B: Backend + 'static> Dispatch<B> {
     #[must_use]
     pub fn into_dyn(self) -> Dispatch {
         let inner: Arc<Inner<dyn Backend>> = self.inner;
-        Dispatch { inner }
+        Dispatch {
+            inner,
+            check: self.check,
+        }
     }
 }
 
 impl<B: Backend + ?Sized> Dispatch<B> {
+    /// The same dispatch, checking each event [`emit`](Dispatch::emit)
+    /// builds with `check` before the backend sees it (replacing any check
+    /// it had): an event the check refuses fails the emit with
+    /// [`EmitError::Invalid`]. Clones made from the result check too;
+    /// [`send`](Dispatch::send) does not (its events are already built).
+    #[must_use]
+    pub fn with_check(mut self, check: Arc<dyn EmitCheck>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
     /// Emits the event `name` with `data`, in the current context.
     ///
     /// `data` is any serializable value; `null` (or `()`) becomes `{}`, as
@@ -174,11 +215,16 @@ impl<B: Backend + ?Sized> Dispatch<B> {
     /// nanoseconds: no data is serialized, no id drawn, no context read; the
     /// backend counts it as received and filtered all the same.
     ///
+    /// With a check ([`Dispatch::with_check`]), each event built is
+    /// checked before the backend sees it (after the name filters above:
+    /// a name the backend never wants is not checked).
+    ///
     /// # Errors
     ///
     /// [`EmitError`] when the name is invalid, the data cannot be
-    /// represented as JSON (a map with non-string keys, say), or the backend
-    /// did not take the event.
+    /// represented as JSON (a map with non-string keys, say), the check
+    /// refuses the event ([`EmitError::Invalid`]), or the backend did not
+    /// take the event.
     pub fn emit(
         &self,
         name: impl Into<Cow<'static, str>>,
@@ -191,8 +237,16 @@ impl<B: Backend + ?Sized> Dispatch<B> {
             self.inner.backend.count_refused_by_name();
             return Ok(None);
         }
+        // Two copies of the same lines: without a check, the event is built
+        // where `send` takes it; a check holds it in place first.
+        let Some(check) = &self.check else {
+            let event = Event::from_serializable(EventName::new(name)?, &data)?
+                .with_context(tidings_context::current());
+            return Ok(Some(self.send(event)?));
+        };
         let event = Event::from_serializable(EventName::new(name)?, &data)?
             .with_context(tidings_context::current());
+        check.check(&event).map_err(EmitError::Invalid)?;
         Ok(Some(self.send(event)?))
     }
 
@@ -249,6 +303,12 @@ impl<B: Backend + ?Sized> Dispatch<B> {
     #[must_use]
     pub fn undelivered(&self) -> crate::Undelivered {
         crate::Undelivered::of(&self.inner.backend)
+    }
+
+    /// The check [`emit`](Dispatch::emit) runs, if any.
+    #[must_use]
+    pub fn check(&self) -> Option<&Arc<dyn EmitCheck>> {
+        self.check.as_ref()
     }
 
     /// The backend.

@@ -54,7 +54,7 @@ mod undelivered;
 pub use async_trait::async_trait;
 pub use backend::{Backend, BoxError, DrainError, SendError};
 pub use config::{BackendType, Delivery, SinkType};
-pub use dispatch::{DEFAULT_DRAIN_TIMEOUT, Dispatch, EmitError};
+pub use dispatch::{DEFAULT_DRAIN_TIMEOUT, Dispatch, EmitCheck, EmitError};
 pub use global::{
     DefaultGuard, FlushGuard, SetGlobalError, emit, init, set_default, try_init, with_default,
 };

@@ -214,3 +214,46 @@ fn a_typed_dispatch_and_its_dyn_form_share_one_backend() {
         ["page.view", "page.next"]
     );
 }
+
+/// Refuses names that start with `bad.`.
+#[derive(Debug)]
+struct RefusesBad;
+
+impl tidings_core::EmitCheck for RefusesBad {
+    fn check(&self, event: &Event) -> Result<(), tidings_core::BoxError> {
+        if event.name().as_str().starts_with("bad.") {
+            return Err(format!("{} is refused", event.name()).into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_check_refuses_events_at_the_call_for_every_clone_and_the_default() {
+    let dispatch = Dispatch::new(Probe::default()).with_check(std::sync::Arc::new(RefusesBad));
+    let err = dispatch.emit("bad.one", json!({})).unwrap_err();
+    assert!(matches!(err, EmitError::Invalid(_)), "{err:?}");
+    assert_eq!(err.to_string(), "bad.one is refused");
+    assert!(dispatch.emit("good.one", json!({})).unwrap().is_some());
+    // A name the backend never wants is refused before the check.
+    assert_eq!(dispatch.emit("debug.bad", json!({})).unwrap(), None);
+
+    let default = dispatch.clone().into_dyn();
+    assert!(default.check().is_some());
+    {
+        let _default = tidings_core::set_default(&default);
+        assert!(matches!(
+            tidings_core::emit("bad.two", json!({})),
+            Err(EmitError::Invalid(_))
+        ));
+        tidings_core::emit("good.two", json!({})).unwrap();
+    }
+    // Events sent as built are not checked.
+    dispatch
+        .send(Event::new("bad.three".try_into().unwrap(), json!({})))
+        .unwrap();
+    assert_eq!(
+        *dispatch.backend().sent.lock().unwrap(),
+        ["good.one", "good.two", "bad.three"]
+    );
+}

@@ -16,10 +16,11 @@
 //! drops, decided once per name (`Tracker::emit` returns `None`), beside
 //! `global_emit_noop` (no tracker installed).
 //!
-//! `standard_workload_validated` adds a strict catalog processor to the root
-//! chain, declaring both events' properties as required and typed (one with
-//! a URL pattern): the catalog issue's target is at most 30% over
-//! `standard_workload`.
+//! `standard_workload_validated` adds a strict catalog to the root chain
+//! (`TrackerBuilder::catalog`: each emit is checked at the call, and the
+//! processor does not check it again), declaring both events' properties as
+//! required and typed (one with a URL pattern): the catalog issue's target
+//! is at most 30% over `standard_workload`.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 

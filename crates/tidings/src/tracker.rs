@@ -30,6 +30,9 @@ use tidings_routing::{
 #[derive(Debug, Clone)]
 pub struct Tracker {
     dispatch: Dispatch<Arc<RoutingBackend>>,
+    /// The catalog processor `emit` checks with (also in the root chain).
+    #[cfg(feature = "catalog")]
+    catalog: Option<Arc<tidings_catalog::CatalogProcessor>>,
 }
 
 impl From<Tracker> for Dispatch {
@@ -43,6 +46,8 @@ impl From<Tracker> for Dispatch {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct TrackerBuilder {
     root: RoutingBackendBuilder,
+    #[cfg(feature = "catalog")]
+    catalog: Option<Arc<tidings_catalog::CatalogProcessor>>,
 }
 
 impl TrackerBuilder {
@@ -76,13 +81,82 @@ impl TrackerBuilder {
         self
     }
 
+    /// Validates events against `catalog`: appends a
+    /// [`CatalogProcessor`](tidings_catalog::CatalogProcessor) to the root
+    /// chain here and checks every [`emit`](Tracker::emit) with it before
+    /// routing, as eventlib's `log()` does.
+    ///
+    /// - `strict`: an event whose name the catalog does not declare, or
+    ///   whose data does not match its declaration, fails the emit with
+    ///   [`EmitError::Invalid`] holding the
+    ///   [`Violation`](tidings_catalog::Violation) (`event
+    ///   "navigation.requst" is not in the catalog`, `event
+    ///   "navigation.request": property "url" is required`); nothing is
+    ///   routed.
+    /// - lenient: undeclared names pass; an event of a declared name that
+    ///   does not match is logged as a `tracing` warning the first time its
+    ///   name violates, and is dropped by the processor (counted), as a
+    ///   `catalog` processor always did.
+    ///
+    /// An event that passed at the call is not validated again by the
+    /// processor. Events given to [`Tracker::send`] are not checked at
+    /// the call; the processor validates them. One catalog checks emits:
+    /// a second call replaces the first's check (both processors stay in
+    /// the chain).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde_json::json;
+    /// use tidings::Tracker;
+    /// use tidings::catalog::{Catalog, Violation, ViolationKind};
+    /// use tidings_test::RecordingBackend;
+    ///
+    /// let catalog = Catalog::from_toml_str(r#"
+    ///     [events."navigation.request"]
+    ///     properties.url = { type = "string", required = true }
+    /// "#, "catalog.toml")?;
+    /// let recorder = RecordingBackend::new();
+    /// let tracker = Tracker::builder()
+    ///     .catalog(Arc::new(catalog), true)
+    ///     .backend("memory", recorder.clone())
+    ///     .build()?;
+    ///
+    /// let typo = tracker.emit("navigation.requst", json!({"url": "/"})).unwrap_err();
+    /// assert_eq!(typo.to_string(), r#"event "navigation.requst" is not in the catalog"#);
+    /// let missing = tracker.emit("navigation.request", json!({})).unwrap_err();
+    /// assert_eq!(Violation::of(&missing).unwrap().path(), "url");
+    /// tracker.emit("navigation.request", json!({"url": "/"}))?;
+    /// assert_eq!(recorder.names(), ["navigation.request"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "catalog")]
+    pub fn catalog(self, catalog: Arc<tidings_catalog::Catalog>, strict: bool) -> Self {
+        self.catalog_processor(Arc::new(
+            tidings_catalog::CatalogProcessor::new(catalog).strict(strict),
+        ))
+    }
+
+    /// [`TrackerBuilder::catalog`] with a processor of your own making (to
+    /// choose its [`OnInvalid`](tidings_catalog::OnInvalid), or read its
+    /// stats): appended to the root chain here, and every emit is checked
+    /// with it.
+    #[cfg(feature = "catalog")]
+    pub fn catalog_processor(mut self, processor: Arc<tidings_catalog::CatalogProcessor>) -> Self {
+        self.root = self.root.processor_arc(processor.clone());
+        self.catalog = Some(processor);
+        self
+    }
+
     /// Builds the tracker.
     ///
     /// # Errors
     ///
     /// [`BuildError`] when two backends share a name.
     pub fn build(self) -> Result<Tracker, BuildError> {
-        Ok(Tracker::from_root(self.root.build()?))
+        let tracker = Tracker::from_root(self.root.build()?);
+        #[cfg(feature = "catalog")]
+        let tracker = tracker.checking(self.catalog);
+        Ok(tracker)
     }
 }
 
@@ -93,11 +167,28 @@ impl Tracker {
     }
 
     /// A tracker over an already built routing tree.
+    ///
+    /// Emits are not checked against a catalog (the tree's `catalog`
+    /// processors validate as they always do): see
+    /// [`TrackerBuilder::catalog`].
     #[must_use]
     pub fn from_root(root: RoutingBackend) -> Self {
         Self {
             dispatch: Dispatch::new(Arc::new(root)),
+            #[cfg(feature = "catalog")]
+            catalog: None,
         }
+    }
+
+    /// This tracker, checking each emit with `catalog` (the processor in
+    /// its root chain), if any.
+    #[cfg(feature = "catalog")]
+    fn checking(mut self, catalog: Option<Arc<tidings_catalog::CatalogProcessor>>) -> Self {
+        if let Some(catalog) = &catalog {
+            self.dispatch = self.dispatch.with_check(catalog.clone());
+        }
+        self.catalog = catalog;
+        self
     }
 
     /// A tracker over a routing tree shared with something else, such as an
@@ -112,6 +203,8 @@ impl Tracker {
     pub fn from_shared_root(root: Arc<RoutingBackend>) -> Self {
         Self {
             dispatch: Dispatch::over_shared(root),
+            #[cfg(feature = "catalog")]
+            catalog: None,
         }
     }
 
@@ -123,6 +216,13 @@ impl Tracker {
     /// `when_full` drops the newest event while its queue is full (counted
     /// as `queue_full`). Stages below an `async_router` apply backpressure
     /// to its queue instead ([`Feed::Callers`](tidings_config::Feed)).
+    ///
+    /// With feature `catalog`, the first `catalog` processor of the root
+    /// chain (top-level `[[processors]]`) also checks every emit at the
+    /// call, as [`TrackerBuilder::catalog`] does: `strict = true` makes an
+    /// invalid event an [`EmitError::Invalid`]; lenient, it warns once per
+    /// event name. A `catalog` processor in a router below the root only
+    /// filters its own branch.
     ///
     /// # Errors
     ///
@@ -144,10 +244,7 @@ impl Tracker {
         text: &str,
         registry: &tidings_config::Registry,
     ) -> Result<Self, tidings_config::ConfigErrors> {
-        let (root, _stages) = tidings_config::load(text, registry)?
-            .build_fed_by(tidings_config::Feed::Callers)?
-            .into_parts();
-        Ok(Self::from_root(root))
+        Self::from_config(&tidings_config::load(text, registry)?)
     }
 
     /// [`Tracker::from_config_str`] on the file at `path`.
@@ -159,11 +256,23 @@ impl Tracker {
     pub fn from_config_file(
         path: impl AsRef<std::path::Path>,
     ) -> Result<Self, tidings_config::ConfigErrors> {
-        let (root, _stages) =
-            tidings_config::load_file(path, &tidings_config::Registry::default())?
-                .build_fed_by(tidings_config::Feed::Callers)?
-                .into_parts();
-        Ok(Self::from_root(root))
+        Self::from_config(&tidings_config::load_file(
+            path,
+            &tidings_config::Registry::default(),
+        )?)
+    }
+
+    /// A tracker over the tree of `config`, checking emits with its root
+    /// catalog.
+    #[cfg(feature = "config")]
+    fn from_config(config: &tidings_config::Config) -> Result<Self, tidings_config::ConfigErrors> {
+        let (root, _stages) = config
+            .build_fed_by(tidings_config::Feed::Callers)?
+            .into_parts();
+        let tracker = Self::from_root(root);
+        #[cfg(feature = "catalog")]
+        let tracker = tracker.checking(config.root_catalog());
+        Ok(tracker)
     }
 
     /// Emits the event `name` with `data`, in the current context.
@@ -179,10 +288,16 @@ impl Tracker {
     /// serialized, no id drawn, no context read; it is counted as received
     /// and filtered all the same.
     ///
+    /// A tracker with a catalog ([`TrackerBuilder::catalog`], or a config
+    /// whose root chain has a `catalog` processor) checks the event against
+    /// it here, before routing (after the name filters above).
+    ///
     /// # Errors
     ///
-    /// [`EmitError`] when the name is invalid or the data cannot be
-    /// represented as JSON (a map with non-string keys, say).
+    /// [`EmitError`] when the name is invalid, the data cannot be
+    /// represented as JSON (a map with non-string keys, say), or a strict
+    /// catalog refuses the event ([`EmitError::Invalid`], holding the
+    /// catalog's `Violation`; nothing is routed).
     pub fn emit(
         &self,
         name: impl Into<Cow<'static, str>>,
@@ -229,7 +344,8 @@ impl Tracker {
     /// # Errors
     ///
     /// [`EmitError::Invalid`] when the event's own checks fail (nothing is
-    /// emitted), or as [`Tracker::emit`].
+    /// emitted), or as [`Tracker::emit`] (a strict catalog checks typed
+    /// events too).
     #[cfg(feature = "catalog")]
     pub fn emit_typed<T: tidings_catalog::TypedEvent>(
         &self,
@@ -242,7 +358,9 @@ impl Tracker {
     }
 
     /// Routes an already built event as it is: its context is not merged
-    /// with the current one. Returns its id.
+    /// with the current one, and it is not checked against the tracker's
+    /// catalog at the call (its `catalog` processor validates it in the
+    /// chain). Returns its id.
     pub fn send(&self, event: Event) -> EventId {
         let id = event.id();
         // A `RoutingBackend` isolates and counts every failure; it never errs.
@@ -289,6 +407,16 @@ impl Tracker {
     #[must_use]
     pub fn undelivered(&self) -> Undelivered {
         self.dispatch.undelivered()
+    }
+
+    /// The catalog processor every emit is checked with, if any
+    /// ([`TrackerBuilder::catalog`], or a config's root `catalog`): its
+    /// [`stats`](tidings_catalog::CatalogProcessor::stats) count the events
+    /// refused at the call too.
+    #[cfg(feature = "catalog")]
+    #[must_use]
+    pub fn catalog(&self) -> Option<&tidings_catalog::CatalogProcessor> {
+        self.catalog.as_deref()
     }
 
     /// The root router's counters.

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use tidings_catalog::{Catalog, CatalogProcessor, OnInvalid, PiiFilter};
 use tidings_processors::Processor;
 
-use crate::ProcessorType;
+use crate::registry::{BuiltProcessor, DynProcessorType, build_processor_with};
+use crate::tree::Parse;
+use crate::{ConfigPath, ProcessorType};
 
 fn load(path: &str) -> Result<Arc<Catalog>, (String, String)> {
     Catalog::from_file(path)
@@ -26,6 +28,45 @@ fn resolved(dir: &std::path::Path, path: &str) -> String {
 /// `"drop"` (default) | `"annotate"`.
 #[derive(Debug)]
 pub(crate) struct CatalogType;
+
+impl CatalogType {
+    /// The processor, as itself.
+    fn build_processor(options: CatalogOptions) -> Result<Arc<CatalogProcessor>, (String, String)> {
+        let on_invalid = match options.on_invalid {
+            OnInvalidOption::Drop => OnInvalid::Drop,
+            OnInvalidOption::Annotate => OnInvalid::Annotate,
+        };
+        let catalog = load(&options.path).map_err(|(_, m)| ("path".to_owned(), m))?;
+        Ok(Arc::new(
+            CatalogProcessor::new(catalog)
+                .strict(options.strict)
+                .on_invalid(on_invalid),
+        ))
+    }
+}
+
+/// How the registry builds `catalog` processors: as any processor type,
+/// keeping a handle on each ([`Config::root_catalog`](crate::Config::root_catalog)).
+#[derive(Debug)]
+pub(crate) struct CatalogEntry;
+
+impl DynProcessorType for CatalogEntry {
+    fn build(
+        &self,
+        table: toml::Table,
+        at: &ConfigPath,
+        cx: &mut Parse<'_>,
+    ) -> Option<BuiltProcessor> {
+        let (summary, processor) =
+            build_processor_with::<CatalogType, _>(table, at, cx, CatalogType::build_processor)?;
+        Some(BuiltProcessor {
+            type_name: CatalogType::NAME,
+            summary,
+            processor: processor.clone(),
+            catalog: Some(processor),
+        })
+    }
+}
 
 /// The options of `catalog`.
 #[derive(Debug, Deserialize)]
@@ -55,16 +96,7 @@ impl ProcessorType for CatalogType {
     }
 
     fn build(options: Self::Options) -> Result<Arc<dyn Processor>, (String, String)> {
-        let on_invalid = match options.on_invalid {
-            OnInvalidOption::Drop => OnInvalid::Drop,
-            OnInvalidOption::Annotate => OnInvalid::Annotate,
-        };
-        let catalog = load(&options.path).map_err(|(_, m)| ("path".to_owned(), m))?;
-        Ok(Arc::new(
-            CatalogProcessor::new(catalog)
-                .strict(options.strict)
-                .on_invalid(on_invalid),
-        ))
+        Ok(Self::build_processor(options)?)
     }
 
     fn describe(options: &Self::Options) -> String {

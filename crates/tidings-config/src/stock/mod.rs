@@ -17,7 +17,10 @@ pub(crate) fn register(registry: &mut Registry) {
     registry.register_backend::<log::LogType>();
     #[cfg(feature = "catalog")]
     {
-        registry.register_processor::<catalog::CatalogType>();
+        registry.register_processor_entry(
+            <catalog::CatalogType as ProcessorType>::NAME,
+            Box::new(catalog::CatalogEntry),
+        );
         registry.register_processor::<catalog::PiiFilterType>();
     }
     // Each sink crate owns its types (options, checks, `describe`) behind

@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tidings::catalog::{Catalog, CatalogProcessor};
+use tidings::catalog::Catalog;
 use tidings::{Backend, Event, RegexFilter, RoutingBackend, SendError, Tracker};
 
 #[derive(Debug, Serialize)]
@@ -43,7 +43,8 @@ button_text = { type = "string", required = true }
 depth = { type = "integer", required = true }
 "#;
 
-/// The standard tracker; `validated` adds a strict catalog processor.
+/// The standard tracker; `validated` adds a strict catalog to the root
+/// chain, which checks each emit at the call.
 pub(crate) fn standard_tracker(validated: bool) -> Tracker {
     let nested = RoutingBackend::builder()
         .processor(RegexFilter::blocklist([r"^edx\.internal\."]).unwrap())
@@ -54,7 +55,7 @@ pub(crate) fn standard_tracker(validated: bool) -> Tracker {
         .processor(RegexFilter::allowlist([r"^edx\.", r"^navigation\."]).unwrap());
     if validated {
         let catalog = Catalog::from_toml_str(CATALOG, "bench").unwrap();
-        builder = builder.processor(CatalogProcessor::new(Arc::new(catalog)).strict(true));
+        builder = builder.catalog(Arc::new(catalog), true);
     }
     builder.backend("nested", nested).build().unwrap()
 }
