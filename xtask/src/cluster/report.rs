@@ -122,11 +122,15 @@ fn command(args: &ClusterArgs) -> String {
     } else {
         line += &format!(" --backlog-seconds {}", args.backlog_seconds);
     }
+    if args.backlog_relays != 1 {
+        line += &format!(" --backlog-relays {}", args.backlog_relays);
+    }
     line += &format!(" --latency-seconds {}", args.latency_seconds);
     if let Some(rate) = args.latency_rate {
         line += &format!(" --latency-rate {rate}");
     }
     for (kill, flag) in [
+        (args.files, " --no-files"),
         (args.kill_relay, " --no-kill-relay"),
         (args.kill_collector, " --no-kill-collector"),
         (args.kill_broker, " --no-kill-broker"),
