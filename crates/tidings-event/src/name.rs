@@ -13,6 +13,11 @@ pub const MAX_NAME_LEN: usize = 255;
 ///
 /// Names are 1 to [`MAX_NAME_LEN`] bytes of UTF-8 and contain no control
 /// characters. By convention they are dotted, `namespace.object.action`.
+///
+/// An empty name is refused, where edX's tracker emits the event as
+/// `unknown`: a renamed event passes name filters and catalogs it was
+/// never meant for, and hides the caller's mistake; refused, the caller
+/// (or the collector's client, with a 400) is told.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventName(Cow<'static, str>);
 
