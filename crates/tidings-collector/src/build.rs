@@ -11,7 +11,7 @@ use tidings_config::{
 };
 use tidings_event::Limits;
 use tidings_processors::PropertyAllowlist;
-use tidings_routing::{AsyncRouter, WhenFull};
+use tidings_routing::{AsyncRouter, ProcessorsOn, WhenFull};
 
 use crate::budget::{self, Budget};
 use crate::collector::{Collector, Inner};
@@ -133,7 +133,11 @@ impl Collector {
         let (root, stages) = pipeline.into_parts();
         let root = Arc::new(root);
         let intake = Arc::new(
+            // The root's processors run on the intake worker, not on the
+            // request's thread: the 202 waits for the queue only, and the
+            // write-ahead log holds events as they were received.
             AsyncRouter::builder("intake", root.clone())
+                .processors_on(ProcessorsOn::Worker)
                 .queue_capacity(options.queue_capacity)
                 .when_full(WhenFull::DropNewest)
                 .build()

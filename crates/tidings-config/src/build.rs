@@ -272,7 +272,8 @@ fn build_backend(
             });
             let mut builder = AsyncRouter::builder(path.clone(), inner)
                 .queue_capacity(queue.capacity())
-                .when_full(queue.when_full(feed));
+                .when_full(queue.when_full(feed))
+                .processors_on(queue.processors_on());
             match queue.buffer.as_ref().map(BufferOptions::open) {
                 None | Some(Ok(None)) => {}
                 Some(Ok(Some(buffer))) => builder = builder.disk_buffer(buffer),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use tidings_routing::{BatchConfig, RetryPolicy, WhenFull};
+use tidings_routing::{BatchConfig, ProcessorsOn, RetryPolicy, WhenFull};
 
 /// The `[collector]` table.
 #[derive(Clone, Deserialize)]
@@ -340,6 +340,15 @@ pub(crate) struct QueueOptions {
     block_timeout_ms: Option<u64>,
     /// An `async_router`'s only (a sink's table has no `buffer`).
     pub(crate) buffer: Option<BufferOptions>,
+    /// An `async_router`'s only: where its processors run.
+    processors_on: Option<ProcessorsOnName>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ProcessorsOnName {
+    Caller,
+    Worker,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -358,6 +367,14 @@ impl QueueOptions {
     pub(crate) fn capacity(&self) -> usize {
         self.queue_capacity
             .unwrap_or(tidings_routing::DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Where an `async_router` runs its processors: `caller` unless set.
+    pub(crate) fn processors_on(&self) -> ProcessorsOn {
+        match self.processors_on {
+            None | Some(ProcessorsOnName::Caller) => ProcessorsOn::Caller,
+            Some(ProcessorsOnName::Worker) => ProcessorsOn::Worker,
+        }
     }
 
     pub(crate) fn when_full(&self, feed: Feed) -> WhenFull {
@@ -408,6 +425,7 @@ impl DeliveryOptions {
             when_full: self.when_full,
             block_timeout_ms: self.block_timeout_ms,
             buffer: None,
+            processors_on: None,
         }
     }
 

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use tidings_routing::ProcessorsOn;
+
 use crate::options::Feed;
 use crate::tree::{BackendNode, Config, RouterNode};
 
@@ -88,6 +90,9 @@ fn write_router(
             }
             BackendNode::AsyncRouter { router, queue } => {
                 let mut head = format!("{name}: async_router {}", queue.describe(feed));
+                if queue.processors_on() == ProcessorsOn::Worker {
+                    head.push_str(" processors_on=worker");
+                }
                 if queue.when_full(feed).may_drop() {
                     head.push_str(" (after 202: MAY DROP events while its queue is full)");
                 }

@@ -452,7 +452,13 @@ fn backend(mut table: toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Optio
         "async_router" => {
             let queue_table = split_off(
                 &mut table,
-                &["queue_capacity", "when_full", "block_timeout_ms", "buffer"],
+                &[
+                    "queue_capacity",
+                    "when_full",
+                    "block_timeout_ms",
+                    "buffer",
+                    "processors_on",
+                ],
             );
             let queue: Option<QueueOptions> = deserialize_at(queue_table, at, cx, &[]);
             if let Some(buffer) = queue.as_ref().and_then(|q| q.buffer.as_ref()) {

@@ -11,7 +11,7 @@ use tidings_config::{
     AckMode, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType, StageKind, load,
 };
 use tidings_event::{Event, EventName};
-use tidings_routing::{Backend, BoxError, Sink, WhenFull};
+use tidings_routing::{Backend, BoxError, ProcessorsOn, Sink, WhenFull};
 use tidings_test::RecordingSink;
 
 /// A third-party sink type: records into a named, process-wide recorder.
@@ -1077,5 +1077,52 @@ fn python_look_around_and_backreference_patterns_load_and_filter() {
         ) && lines[0].contains("parenthesis"),
         "{}",
         lines[0]
+    );
+}
+
+#[test]
+fn an_async_router_runs_its_processors_on_the_caller_unless_told_otherwise() {
+    let text = |on: &str| {
+        format!(
+            r#"
+[backends.spade]
+type = "async_router"
+{on}
+[[backends.spade.processors]]
+type = "regex_filter"
+filter = "blocklist"
+patterns = ['^debug\.']
+[backends.spade.backends.out]
+type = "memory"
+id = "processors-on"
+"#
+        )
+    };
+    for (key, expected, printed) in [
+        ("", ProcessorsOn::Caller, false),
+        (r#"processors_on = "caller""#, ProcessorsOn::Caller, false),
+        (r#"processors_on = "worker""#, ProcessorsOn::Worker, true),
+    ] {
+        let config = load(&text(key), &registry()).unwrap();
+        assert_eq!(
+            config.to_string().contains("processors_on=worker"),
+            printed,
+            "{key:?}: {config}"
+        );
+        let (root, stages) = config.build().unwrap().into_parts();
+        let on = stages.iter().find_map(|stage| match &stage.kind {
+            StageKind::AsyncRouter(router) => Some(router.processors_on()),
+            _ => None,
+        });
+        assert_eq!(on, Some(expected), "{key:?}");
+        root.shutdown(Duration::from_secs(5)).unwrap();
+    }
+    let refused = errors(&text(r#"processors_on = "elsewhere""#));
+    assert!(
+        refused
+            .iter()
+            .any(|(path, _, message)| path == "backends.spade.processors_on"
+                && message.contains("\"worker\"")),
+        "{refused:?}"
     );
 }

@@ -60,7 +60,7 @@ pub trait WithContextExt: Sized {
     /// Runs this future inside the context current at this call, for example
     /// `tokio::spawn(fut.with_current_context())`.
     fn with_current_context(self) -> WithContext<Self> {
-        self.with_context(crate::current())
+        self.with_context(crate::stack::current_local())
     }
 
     /// Runs this future inside the context current at this call plus the
@@ -73,7 +73,7 @@ pub trait WithContextExt: Sized {
     ) -> WithContext<Self> {
         let name = name.into();
         let values = values.into_context_map(&name);
-        let mut stack = Stack::with_base(crate::current());
+        let mut stack = Stack::with_base(crate::stack::current_local());
         stack.push(name, values);
         WithContext { inner: self, stack }
     }

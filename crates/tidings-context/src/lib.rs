@@ -32,6 +32,10 @@
 //! - Entering a name that is already entered replaces that context's values,
 //!   keeping its position in the merge order; when the newer entry exits, the
 //!   older values are visible again.
+//! - [`enter_global`] enters a context for the whole process: every thread
+//!   and task sees it, beneath its own contexts (which override its keys).
+//!   Enter application-wide values (release, host, service) there once at
+//!   start-up; edX's default tracker keeps its contexts this way.
 //!
 //! # Async code
 //!
@@ -48,8 +52,10 @@
 
 mod context;
 mod future;
+mod global;
 mod stack;
 
 pub use context::{Context, IntoContextMap};
 pub use future::{WithContext, WithContextExt};
+pub use global::{GlobalContextGuard, current_global, enter_global, exit_global};
 pub use stack::{ContextGuard, current, enter, exit, in_scope};

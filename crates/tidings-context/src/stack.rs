@@ -23,7 +23,8 @@ struct Frame {
     merged: Option<Context>,
 }
 
-/// One stack of entered contexts on top of a base snapshot.
+/// One stack of entered contexts on top of a base snapshot, on top of the
+/// process-wide contexts.
 ///
 /// Each thread has one; a [`WithContext`](crate::WithContext) future owns
 /// another and swaps it in for the duration of each poll.
@@ -31,14 +32,67 @@ struct Frame {
 pub(crate) struct Stack {
     base: Context,
     frames: Vec<Frame>,
+    /// The process-wide contexts as last seen, and their generation.
+    global: Context,
+    global_generation: u64,
+    /// The merge of `global` and `base`, under every frame.
+    under: Option<Context>,
 }
 
 impl Stack {
     pub(crate) fn with_base(base: Context) -> Self {
         Self {
             base,
-            frames: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// Takes in a change of the process-wide contexts, if there was one,
+    /// dropping every merge made on the old ones.
+    fn refresh_global(&mut self) {
+        if crate::global::generation() == self.global_generation {
+            return;
+        }
+        (self.global_generation, self.global) = crate::global::snapshot();
+        self.under = None;
+        for frame in &mut self.frames {
+            frame.merged = None;
+        }
+    }
+
+    /// The process-wide contexts merged with the base.
+    fn under(&mut self) -> Context {
+        self.under
+            .get_or_insert_with(|| match (self.global.is_empty(), self.base.is_empty()) {
+                (true, _) => self.base.clone(),
+                (false, true) => self.global.clone(),
+                (false, false) => {
+                    let mut merged = self.global.as_map().clone();
+                    merged.extend(
+                        self.base
+                            .as_map()
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
+                    Context::new(merged)
+                }
+            })
+            .clone()
+    }
+
+    /// The merge of the base and the frames, without the process-wide
+    /// contexts: what a future or thread carries away, so that it keeps
+    /// seeing the process-wide contexts as they change.
+    fn local(&mut self) -> Context {
+        self.refresh_global();
+        if self.global.is_empty() {
+            return self.current();
+        }
+        merge_frames(&self.base, self.named_frames(self.frames.len()))
+    }
+
+    fn named_frames(&self, through: usize) -> impl Iterator<Item = (&str, &Map)> {
+        self.frames[..through].iter().map(|f| (&*f.name, &f.values))
     }
 
     pub(crate) fn push(&mut self, name: Cow<'static, str>, values: Map) -> u64 {
@@ -74,8 +128,10 @@ impl Stack {
     }
 
     fn current(&mut self) -> Context {
+        self.refresh_global();
+        let under = self.under();
         let Some(last) = self.frames.len().checked_sub(1) else {
-            return self.base.clone();
+            return under;
         };
         let first_missing = self
             .frames
@@ -83,22 +139,23 @@ impl Stack {
             .rposition(|f| f.merged.is_some())
             .map_or(0, |i| i + 1);
         for at in first_missing..=last {
-            let merged = self.merge_through(at);
+            let merged = self.merge_through(at, &under);
             self.frames[at].merged = Some(merged);
         }
         self.frames[last].merged.clone().unwrap_or_default()
     }
 
-    /// The merge through frame `at`, given the merges of the frames before it.
-    fn merge_through(&self, at: usize) -> Context {
+    /// The merge through frame `at`, given the merges of the frames before
+    /// it and `under` them all.
+    fn merge_through(&self, at: usize, under: &Context) -> Context {
         let frame = &self.frames[at];
         let previous = match at.checked_sub(1) {
-            None => &self.base,
-            Some(before) => self.frames[before].merged.as_ref().unwrap_or(&self.base),
+            None => under,
+            Some(before) => self.frames[before].merged.as_ref().unwrap_or(under),
         };
         if self.frames[..at].iter().any(|f| f.name == frame.name) {
             // A re-entered name keeps its first position: merge from scratch.
-            return merge(&self.base, &self.frames[..=at]);
+            return merge_frames(under, self.named_frames(at + 1));
         }
         let mut merged = previous.as_map().clone();
         merged.extend(frame.values.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -108,12 +165,15 @@ impl Stack {
 
 /// Shallow merge: base first, then each name at the position where it was
 /// first entered, with the values of its latest entry.
-fn merge(base: &Context, frames: &[Frame]) -> Context {
-    let mut order: Vec<(&str, &Map)> = Vec::with_capacity(frames.len());
-    for frame in frames {
-        match order.iter_mut().find(|(name, _)| *name == frame.name) {
-            Some(slot) => slot.1 = &frame.values,
-            None => order.push((&frame.name, &frame.values)),
+pub(crate) fn merge_frames<'a>(
+    base: &Context,
+    frames: impl Iterator<Item = (&'a str, &'a Map)>,
+) -> Context {
+    let mut order: Vec<(&str, &Map)> = Vec::new();
+    for (name, values) in frames {
+        match order.iter_mut().find(|(seen, _)| *seen == name) {
+            Some(slot) => slot.1 = values,
+            None => order.push((name, values)),
         }
     }
     let mut merged = base.as_map().clone();
@@ -198,11 +258,25 @@ pub fn in_scope<R>(
 }
 
 /// The merged context of this thread (or of the [`WithContext`](crate::WithContext)
-/// future being polled): a cheap snapshot, cached until the next enter or exit.
+/// future being polled), on top of the process-wide contexts
+/// ([`enter_global`](crate::enter_global)): a cheap snapshot, cached until
+/// the next enter or exit.
+///
+/// A snapshot carried to another thread ([`Context::in_scope`]) holds the
+/// process-wide contexts of the moment it was taken.
 #[must_use]
 pub fn current() -> Context {
     STACK
         .try_with(|stack| stack.borrow_mut().current())
+        .unwrap_or_else(|_| crate::global::current_global())
+}
+
+/// The contexts of this thread or future without the process-wide ones:
+/// what [`WithContextExt`](crate::WithContextExt) carries into a future,
+/// which sees the process-wide contexts as they are when it runs.
+pub(crate) fn current_local() -> Context {
+    STACK
+        .try_with(|stack| stack.borrow_mut().local())
         .unwrap_or_default()
 }
 

@@ -69,8 +69,9 @@ pub use stage::{DropReason, LastError, MetricsSnapshot};
 /// The context crate, for items not re-exported at the top level.
 pub use tidings_context as context;
 pub use tidings_context::{
-    Context, ContextGuard, IntoContextMap, WithContext, WithContextExt, current as current_context,
-    enter as enter_context, exit as exit_context, in_scope as in_context,
+    Context, ContextGuard, GlobalContextGuard, IntoContextMap, WithContext, WithContextExt,
+    current as current_context, enter as enter_context, enter_global as enter_global_context,
+    exit as exit_context, exit_global as exit_global_context, in_scope as in_context,
 };
 /// The event crate, for items not re-exported at the top level.
 pub use tidings_event as event;

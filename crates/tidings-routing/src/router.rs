@@ -285,6 +285,27 @@ impl RoutingBackend {
         }
     }
 
+    /// Counts the event as received and runs the processor chain: the
+    /// first half of [`Backend::send`], which an
+    /// [`AsyncRouter`](crate::AsyncRouter) runs on the calling thread.
+    /// Returns `None` when a processor dropped the event.
+    pub(crate) fn receive(&self, event: Event) -> Option<Event> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.process(event)
+    }
+
+    /// Hands the event to every backend: the second half of
+    /// [`Backend::send`].
+    pub(crate) fn fan_out(&self, event: Event) {
+        if let Some((last, rest)) = self.branches.split_last() {
+            for branch in rest {
+                self.deliver(branch, event.clone());
+            }
+            // The last branch gets the original: one copy fewer.
+            self.deliver(last, event);
+        }
+    }
+
     /// Runs the processor chain. Returns `None` when a processor dropped the event.
     fn process(&self, mut event: Event) -> Option<Event> {
         for processor in &self.processors {
@@ -420,16 +441,8 @@ impl Backend for RoutingBackend {
     /// Processes the event and fans it out. Failures of processors and
     /// backends are isolated and counted, so this always returns `Ok`.
     fn send(&self, event: Event) -> Result<(), SendError> {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let Some(event) = self.process(event) else {
-            return Ok(());
-        };
-        if let Some((last, rest)) = self.branches.split_last() {
-            for branch in rest {
-                self.deliver(branch, event.clone());
-            }
-            // The last branch gets the original: one copy fewer.
-            self.deliver(last, event);
+        if let Some(event) = self.receive(event) {
+            self.fan_out(event);
         }
         Ok(())
     }
@@ -446,5 +459,38 @@ impl Backend for RoutingBackend {
         for branch in &self.branches {
             branch.backend.for_each_stage(visit);
         }
+    }
+}
+
+/// The fan-out half of a [`RoutingBackend`], as the backend of an
+/// [`AsyncRouter`](crate::AsyncRouter) whose caller already ran the
+/// router's processors.
+#[derive(Debug)]
+pub(crate) struct FanOut(pub(crate) Arc<RoutingBackend>);
+
+impl Backend for FanOut {
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        self.0.fan_out(event);
+        Ok(())
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.0.flush(timeout)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), DrainError> {
+        self.0.shutdown(timeout)
+    }
+
+    fn for_each_stage(&self, visit: &mut dyn FnMut(crate::MetricsSnapshot)) {
+        self.0.for_each_stage(visit);
+    }
+
+    fn interest(&self, name: &str) -> Interest {
+        self.0.interest(name)
+    }
+
+    fn count_refused_by_name(&self) {
+        self.0.count_refused_by_name();
     }
 }

@@ -11,7 +11,7 @@ use tidings_event::{Event, EventId, EventName};
 use tidings_processors::{Verdict, processor_fn};
 use tidings_routing::{
     AsyncRouter, Backend, BatchConfig, BatchOutcome, DrainError, DropReason, MetricsSnapshot,
-    RetryPolicy, RoutingBackend, SendError, SinkBackend, WhenFull,
+    ProcessorsOn, RetryPolicy, RoutingBackend, SendError, SinkBackend, WhenFull,
 };
 use tidings_test::{Answer, RecordingBackend, RecordingSink};
 
@@ -363,7 +363,7 @@ async fn works_inside_a_single_threaded_runtime_without_deadlock() {
 }
 
 #[test]
-fn async_router_runs_processors_off_the_emitting_thread() {
+fn async_router_runs_processors_on_its_worker_when_asked() {
     let seen_on: Arc<Mutex<Vec<ThreadId>>> = Arc::default();
     let recorder = RecordingBackend::new();
     let inner = RoutingBackend::builder()
@@ -377,7 +377,11 @@ fn async_router_runs_processors_off_the_emitting_thread() {
         .backend("out", recorder.clone())
         .build()
         .unwrap();
-    let router = AsyncRouter::builder("async", inner).build().unwrap();
+    let router = AsyncRouter::builder("async", inner)
+        .processors_on(ProcessorsOn::Worker)
+        .build()
+        .unwrap();
+    assert_eq!(router.processors_on(), ProcessorsOn::Worker);
     for n in 0..10 {
         router.send(event(n)).unwrap();
     }
@@ -518,7 +522,9 @@ fn reserved_room_is_kept_for_its_events_and_given_back_when_dropped() {
             .build()
             .unwrap()
     };
+    // The gate holds the worker: the processors run there.
     let router = AsyncRouter::builder("reserving", inner)
+        .processors_on(ProcessorsOn::Worker)
         .queue_capacity(4)
         .build()
         .unwrap();
@@ -580,7 +586,11 @@ fn an_async_router_whose_drain_runs_out_of_time_says_so() {
         .backend("recorder", recorder.clone())
         .build()
         .unwrap();
-    let router = AsyncRouter::builder("slow", inner).build().unwrap();
+    // The gate holds the worker: the processors run there.
+    let router = AsyncRouter::builder("slow", inner)
+        .processors_on(ProcessorsOn::Worker)
+        .build()
+        .unwrap();
     for n in 0..20 {
         router.send(event(n)).unwrap();
     }

@@ -46,19 +46,20 @@ pub use global::{init, set_default, try_init};
 pub use tidings_config::{ConfigError, ConfigErrors, ProcessorType, Registry, SinkType};
 pub use tidings_core::{
     Backend, BoxError, Context, ContextGuard, DEFAULT_DRAIN_TIMEOUT, DefaultGuard, Dispatch,
-    DrainError, DropReason, EmitError, Event, EventId, EventName, FlushGuard, Interest,
-    IntoContextMap, Limits, Map, MetricsSnapshot, NameError, Processor, ProcessorError, SendError,
-    SetGlobalError, Sink, SinkError, SinkErrorKind, Timestamp, Undelivered, Value, Verdict,
-    WireError, WithContext, WithContextExt, async_trait, current_context, decode, emit,
-    enter_context, exit_context, in_context, processor_fn, with_default,
+    DrainError, DropReason, EmitError, Event, EventId, EventName, FlushGuard, GlobalContextGuard,
+    Interest, IntoContextMap, Limits, Map, MetricsSnapshot, NameError, Processor, ProcessorError,
+    SendError, SetGlobalError, Sink, SinkError, SinkErrorKind, Timestamp, Undelivered, Value,
+    Verdict, WireError, WithContext, WithContextExt, async_trait, current_context, decode, emit,
+    enter_context, enter_global_context, exit_context, exit_global_context, in_context,
+    processor_fn, with_default,
 };
 pub use tidings_processors::{
     AllowlistError, EngineError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
 };
 pub use tidings_routing::{
-    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend, RetryPolicy,
-    RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend, SinkBackendBuilder,
-    SpawnError, WhenFull,
+    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend,
+    ProcessorsOn, RetryPolicy, RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend,
+    SinkBackendBuilder, SpawnError, WhenFull,
 };
 pub use tracker::{Tracker, TrackerBuilder};
 

@@ -1,6 +1,7 @@
 //! `AsyncRouter`: moves a backend (usually a `RoutingBackend` with its
 //! processors) off the emitting thread, through a bounded queue.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tidings_event::Event;
+use tidings_processors::Interest;
 
 use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
 use super::disk_buffer::{DiskBuffer, Refused};
@@ -15,7 +17,8 @@ use super::queue::Pushed;
 use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
 use super::stage::Stage;
 use super::{Metrics, WhenFull};
-use crate::{Backend, DrainError, SendError};
+use crate::router::FanOut;
+use crate::{Backend, DrainError, RoutingBackend, SendError};
 use crate::{DropReason, MetricsSnapshot};
 
 /// Events a worker hands on between checks for flush and shutdown requests.
@@ -24,11 +27,17 @@ const CHUNK: usize = 256;
 /// A [`Backend`] that runs another backend on a worker thread (edX's
 /// `AsyncRoutingBackend`).
 ///
-/// `send` only queues the event (applying [`WhenFull`] when the queue is
-/// full); the worker hands each event to the inner backend, typically a
-/// [`RoutingBackend`](crate::RoutingBackend) whose processors then run off
-/// the emitting thread. Events the inner backend refuses are counted as
-/// dropped. Flush and shutdown go through to the inner backend.
+/// `send` queues the event (applying [`WhenFull`] when the queue is full);
+/// the worker hands each event to the inner backend. Events the inner
+/// backend refuses are counted as dropped. Flush and shutdown go through to
+/// the inner backend.
+///
+/// When the inner backend is a [`RoutingBackend`] (or an `Arc` of one), its
+/// processors run in `send`, on the calling thread, and only its fan-out
+/// runs on the worker, as in edX: an event a processor drops never takes
+/// room in the queue, and a processor sees the event as it was emitted.
+/// [`AsyncRouterBuilder::processors_on`] moves them to the worker, for
+/// processors too slow for the emitting thread.
 ///
 /// With a [`DiskBuffer`] ([`AsyncRouterBuilder::disk_buffer`]), `send`
 /// first writes the event to disk, and what a crash of the application
@@ -36,6 +45,9 @@ const CHUNK: usize = 256;
 #[derive(Debug)]
 pub struct AsyncRouter {
     shared: Arc<Shared>,
+    /// The router whose processors `send` runs, with
+    /// [`ProcessorsOn::Caller`]; the worker then runs its fan-out only.
+    front: Option<Arc<RoutingBackend>>,
     /// The worker's backend, kept to close it from here when the worker
     /// does not finish by the shutdown deadline.
     inner: Arc<dyn Backend>,
@@ -50,18 +62,66 @@ struct Shared {
     buffer: Option<DiskBuffer>,
 }
 
+/// Where an [`AsyncRouter`] runs the processors of its inner
+/// [`RoutingBackend`]. Set with [`AsyncRouterBuilder::processors_on`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessorsOn {
+    /// In `send`, on the thread that emits (edX's `AsyncRoutingBackend`):
+    /// what a processor drops is never queued. The default.
+    #[default]
+    Caller,
+    /// On the router's worker, with the fan-out: `send` only queues.
+    Worker,
+}
+
+/// The inner backend, with a [`RoutingBackend`] told apart so that its
+/// processors can run on the caller.
+#[derive(Debug)]
+enum Inner {
+    Router(Arc<RoutingBackend>),
+    Other(Arc<dyn Backend>),
+}
+
+impl Inner {
+    fn of<B: Backend + 'static>(backend: B) -> Self {
+        let backend: Box<dyn Any> = Box::new(backend);
+        let backend = match backend.downcast::<RoutingBackend>() {
+            Ok(router) => return Self::Router(Arc::new(*router)),
+            Err(other) => other,
+        };
+        let backend = match backend.downcast::<Arc<RoutingBackend>>() {
+            Ok(router) => return Self::Router(*router),
+            Err(other) => other,
+        };
+        match backend.downcast::<B>() {
+            Ok(backend) => Self::Other(Arc::new(*backend)),
+            Err(_) => unreachable!("a boxed `B` downcasts to `B`"),
+        }
+    }
+}
+
 /// Builds an [`AsyncRouter`]. Created by [`AsyncRouter::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct AsyncRouterBuilder {
     name: Cow<'static, str>,
-    inner: Arc<dyn Backend>,
+    inner: Inner,
+    processors_on: ProcessorsOn,
     queue_capacity: usize,
     when_full: WhenFull,
     buffer: Option<DiskBuffer>,
 }
 
 impl AsyncRouterBuilder {
+    /// Where the processors of the inner [`RoutingBackend`] run. Defaults
+    /// to [`ProcessorsOn::Caller`]. Without a `RoutingBackend` inside,
+    /// everything runs on the worker whatever this says.
+    pub fn processors_on(mut self, on: ProcessorsOn) -> Self {
+        self.processors_on = on;
+        self
+    }
+
     /// Keeps every accepted event on disk until it is settled, and hands
     /// on first what an earlier run left in `buffer` (see [`DiskBuffer`]).
     /// `send` then waits for a write.
@@ -92,30 +152,41 @@ impl AsyncRouterBuilder {
     ///
     /// [`SpawnError`] when the thread or its runtime cannot be created.
     pub fn build(self) -> Result<AsyncRouter, SpawnError> {
+        let (front, inner): (_, Arc<dyn Backend>) = match (self.inner, self.processors_on) {
+            (Inner::Router(router), ProcessorsOn::Caller) => {
+                (Some(router.clone()), Arc::new(FanOut(router)))
+            }
+            (Inner::Router(router), ProcessorsOn::Worker) => (None, router),
+            (Inner::Other(backend), _) => (None, backend),
+        };
         let shared = Arc::new(Shared {
             stage: Stage::new(self.name.to_string(), self.queue_capacity, self.when_full),
             inner_error: Mutex::new(None),
             buffer: self.buffer,
         });
-        let handle = spawn_worker(&shared.stage.name, run(shared.clone(), self.inner.clone()))
+        let handle = spawn_worker(&shared.stage.name, run(shared.clone(), inner.clone()))
             .map_err(|e| SpawnError::new(&shared.stage.name, e))?;
         Ok(AsyncRouter {
             shared,
-            inner: self.inner,
+            front,
+            inner,
             worker: Mutex::new(Some(handle)),
         })
     }
 }
 
 impl AsyncRouter {
-    /// A builder running `inner` on a worker, named `name` in logs and metrics.
+    /// A builder running `inner` on a worker, named `name` in logs and
+    /// metrics. A [`RoutingBackend`] (or an `Arc` of one) keeps its
+    /// processors on the calling thread (see [`ProcessorsOn`]).
     pub fn builder(
         name: impl Into<Cow<'static, str>>,
         inner: impl Backend + 'static,
     ) -> AsyncRouterBuilder {
         AsyncRouterBuilder {
             name: name.into(),
-            inner: Arc::new(inner),
+            inner: Inner::of(inner),
+            processors_on: ProcessorsOn::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             when_full: WhenFull::default(),
             buffer: None,
@@ -130,7 +201,11 @@ impl AsyncRouter {
     ///
     /// [`SendError::QueueFull`] when there is no room for all of them,
     /// [`SendError::Closed`] after shutdown.
-    pub fn send_all(&self, mut events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
+    pub fn send_all(&self, events: Vec<Event>) -> Result<(), (SendError, Vec<Event>)> {
+        let mut events = self.receive_all(events);
+        if events.is_empty() {
+            return Ok(());
+        }
         let shared = &self.shared;
         Metrics::add(&shared.stage.metrics.received, events.len());
         if let Err(refused) = shared.persist(&mut events) {
@@ -178,6 +253,38 @@ impl AsyncRouter {
     #[must_use]
     pub fn has_room(&self, n: usize) -> bool {
         self.shared.stage.queue.has_room(n)
+    }
+
+    /// Where this router runs the processors of its inner
+    /// [`RoutingBackend`] (always [`ProcessorsOn::Worker`] for another
+    /// inner backend).
+    #[must_use]
+    pub fn processors_on(&self) -> ProcessorsOn {
+        if self.front.is_some() {
+            ProcessorsOn::Caller
+        } else {
+            ProcessorsOn::Worker
+        }
+    }
+
+    /// Runs the caller's half of the inner router on `event`, if it has
+    /// one; `None` when a processor dropped the event.
+    fn receive(&self, event: Event) -> Option<Event> {
+        match &self.front {
+            Some(router) => router.receive(event),
+            None => Some(event),
+        }
+    }
+
+    /// [`Self::receive`] for each of `events`, keeping what is left.
+    fn receive_all(&self, events: Vec<Event>) -> Vec<Event> {
+        match &self.front {
+            Some(router) => events
+                .into_iter()
+                .filter_map(|event| router.receive(event))
+                .collect(),
+            None => events,
+        }
     }
 
     /// What `send` does when the queue is full.
@@ -239,8 +346,8 @@ impl Reservation<'_> {
         let shared = &self.router.shared;
         let stage = &shared.stage;
         let reserved = std::mem::take(&mut self.n);
+        let mut events = self.router.receive_all(events);
         Metrics::add(&stage.metrics.received, events.len());
-        let mut events = events;
         if let Err(refused) = shared.persist(&mut events) {
             stage.queue.unreserve(reserved);
             return Err((shared.refuse(refused, events.len()), events));
@@ -267,6 +374,9 @@ impl Drop for Reservation<'_> {
 
 impl Backend for AsyncRouter {
     fn send(&self, event: Event) -> Result<(), SendError> {
+        let Some(event) = self.receive(event) else {
+            return Ok(());
+        };
         let mut one = [event];
         if let Err(refused) = self.shared.persist(&mut one) {
             Metrics::add(&self.shared.stage.metrics.received, 1);
@@ -279,6 +389,16 @@ impl Backend for AsyncRouter {
     fn for_each_stage(&self, visit: &mut dyn FnMut(MetricsSnapshot)) {
         visit(self.metrics());
         self.inner.for_each_stage(visit);
+    }
+
+    /// The inner backend's interest: an event no processor below would
+    /// keep is not built, let alone queued.
+    fn interest(&self, name: &str) -> Interest {
+        self.inner.interest(name)
+    }
+
+    fn count_refused_by_name(&self) {
+        self.inner.count_refused_by_name();
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {

@@ -13,7 +13,7 @@ mod source_runner;
 mod stage;
 mod worker;
 
-pub use async_router::{AsyncRouter, AsyncRouterBuilder, Reservation};
+pub use async_router::{AsyncRouter, AsyncRouterBuilder, ProcessorsOn, Reservation};
 pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
 pub use disk_buffer::DiskBuffer;
 pub(crate) use metrics::Metrics;
