@@ -239,6 +239,19 @@ impl Processor for CatalogProcessor {
             }
         })
     }
+
+    /// `catalog (12 events, strict, invalid events dropped)`.
+    fn describe(&self) -> String {
+        format!(
+            "catalog ({} events, {}, invalid events {})",
+            self.catalog.events().len(),
+            if self.strict { "strict" } else { "lenient" },
+            match self.on_invalid {
+                OnInvalid::Drop => "dropped",
+                OnInvalid::Annotate => "annotated and kept",
+            }
+        )
+    }
 }
 
 /// Removes the properties the catalog marks `pii` from each event's data,
@@ -348,6 +361,20 @@ impl Processor for PiiFilter {
             }
         }
         Ok(Verdict::Keep)
+    }
+
+    /// `pii_filter (a catalog of 12 events)`, with `, and undeclared
+    /// properties` when it drops those too.
+    fn describe(&self) -> String {
+        format!(
+            "pii_filter (a catalog of {} events{})",
+            self.catalog.events().len(),
+            if self.allowlists.is_some() {
+                ", and undeclared properties"
+            } else {
+                ""
+            }
+        )
     }
 }
 

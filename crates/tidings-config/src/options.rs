@@ -390,13 +390,11 @@ impl QueueOptions {
     }
 
     pub(crate) fn describe(&self, feed: Feed) -> String {
-        let when_full = match self.when_full(feed) {
-            WhenFull::DropNewest => "drop_newest".to_owned(),
-            WhenFull::DropOldest => "drop_oldest".to_owned(),
-            WhenFull::Block(t) => format!("block({}ms)", t.as_millis()),
-            WhenFull::Backpressure => "backpressure".to_owned(),
-        };
-        let mut described = format!("queue_capacity={} when_full={when_full}", self.capacity());
+        let mut described = format!(
+            "queue_capacity={} when_full={}",
+            self.capacity(),
+            self.when_full(feed)
+        );
         if let Some(buffer) = self.buffer.as_ref().and_then(BufferOptions::describe) {
             described.push(' ');
             described.push_str(&buffer);

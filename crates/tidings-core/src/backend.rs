@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tidings_event::Event;
 
-use crate::{Interest, MetricsSnapshot};
+use crate::{Interest, MetricsSnapshot, Topology};
 
 /// A boxed error from a backend or sink.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -72,6 +72,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// [`Interest::Never`], as if it had been sent and dropped. The default
     /// counts nothing.
     fn count_refused_by_name(&self) {}
+
+    /// What this backend is and holds (processors, the backends below it),
+    /// for a listing of a built tree. The default is a leaf named after the
+    /// type; routers and delivery stages describe themselves and what they
+    /// hold.
+    fn topology(&self) -> Topology {
+        Topology::of_type::<Self>()
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -93,6 +101,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn count_refused_by_name(&self) {
         (**self).count_refused_by_name();
     }
+    fn topology(&self) -> Topology {
+        (**self).topology()
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -113,6 +124,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn count_refused_by_name(&self) {
         (**self).count_refused_by_name();
+    }
+    fn topology(&self) -> Topology {
+        (**self).topology()
     }
 }
 

@@ -49,6 +49,7 @@ mod redact;
 mod sink;
 mod source;
 mod stage;
+mod topology;
 mod undelivered;
 
 pub use async_trait::async_trait;
@@ -79,5 +80,6 @@ pub use tidings_event::{
     DataError, Event, EventId, EventName, Lease, Limits, Map, NameError, Timestamp, Value,
     WireError, decode,
 };
+pub use topology::Topology;
 pub use undelivered::Undelivered;
 pub(crate) use undelivered::report;

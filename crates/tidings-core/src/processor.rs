@@ -72,6 +72,14 @@ pub trait Processor: Send + Sync + fmt::Debug {
         let _ = name;
         Interest::Sometimes
     }
+
+    /// What this processor does, on one line, for a listing of a built
+    /// tree ([`Topology`](crate::Topology)). The default is its `Debug`
+    /// output; the stock processors print what `tidings check` prints for
+    /// their config (`regex_filter allowlist ["edx\\."]`).
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
@@ -81,6 +89,9 @@ impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
     fn interest(&self, name: &str) -> Interest {
         (**self).interest(name)
     }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for Box<P> {
@@ -89,6 +100,9 @@ impl<P: Processor + ?Sized> Processor for Box<P> {
     }
     fn interest(&self, name: &str) -> Interest {
         (**self).interest(name)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }
 
@@ -113,6 +127,10 @@ where
 {
     fn process(&self, event: &mut Event) -> Result<Verdict, ProcessorError> {
         (self.f)(event)
+    }
+
+    fn describe(&self) -> String {
+        format!("processor_fn {:?}", self.name)
     }
 }
 

@@ -107,6 +107,11 @@ impl Processor for PropertyAllowlist {
         self.filter_value(event.data_mut());
         Ok(Verdict::Keep)
     }
+
+    /// `property_allowlist allowed ["url", "page.title"]`.
+    fn describe(&self) -> String {
+        format!("property_allowlist allowed {:?}", self.paths)
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,13 @@ impl Processor for NameFilter {
     fn interest(&self, name: &str) -> Interest {
         Interest::keep_if(self.keeps(name))
     }
+
+    /// `name_filter allowlist ["a.b", "c.d"]`, names sorted.
+    fn describe(&self) -> String {
+        let mut names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        format!("name_filter {} {names:?}", self.mode.as_str())
+    }
 }
 
 #[cfg(test)]

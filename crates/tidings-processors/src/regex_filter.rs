@@ -24,6 +24,17 @@ pub enum FilterMode {
     Blocklist,
 }
 
+impl FilterMode {
+    /// `allowlist` or `blocklist`, as in a config.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowlist => "allowlist",
+            Self::Blocklist => "blocklist",
+        }
+    }
+}
+
 /// A pattern that neither the `regex` engine nor the backtracking engine
 /// accepts.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -351,6 +362,11 @@ impl Processor for RegexFilter {
     /// The name alone decides: [`Interest::Always`] or [`Interest::Never`].
     fn interest(&self, name: &str) -> Interest {
         Interest::keep_if(self.keeps(name))
+    }
+
+    /// `regex_filter allowlist ["edx\\."]`.
+    fn describe(&self) -> String {
+        format!("regex_filter {} {:?}", self.mode.as_str(), self.patterns)
     }
 }
 

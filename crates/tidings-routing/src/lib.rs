@@ -56,7 +56,7 @@ pub use router::{
 /// The contract, defined in `tidings-core` and re-exported here.
 pub use tidings_core::{
     Backend, BoxError, DrainError, DropReason, LastError, MetricsSnapshot, SendError, Sink,
-    SinkError, SinkErrorKind, Source, SourceError, SourceMetrics, async_trait,
+    SinkError, SinkErrorKind, Source, SourceError, SourceMetrics, Topology, async_trait,
 };
 /// The disk buffer's options and figures, from `tidings-wal`.
 pub use tidings_wal::{SyncMode, WalOptions, WalStats};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tidings_event::Event;
 use tidings_processors::{Interest, Processor, Verdict};
 
-use crate::{Backend, DrainError, SendError, Sink};
+use crate::{Backend, DrainError, SendError, Sink, Topology};
 
 /// Counters of one [`RoutingBackend`], read with [`RoutingBackend::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -263,6 +263,19 @@ impl RoutingBackend {
         self.branches.iter().map(|b| &*b.name)
     }
 
+    /// The backend named `name` (edX's `get_backend`).
+    #[must_use]
+    pub fn backend(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.branches
+            .iter()
+            .find_map(|b| (b.name == name).then_some(&b.backend))
+    }
+
+    /// The processors, in the order they run.
+    pub fn processors(&self) -> impl Iterator<Item = &Arc<dyn Processor>> {
+        self.processors.iter()
+    }
+
     /// A snapshot of this router's counters.
     #[must_use]
     pub fn stats(&self) -> RouterStats {
@@ -460,6 +473,18 @@ impl Backend for RoutingBackend {
             branch.backend.for_each_stage(visit);
         }
     }
+
+    /// `router`, its processors' descriptions and its backends.
+    fn topology(&self) -> Topology {
+        let mut topology = Topology::new("router");
+        topology.processors = self.processors.iter().map(|p| p.describe()).collect();
+        topology.backends = self
+            .branches
+            .iter()
+            .map(|b| (b.name.to_string(), b.backend.topology()))
+            .collect();
+        topology
+    }
 }
 
 /// The fan-out half of a [`RoutingBackend`], as the backend of an
@@ -492,5 +517,9 @@ impl Backend for FanOut {
 
     fn count_refused_by_name(&self) {
         self.0.count_refused_by_name();
+    }
+
+    fn topology(&self) -> Topology {
+        self.0.topology()
     }
 }

@@ -37,9 +37,11 @@
 //! a tracker for the current thread only.
 
 mod global;
+mod named;
 mod tracker;
 
 pub use global::{init, set_default, try_init};
+pub use named::{register_tracker, tracker, tracker_names, unregister_tracker};
 /// The TOML config (feature `config`): what [`Tracker::from_config_str`]
 /// reads, and the registry third-party sink and processor types join.
 #[cfg(feature = "config")]
@@ -48,13 +50,14 @@ pub use tidings_core::{
     Backend, BoxError, Context, ContextGuard, DEFAULT_DRAIN_TIMEOUT, DefaultGuard, Dispatch,
     DrainError, DropReason, EmitError, Event, EventId, EventName, FlushGuard, GlobalContextGuard,
     Interest, IntoContextMap, Limits, Map, MetricsSnapshot, NameError, Processor, ProcessorError,
-    SendError, SetGlobalError, Sink, SinkError, SinkErrorKind, Timestamp, Undelivered, Value,
-    Verdict, WireError, WithContext, WithContextExt, async_trait, current_context, decode, emit,
-    enter_context, enter_global_context, exit_context, exit_global_context, in_context,
+    SendError, SetGlobalError, Sink, SinkError, SinkErrorKind, Timestamp, Topology, Undelivered,
+    Value, Verdict, WireError, WithContext, WithContextExt, async_trait, current_context, decode,
+    emit, enter_context, enter_global_context, exit_context, exit_global_context, in_context,
     processor_fn, with_default,
 };
 pub use tidings_processors::{
-    AllowlistError, EngineError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
+    AllowlistError, EngineError, FilterMode, NameFilter, PatternError, PropertyAllowlist,
+    RegexFilter,
 };
 pub use tidings_routing::{
     AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend,

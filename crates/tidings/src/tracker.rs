@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tidings_core::{Dispatch, DrainError, EmitError, Event, EventId, Processor, Undelivered};
+use tidings_core::{
+    Backend, Dispatch, DrainError, EmitError, Event, EventId, Processor, Topology, Undelivered,
+};
 use tidings_routing::{
     BuildError, IntoBackend, RouterStats, RoutingBackend, RoutingBackendBuilder,
 };
@@ -425,10 +427,34 @@ impl Tracker {
         self.root().stats()
     }
 
-    /// The root of the routing tree.
+    /// The root of the routing tree: its processors
+    /// ([`RoutingBackend::processors`]) and backends by name
+    /// ([`RoutingBackend::backend`], edX's `get_backend`).
     #[must_use]
     pub fn root(&self) -> &RoutingBackend {
         self.dispatch.backend()
+    }
+
+    /// The built tree: every router's processors and backends, level by
+    /// level, with each queue's settings. Its `Display` is an indented
+    /// tree, as `tidings check` prints a config.
+    ///
+    /// ```
+    /// use tidings::{RegexFilter, Tracker};
+    /// use tidings_test::RecordingBackend;
+    ///
+    /// let tracker = Tracker::builder()
+    ///     .processor(RegexFilter::allowlist([r"edx\."])?)
+    ///     .backend("audit", RecordingBackend::new())
+    ///     .build()?;
+    /// let tree = tracker.topology();
+    /// assert_eq!(tree.processors, [r#"regex_filter allowlist ["edx\\."]"#]);
+    /// assert_eq!(tree.backend("audit").unwrap().kind, "RecordingBackend");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn topology(&self) -> Topology {
+        self.root().topology()
     }
 
     /// This tracker as a [`Dispatch`] (what [`init`](crate::init) and

@@ -18,7 +18,7 @@ use super::sink_backend::{DEFAULT_QUEUE_CAPACITY, SpawnError};
 use super::stage::Stage;
 use super::{Metrics, WhenFull};
 use crate::router::FanOut;
-use crate::{Backend, DrainError, RoutingBackend, SendError};
+use crate::{Backend, DrainError, RoutingBackend, SendError, Topology};
 use crate::{DropReason, MetricsSnapshot};
 
 /// Events a worker hands on between checks for flush and shutdown requests.
@@ -399,6 +399,27 @@ impl Backend for AsyncRouter {
 
     fn count_refused_by_name(&self) {
         self.inner.count_refused_by_name();
+    }
+
+    /// `async_router` and its queue; over a [`RoutingBackend`], that
+    /// router's processors and backends as its own (as in a config).
+    fn topology(&self) -> Topology {
+        let detail = format!(
+            "{} processors_on={}",
+            self.shared.stage.describe_queue(),
+            match self.processors_on() {
+                ProcessorsOn::Caller => "caller",
+                ProcessorsOn::Worker => "worker",
+            }
+        );
+        let mut topology = self.inner.topology();
+        if topology.kind != "router" {
+            let inner = std::mem::take(&mut topology);
+            topology.backends.push(("inner".to_owned(), inner));
+        }
+        topology.kind = "async_router".to_owned();
+        topology.detail = detail;
+        topology
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {

@@ -35,6 +35,19 @@ pub enum WhenFull {
     Backpressure,
 }
 
+/// As in a config: `drop_newest`, `drop_oldest`, `block(1000ms)`,
+/// `backpressure`.
+impl std::fmt::Display for WhenFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DropNewest => f.write_str("drop_newest"),
+            Self::DropOldest => f.write_str("drop_oldest"),
+            Self::Block(t) => write!(f, "block({}ms)", t.as_millis()),
+            Self::Backpressure => f.write_str("backpressure"),
+        }
+    }
+}
+
 impl WhenFull {
     /// Whether a full queue under this policy drops an event it was given
     /// (every policy but [`WhenFull::Backpressure`]).
@@ -77,6 +90,10 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(crate) fn new(capacity: usize, policy: WhenFull) -> Self {
         let capacity = capacity.max(1);
         Self {

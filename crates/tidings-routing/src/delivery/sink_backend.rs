@@ -12,7 +12,7 @@ use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
 use super::stage::Stage;
 use super::worker::Worker;
 use super::{BatchConfig, RetryPolicy, WhenFull};
-use crate::{Backend, DrainError, DropReason, MetricsSnapshot, SendError, Sink};
+use crate::{Backend, DrainError, DropReason, MetricsSnapshot, SendError, Sink, Topology};
 
 /// Default for [`SinkBackendBuilder::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
@@ -243,6 +243,21 @@ impl Backend for SinkBackend {
         if let Some(dead_letter) = &self.dead_letter {
             dead_letter.for_each_stage(visit);
         }
+    }
+
+    /// `sink`, its name and queue, and its dead-letter backend.
+    fn topology(&self) -> Topology {
+        let mut topology = Topology::new("sink").with_detail(format!(
+            "{} {}",
+            self.shared.name,
+            self.shared.describe_queue()
+        ));
+        if let Some(dead_letter) = &self.dead_letter {
+            topology
+                .backends
+                .push(("dead_letter".to_owned(), dead_letter.topology()));
+        }
+        topology
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), DrainError> {

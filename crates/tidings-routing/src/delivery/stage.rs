@@ -56,6 +56,15 @@ impl Stage {
         }
     }
 
+    /// `queue_capacity=10000 when_full=drop_newest`, as in a config.
+    pub(crate) fn describe_queue(&self) -> String {
+        format!(
+            "queue_capacity={} when_full={}",
+            self.queue.capacity(),
+            self.queue.policy()
+        )
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         self.metrics
             .snapshot(&self.name, self.queue.len(), self.queue.waiting())
