@@ -595,10 +595,16 @@ fn an_async_router_whose_drain_runs_out_of_time_says_so() {
         router.send(event(n)).unwrap();
     }
     let timeout = Duration::from_millis(300);
+    // The opener counts from the moment the drain starts (not from its own
+    // start, which a loaded machine may delay past the deadline).
+    let (start, drain_started) = std::sync::mpsc::channel::<Instant>();
     let opener = std::thread::spawn(move || {
-        std::thread::sleep(timeout + Duration::from_millis(10));
+        let started = drain_started.recv().unwrap();
+        let open_at = started + timeout + Duration::from_millis(30);
+        std::thread::sleep(open_at.saturating_duration_since(Instant::now()));
         let _ = open.send(());
     });
+    start.send(Instant::now()).unwrap();
     let error = router.shutdown(timeout).unwrap_err();
     opener.join().unwrap();
     // On a loaded machine the worker may report after the drain returned.

@@ -10,6 +10,15 @@
 //!   `buffer = { type = "disk" }` does (survives `kill -9`);
 //! - `disk_buffer_fsync`: each emit waits for an fsync (survives a crash of
 //!   the machine).
+//!
+//! `emit_async_processors` (issue 19: "`AsyncRouter` runs its processors on
+//! the calling thread by default"): an `AsyncRouter` over a router with the
+//! standard workload's nested blocklist `['^edx\.internal\.']` and a
+//! property allowlist, its worker dropping what is left; each iteration
+//! emits one event the blocklist drops and one it keeps, so per-event cost
+//! is half the reported time:
+//! - `processors_on_caller`: the processors run in `emit` (the default);
+//! - `processors_on_worker`: `emit` only queues; the worker runs them.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
@@ -70,5 +79,48 @@ fn bench_buffer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_buffer);
+fn bench_processors_on(c: &mut Criterion) {
+    use tidings::{
+        AsyncRouter, ProcessorsOn, PropertyAllowlist, RegexFilter, RoutingBackend, Tracker,
+        WhenFull,
+    };
+
+    let click =
+        json!({"url": "http://www.edx.org/some/path/1", "button_text": "Enroll now", "depth": 3});
+    let mut group = c.benchmark_group("emit_async_processors");
+    group.throughput(Throughput::Elements(2));
+    for (id, on) in [
+        ("processors_on_caller", ProcessorsOn::Caller),
+        ("processors_on_worker", ProcessorsOn::Worker),
+    ] {
+        let inner = RoutingBackend::builder()
+            .processor(RegexFilter::blocklist([r"^edx\.internal\."]).unwrap())
+            .processor(PropertyAllowlist::new(["url", "depth"]).unwrap())
+            .backend("discard", Discard)
+            .build()
+            .unwrap();
+        let router = AsyncRouter::builder(id, inner)
+            .processors_on(on)
+            .when_full(WhenFull::Backpressure)
+            .build()
+            .unwrap();
+        let tracker = Tracker::builder().backend("async", router).build().unwrap();
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                tracker
+                    .emit("edx.internal.tick", black_box(&click))
+                    .unwrap();
+                tracker
+                    .emit("navigation.request", black_box(&click))
+                    .unwrap();
+            });
+        });
+        tracker
+            .shutdown(std::time::Duration::from_secs(30))
+            .unwrap();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_buffer, bench_processors_on);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
-//! `AsyncRouter`: moves a backend (usually a `RoutingBackend` with its
-//! processors) off the emitting thread, through a bounded queue.
+//! `AsyncRouter`: moves a backend (usually a `RoutingBackend`'s fan-out,
+//! its processors running on the caller) off the emitting thread, through
+//! a bounded queue.
 
 use std::any::Any;
 use std::borrow::Cow;
