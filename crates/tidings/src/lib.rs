@@ -71,6 +71,11 @@ pub use tracker::{Tracker, TrackerBuilder};
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// The examples of docs/migrating.md, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/migrating.md")]
+struct MigratingDoctests;
+
 /// The event catalog (feature `catalog`, default): declared events,
 /// validation, PII marks, typed events and handlers.
 #[cfg(feature = "catalog")]
