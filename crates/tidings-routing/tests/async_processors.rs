@@ -226,3 +226,103 @@ fn the_router_answers_interest_from_the_processors_below_it() {
         router.shutdown(LONG).unwrap();
     }
 }
+
+#[test]
+fn flush_and_shutdown_reach_the_sinks_below_a_router_whose_processors_run_on_the_caller() {
+    use tidings_routing::{BatchConfig, SinkBackend};
+    use tidings_test::RecordingSink;
+
+    let sink = RecordingSink::new();
+    // A batch waits an hour unless flushed.
+    let stage = SinkBackend::builder("slow-batches", sink.clone())
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let inner = RoutingBackend::builder()
+        .backend("stage", stage)
+        .build()
+        .unwrap();
+    let router = AsyncRouter::builder("async", inner).build().unwrap();
+    assert_eq!(router.processors_on(), ProcessorsOn::Caller);
+    router.send(named("page.view")).unwrap();
+    router.flush(LONG).unwrap();
+    assert_eq!(sink.events().len(), 1, "the flush went through to the sink");
+    let mut stages = Vec::new();
+    router.for_each_stage(&mut |m| stages.push(m.name.clone()));
+    assert_eq!(stages, ["async", "slow-batches"]);
+    router.send(named("page.view")).unwrap();
+    router.shutdown(LONG).unwrap();
+    assert_eq!(sink.events().len(), 2, "the shutdown delivered the rest");
+    assert!(matches!(
+        router.send(named("page.view")),
+        Err(SendError::Closed)
+    ));
+}
+
+#[test]
+fn a_router_lists_its_backends_processors_and_tree() {
+    use tidings_routing::{SinkBackend, Topology};
+    use tidings_test::RecordingSink;
+
+    let out = RecordingBackend::new();
+    let make = || {
+        let sink = SinkBackend::builder("ingest", RecordingSink::new())
+            .queue_capacity(7)
+            .dead_letter(Arc::new(RecordingBackend::new()))
+            .build()
+            .unwrap();
+        RoutingBackend::builder()
+            .processor(RegexFilter::blocklist([r"debug\."]).unwrap())
+            .backend("out", out.clone())
+            .backend("ingest", sink)
+            .build()
+            .unwrap()
+    };
+    let inner = make();
+    assert!(inner.backend("out").is_some());
+    assert!(inner.backend("ingest").is_some());
+    assert!(inner.backend("nobody").is_none());
+    let described: Vec<String> = inner.processors().map(|p| p.describe()).collect();
+    assert_eq!(described, [r#"regex_filter blocklist ["debug\\."]"#]);
+
+    let expected_below = |topology: &Topology| {
+        assert_eq!(topology.processors, described);
+        let names: Vec<&str> = topology.backends.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ingest", "out"]);
+        let ingest = topology.backend("ingest").unwrap();
+        assert_eq!(
+            (ingest.kind.as_str(), ingest.detail.as_str()),
+            ("sink", "ingest queue_capacity=7 when_full=drop_newest")
+        );
+        assert_eq!(
+            ingest.backend("dead_letter").unwrap().kind,
+            "RecordingBackend"
+        );
+    };
+    let plain = inner.topology();
+    assert_eq!(plain.kind, "router");
+    expected_below(&plain);
+    for (on, shown) in [
+        (ProcessorsOn::Caller, "caller"),
+        (ProcessorsOn::Worker, "worker"),
+    ] {
+        let router = AsyncRouter::builder("async", make())
+            .processors_on(on)
+            .queue_capacity(9)
+            .build()
+            .unwrap();
+        let topology = router.topology();
+        assert_eq!(topology.kind, "async_router");
+        assert_eq!(
+            topology.detail,
+            format!("queue_capacity=9 when_full=drop_newest processors_on={shown}")
+        );
+        expected_below(&topology);
+        router.shutdown(LONG).unwrap();
+    }
+    inner.shutdown(LONG).unwrap();
+    let wrapped = AsyncRouter::builder("plain", out).build().unwrap();
+    let topology = wrapped.topology();
+    assert_eq!(topology.backend("inner").unwrap().kind, "RecordingBackend");
+    wrapped.shutdown(LONG).unwrap();
+}
