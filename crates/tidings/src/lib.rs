@@ -56,9 +56,9 @@ pub use tidings_processors::{
     AllowlistError, EngineError, FilterMode, PatternError, PropertyAllowlist, RegexFilter,
 };
 pub use tidings_routing::{
-    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend, RetryPolicy,
-    RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend, SinkBackendBuilder,
-    SpawnError, WhenFull,
+    AsyncRouter, AsyncRouterBuilder, BatchConfig, BatchKey, BuildError, DiskBuffer,
+    DispatchAttempt, IntoBackend, ListenerId, RetryPolicy, RouterStats, RoutingBackend,
+    RoutingBackendBuilder, SinkBackend, SinkBackendBuilder, SinkBuildError, SpawnError, WhenFull,
 };
 pub use tracker::{Tracker, TrackerBuilder};
 
