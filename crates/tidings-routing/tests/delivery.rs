@@ -1255,17 +1255,22 @@ fn dispatch_listeners_hear_each_attempt_before_it_is_made_until_removed() {
     backend.flush(LONG).unwrap();
     assert_eq!(second.lock().unwrap().len(), 4);
     assert_eq!(backend.metrics().delivered, 5);
-    // Ids are per backend: another backend's id removes nothing here.
+    // Another backend's ids never remove this one's listeners.
     let elsewhere = SinkBackend::builder("other", RecordingSink::new())
         .build()
         .unwrap();
-    let foreign = elsewhere.add_dispatch_listener(|_| {});
-    let foreign = elsewhere.add_dispatch_listener(move |_| {}).max(foreign);
-    assert!(!backend.remove_dispatch_listener(foreign));
+    let live = backend.add_dispatch_listener(recording_listener(&second, &sink));
+    assert!(format!("{backend:?}").contains("Listeners { count: 1"));
+    for _ in 0..3 {
+        let foreign = elsewhere.add_dispatch_listener(|_| {});
+        assert_ne!(foreign, live);
+        assert!(!backend.remove_dispatch_listener(foreign));
+    }
     backend.add_dispatch_listener(log_dispatch);
     backend.send(event(5)).unwrap();
     backend.flush(LONG).unwrap();
     assert_eq!(backend.metrics().delivered, 6);
+    assert_eq!(second.lock().unwrap().len(), 5, "still listening");
 }
 
 #[test]
@@ -1389,6 +1394,7 @@ fn a_requeued_batch_goes_before_the_event_that_closed_it() {
     }
     backend.flush(LONG).unwrap();
     assert_eq!(ids(&sink.events()), ids(&sent));
+    assert_eq!(batch_sizes(&sink), [2, 2], "exactly max_bytes fits");
     assert_accounted(&backend.metrics());
 }
 
@@ -1636,4 +1642,40 @@ fn a_small_queue_sends_full_batches_of_its_capacity() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(batch_sizes(&sink).iter().all(|&n| n == 5));
+}
+
+#[test]
+fn the_room_a_requeued_batch_holds_in_the_queue_is_given_back_as_it_is_sent_again() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .queue_capacity(3)
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..9).map(event).collect();
+    for chunk in sent.chunks(3) {
+        for e in chunk {
+            backend.send(e.clone()).unwrap();
+        }
+        backend.flush(LONG).unwrap();
+    }
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.dropped_total(), m.retried), (9, 0, 3));
+}
+
+#[test]
+fn a_partial_batch_waits_for_its_flush_interval() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(600)))
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    // The worker wakes for the event, and must leave its batch forming.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sink.calls().is_empty(), "sent before its interval");
+    assert_eq!(backend.metrics().buffered, 1);
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.calls().len(), 1);
 }

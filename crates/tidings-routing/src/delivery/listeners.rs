@@ -27,7 +27,8 @@ pub struct DispatchAttempt<'a> {
 }
 
 /// The id of a dispatch listener, to remove it with
-/// [`SinkBackend::remove_dispatch_listener`](crate::SinkBackend::remove_dispatch_listener).
+/// [`SinkBackend::remove_dispatch_listener`](crate::SinkBackend::remove_dispatch_listener);
+/// unique in the process, so another backend's id removes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(u64);
 
@@ -40,7 +41,6 @@ type Listener = Arc<dyn Fn(&DispatchAttempt<'_>) + Send + Sync>;
 pub(crate) struct Listeners {
     /// `list.len()`, read first on every attempt.
     count: AtomicUsize,
-    next_id: AtomicU64,
     list: RwLock<Arc<[(ListenerId, Listener)]>>,
     /// Whether a panic was logged at `warn` already.
     panicked: AtomicBool,
@@ -56,7 +56,8 @@ impl fmt::Debug for Listeners {
 
 impl Listeners {
     pub(crate) fn add(&self, listener: Listener) -> ListenerId {
-        let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = ListenerId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let mut list = self.list.write().unwrap_or_else(PoisonError::into_inner);
         let mut next: Vec<_> = list.iter().cloned().collect();
         next.push((id, listener));

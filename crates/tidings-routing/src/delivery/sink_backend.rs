@@ -337,8 +337,8 @@ impl SinkBackend {
         self.listeners.add(Arc::new(listener))
     }
 
-    /// Removes the dispatch listener `id`; `false` when there is none by
-    /// that id (removed already, or another backend's). An attempt that
+    /// Removes the dispatch listener `id`; `false` when this backend has
+    /// none by that id (removed already, or another backend's). An attempt that
     /// starts after this returns is not told to it.
     pub fn remove_dispatch_listener(&self, id: ListenerId) -> bool {
         self.listeners.remove(id)

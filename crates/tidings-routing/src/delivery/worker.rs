@@ -89,7 +89,8 @@ impl Worker {
                 self.dispatch(&mut batch, &mut incoming).await;
                 continue;
             }
-            if self.shared.queue.len() > 0 || !incoming.events.is_empty() {
+            // `take_queued` leaves `incoming` empty.
+            if self.shared.queue.len() > 0 {
                 continue;
             }
             if let Some(deadline) = shutdown
