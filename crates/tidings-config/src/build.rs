@@ -326,11 +326,19 @@ fn build_backend(
                         .queue_capacity(queue.capacity())
                         .when_full(queue.when_full(feed))
                         .batch(batch)
-                        .retry(retry);
+                        .retry(retry)
+                        .requeue_failed(delivery.requeue_failed());
+                    if let Some(key) = delivery.batch_key() {
+                        builder = builder.batch_key(key);
+                    }
                     if let Some(dead_letter) = dead_letter {
                         builder = builder.dead_letter(dead_letter);
                     }
-                    builder.build().map_err(|e| e.to_string())
+                    let backend = builder.build().map_err(|e| e.to_string())?;
+                    if delivery.log_dispatch() {
+                        backend.add_dispatch_listener(tidings_routing::log_dispatch);
+                    }
+                    Ok(backend)
                 });
             match built {
                 Ok(backend) => {

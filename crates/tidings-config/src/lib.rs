@@ -54,8 +54,9 @@
 //! type takes the delivery keys `queue_capacity`, `when_full`,
 //! `block_timeout_ms`, `max_events`, `max_bytes`, `flush_interval_ms`,
 //! `retry` (`"none"` or `{ max_attempts, initial_backoff_ms, max_backoff_ms,
-//! max_batch_age_seconds }`) and `dead_letter` (`"none"` or a backend
-//! table), plus its own options.
+//! max_batch_age_seconds }`), `batch_key` (paths such as
+//! `context.project_id`), `requeue_failed`, `log_dispatch` and
+//! `dead_letter` (`"none"` or a backend table), plus its own options.
 //!
 //! Unset, `when_full` is `backpressure` in a tree a worker feeds
 //! ([`Config::build`], the collector's) and `drop_newest` for the stages

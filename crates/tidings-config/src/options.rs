@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use tidings_routing::{BatchConfig, ProcessorsOn, RetryPolicy, WhenFull};
+use tidings_routing::{BatchConfig, BatchKey, ProcessorsOn, RetryPolicy, WhenFull};
+
+use crate::{ConfigError, ConfigErrorKind, ConfigPath};
 
 /// The `[collector]` table.
 #[derive(Clone, Deserialize)]
@@ -321,7 +323,7 @@ impl Feed {
 }
 
 /// The keys of a sink's table that configure its delivery, not the sink.
-pub(crate) const DELIVERY_KEYS: [&str; 7] = [
+pub(crate) const DELIVERY_KEYS: [&str; 10] = [
     "queue_capacity",
     "when_full",
     "block_timeout_ms",
@@ -329,6 +331,9 @@ pub(crate) const DELIVERY_KEYS: [&str; 7] = [
     "max_bytes",
     "flush_interval_ms",
     "retry",
+    "batch_key",
+    "requeue_failed",
+    "log_dispatch",
 ];
 
 /// The queue keys of sinks and async routers.
@@ -414,9 +419,51 @@ pub(crate) struct DeliveryOptions {
     max_bytes: Option<usize>,
     flush_interval_ms: Option<u64>,
     retry: Option<RetryOption>,
+    /// Paths whose values events of one batch share ([`BatchKey`]).
+    batch_key: Option<Vec<String>>,
+    /// A batch out of retries goes back to the queue while it has room.
+    requeue_failed: Option<bool>,
+    /// Adds [`tidings_routing::log_dispatch`] as a dispatch listener.
+    log_dispatch: Option<bool>,
 }
 
 impl DeliveryOptions {
+    /// The mistakes no type can see: a `batch_key` path that cannot be
+    /// used, a `max_events` over `queue_capacity`.
+    pub(crate) fn check(&self, at: &ConfigPath) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if let Some(paths) = &self.batch_key
+            && let Err(e) = BatchKey::new(paths.iter().cloned())
+        {
+            errors.push(ConfigError::new(
+                at.key("batch_key").index(e.index),
+                ConfigErrorKind::Invalid,
+                e.to_string(),
+            ));
+        }
+        if let Err(e) = self.unchecked_batch().for_queue(self.queue().capacity()) {
+            errors.push(ConfigError::new(
+                at.key("max_events"),
+                ConfigErrorKind::Invalid,
+                e.to_string(),
+            ));
+        }
+        errors
+    }
+
+    /// The `batch_key`, if set (and valid: see [`DeliveryOptions::check`]).
+    pub(crate) fn batch_key(&self) -> Option<BatchKey> {
+        BatchKey::new(self.batch_key.as_ref()?.iter().cloned()).ok()
+    }
+
+    pub(crate) fn requeue_failed(&self) -> bool {
+        self.requeue_failed.unwrap_or(false)
+    }
+
+    pub(crate) fn log_dispatch(&self) -> bool {
+        self.log_dispatch.unwrap_or(false)
+    }
+
     pub(crate) fn queue(&self) -> QueueOptions {
         QueueOptions {
             queue_capacity: self.queue_capacity,
@@ -427,7 +474,14 @@ impl DeliveryOptions {
         }
     }
 
+    /// The batch config for this sink's queue: a default `max_events` is
+    /// lowered to a smaller `queue_capacity`.
     pub(crate) fn batch(&self) -> BatchConfig {
+        let batch = self.unchecked_batch();
+        batch.for_queue(self.queue().capacity()).unwrap_or(batch)
+    }
+
+    fn unchecked_batch(&self) -> BatchConfig {
         let mut batch = BatchConfig::default();
         if let Some(n) = self.max_events {
             batch = batch.with_max_events(n);
@@ -478,8 +532,14 @@ impl DeliveryOptions {
                 "when_full = {name:?} drops events while its queue is full"
             ));
         }
-        matches!(self.retry, Some(RetryOption::None))
-            .then(|| "retry = \"none\": fire-and-forget, a failed batch is dropped".to_owned())
+        matches!(self.retry, Some(RetryOption::None)).then(|| {
+            if self.requeue_failed() {
+                "retry = \"none\": a failed batch is dropped when its queue has no room for it"
+                    .to_owned()
+            } else {
+                "retry = \"none\": fire-and-forget, a failed batch is dropped".to_owned()
+            }
+        })
     }
 
     pub(crate) fn describe(&self, feed: Feed) -> String {
@@ -499,13 +559,23 @@ impl DeliveryOptions {
                 retry.max_backoff().as_millis()
             ),
         };
-        format!(
+        let mut described = format!(
             "{} max_events={} max_bytes={} flush_interval_ms={} retry={retry}",
             self.queue().describe(feed),
             batch.max_events(),
             batch.max_bytes(),
             batch.flush_interval().as_millis()
-        )
+        );
+        if let Some(key) = &self.batch_key {
+            described.push_str(&format!(" batch_key={key:?}"));
+        }
+        if self.requeue_failed() {
+            described.push_str(" requeue_failed=true");
+        }
+        if self.log_dispatch() {
+            described.push_str(" log_dispatch=true");
+        }
+        described
     }
 }
 

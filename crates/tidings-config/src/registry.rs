@@ -15,7 +15,7 @@ use crate::tree::Parse;
 use crate::{ConfigError, ConfigErrorKind, ConfigPath};
 
 /// The keys of a sink's table that the framework reads, not the sink.
-const SINK_FRAMEWORK_KEYS: [&str; 9] = [
+const SINK_FRAMEWORK_KEYS: [&str; 12] = [
     "type",
     DELIVERY_KEYS[0],
     DELIVERY_KEYS[1],
@@ -24,6 +24,9 @@ const SINK_FRAMEWORK_KEYS: [&str; 9] = [
     DELIVERY_KEYS[4],
     DELIVERY_KEYS[5],
     DELIVERY_KEYS[6],
+    DELIVERY_KEYS[7],
+    DELIVERY_KEYS[8],
+    DELIVERY_KEYS[9],
     "dead_letter",
 ];
 

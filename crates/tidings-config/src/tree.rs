@@ -476,6 +476,9 @@ fn backend(mut table: toml::Table, at: &ConfigPath, cx: &mut Parse<'_>) -> Optio
             let dead_letter = dead_letter(table.remove("dead_letter"), at, cx);
             let delivery_table = split_off(&mut table, &DELIVERY_KEYS);
             let delivery: Option<DeliveryOptions> = deserialize_at(delivery_table, at, cx, &[]);
+            if let Some(delivery) = &delivery {
+                cx.errors.extend(delivery.check(at));
+            }
             let sink = cx.registry.validate_sink(&type_name, table, at, cx);
             let (type_name, sink) = sink?;
             Some(BackendNode::Sink {

@@ -258,7 +258,8 @@ fn every_mistake_is_reported_together_with_its_path() {
     assert_eq!(
         by_path("backends.a.colour").2,
         "unknown key `colour`. The keys here are: id, type, queue_capacity, when_full, \
-         block_timeout_ms, max_events, max_bytes, flush_interval_ms, retry, dead_letter"
+         block_timeout_ms, max_events, max_bytes, flush_interval_ms, retry, batch_key, \
+         requeue_failed, log_dispatch, dead_letter"
     );
     assert_eq!(
         by_path("colector").2,
@@ -355,7 +356,8 @@ fn mistakes_carry_their_line_and_column_and_the_nearest_key() {
         lines[0],
         "line 4, column 1: `backends.out.max_evnts`: unknown key `max_evnts`; did you mean \
          `max_events`? The keys here are: id, type, queue_capacity, when_full, block_timeout_ms, \
-         max_events, max_bytes, flush_interval_ms, retry, dead_letter",
+         max_events, max_bytes, flush_interval_ms, retry, batch_key, requeue_failed, \
+         log_dispatch, dead_letter",
     );
     // The optional types (amqp, nats, postgres) are listed when enabled.
     assert!(
@@ -459,6 +461,144 @@ fn delivery_keys_configure_the_sink_backend() {
             .batches()
             .iter()
             .all(|b| b.len() <= 2)
+    );
+}
+
+#[test]
+fn optimizely_batching_keys_configure_the_sink_backend() {
+    // Scripted before the build: the first batch fails, once.
+    recorders().lock().unwrap().insert(
+        "optimizely-keys".to_owned(),
+        RecordingSink::scripted([tidings_test::Answer::Status(500, None)]),
+    );
+    let config = load(
+        r#"
+        [backends.m]
+        type = "memory"
+        id = "optimizely-keys"
+        batch_key = ["name", "data.k"]
+        requeue_failed = true
+        log_dispatch = true
+        flush_interval_ms = 20
+        retry = { max_attempts = 1, initial_backoff_ms = 1, max_backoff_ms = 2 }
+        "#,
+        &registry(),
+    )
+    .unwrap();
+    let tree = config.to_string();
+    assert!(
+        tree.contains(
+            r#"retry=none batch_key=["name", "data.k"] requeue_failed=true log_dispatch=true"#
+        ),
+        "{tree}"
+    );
+    let (root, stages) = config.build().unwrap().into_parts();
+    for k in [1, 1, 2] {
+        root.send(Event::new(EventName::new("a").unwrap(), json!({"k": k})))
+            .unwrap();
+    }
+    root.flush(Duration::from_secs(5)).unwrap();
+    let sink = recorder("optimizely-keys");
+    let sizes: Vec<usize> = sink.batches().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 1], "one batch per key, the failed one requeued");
+    assert_eq!(sink.calls().len(), 3);
+    let metrics = stages
+        .iter()
+        .find_map(|stage| match stage.metrics() {
+            tidings_config::StageMetrics::Delivery(m) if stage.path == "backends.m" => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (metrics.delivered, metrics.dropped_total(), metrics.retried),
+        (3, 0, 2)
+    );
+
+    // Unset, they are not printed.
+    let plain = load(
+        "[backends.m]\ntype = \"memory\"\nid = \"plain-keys\"\n",
+        &registry(),
+    )
+    .unwrap();
+    let tree = plain.to_string();
+    assert!(
+        !tree.contains("batch_key")
+            && !tree.contains("requeue_failed")
+            && !tree.contains("log_dispatch"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn max_events_over_queue_capacity_and_bad_batch_keys_are_config_errors() {
+    let found = errors(
+        r#"
+        [backends.m]
+        type = "memory"
+        id = "too-big"
+        queue_capacity = 10
+        max_events = 11
+        batch_key = ["data.k", "user.id"]
+        requeue_failed = "yes"
+        "#,
+    );
+    let summary: Vec<(&str, ConfigErrorKind, &str)> = found
+        .iter()
+        .map(|(p, k, m)| (p.as_str(), *k, m.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(
+            "backends.m.requeue_failed",
+            ConfigErrorKind::Invalid,
+            "expected true or false, found the string \"yes\""
+        ),],
+        "a type error stops the table's other checks"
+    );
+    let found = errors(
+        r#"
+        [backends.m]
+        type = "memory"
+        id = "too-big"
+        queue_capacity = 10
+        max_events = 11
+        batch_key = ["data.k", "user.id"]
+        "#,
+    );
+    let summary: Vec<(&str, ConfigErrorKind, &str)> = found
+        .iter()
+        .map(|(p, k, m)| (p.as_str(), *k, m.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "backends.m.max_events",
+                ConfigErrorKind::Invalid,
+                "max_events 11 is larger than queue_capacity 10: a batch must fit in its queue"
+            ),
+            (
+                "backends.m.batch_key[1]",
+                ConfigErrorKind::Invalid,
+                "invalid batch_key path \"user.id\" (entry 1): a path starts with `name`, `context` or `data` (as `context.project_id`)"
+            ),
+        ]
+    );
+    // Equal is fine; a default max_events is lowered to a smaller queue.
+    let config = load(
+        "[backends.a]\ntype = \"memory\"\nid = \"eq\"\nqueue_capacity = 10\nmax_events = 10\n\
+         [backends.b]\ntype = \"memory\"\nid = \"small\"\nqueue_capacity = 5\n",
+        &registry(),
+    )
+    .unwrap();
+    let tree = config.to_string();
+    assert!(
+        tree.contains("queue_capacity=10 when_full=backpressure max_events=10"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("queue_capacity=5 when_full=backpressure max_events=5"),
+        "{tree}"
     );
 }
 

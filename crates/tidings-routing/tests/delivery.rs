@@ -10,8 +10,9 @@ use serde_json::json;
 use tidings_event::{Event, EventId, EventName};
 use tidings_processors::{Verdict, processor_fn};
 use tidings_routing::{
-    AsyncRouter, Backend, BatchConfig, BatchOutcome, DrainError, DropReason, MetricsSnapshot,
-    ProcessorsOn, RetryPolicy, RoutingBackend, SendError, SinkBackend, WhenFull,
+    AsyncRouter, Backend, BatchConfig, BatchKey, BatchLargerThanQueue, BatchOutcome,
+    DispatchAttempt, DrainError, DropReason, MetricsSnapshot, ProcessorsOn, RetryPolicy,
+    RoutingBackend, SendError, SinkBackend, SinkBuildError, WhenFull, log_dispatch,
 };
 use tidings_test::{Answer, RecordingBackend, RecordingSink};
 
@@ -438,13 +439,19 @@ proptest! {
         capacity in 1usize..40,
         max_events in 1usize..10,
         with_dead_letter in any::<bool>(),
+        requeue_failed in any::<bool>(),
     ) {
         let sink = RecordingSink::scripted(answers);
         let dead = RecordingBackend::new();
         let mut builder = backend(&sink)
             .queue_capacity(capacity)
-            .batch(BatchConfig::default().with_max_events(max_events))
-            .retry(fast_retry().with_max_attempts(3));
+            .batch(
+                BatchConfig::default()
+                    .with_max_events(max_events.min(capacity))
+                    .with_flush_interval(Duration::from_millis(5)),
+            )
+            .retry(fast_retry().with_max_attempts(3))
+            .requeue_failed(requeue_failed);
         if with_dead_letter {
             builder = builder.dead_letter(Arc::new(dead.clone()));
         }
@@ -1088,4 +1095,603 @@ fn a_router_gives_each_branch_the_time_left_to_drain() {
     router.send(event(0)).unwrap();
     router.shutdown(LONG).unwrap();
     assert_eq!((a_sink.events().len(), b_sink.events().len()), (1, 1));
+}
+
+// Optimizely's batching options: batch keys, dispatch listeners, failed
+// batches requeued, `max_events` against `queue_capacity`.
+
+fn keyed(n: usize, project: Option<serde_json::Value>, revision: u64) -> Event {
+    let mut context = tidings_event::Map::new();
+    if let Some(project) = project {
+        context.insert("project_id".to_owned(), project);
+    }
+    Event::new(
+        EventName::new("delivery.keyed").unwrap(),
+        json!({"n": n, "revision": revision}),
+    )
+    .with_context(context)
+}
+
+fn batch_sizes(sink: &RecordingSink) -> Vec<usize> {
+    sink.batches().iter().map(Vec::len).collect()
+}
+
+#[test]
+fn a_batch_key_sends_the_batch_being_formed_when_another_key_comes() {
+    let sink = RecordingSink::new();
+    let key = BatchKey::new(["context.project_id", "data.revision"]).unwrap();
+    let backend = backend(&sink)
+        .batch_key(key)
+        .batch(BatchConfig::default().with_flush_interval(LONG))
+        .build()
+        .unwrap();
+    let p = |s: &str| Some(json!(s));
+    let sent = vec![
+        keyed(0, p("a"), 1),
+        keyed(1, p("a"), 1),
+        keyed(2, p("a"), 1),
+        keyed(3, p("a"), 2),
+        keyed(4, p("a"), 2),
+        keyed(5, p("b"), 2),
+        keyed(6, p("a"), 1),
+        keyed(7, p("a"), 1),
+        // Absent and null are two keys.
+        keyed(8, None, 1),
+        keyed(9, Some(serde_json::Value::Null), 1),
+        keyed(10, Some(serde_json::Value::Null), 1),
+    ];
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(batch_sizes(&sink), [3, 2, 1, 2, 1, 2]);
+    assert_eq!(ids(&sink.events()), ids(&sent), "never reordered");
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.batches), (11, 6));
+    assert_accounted(&m);
+}
+
+#[test]
+fn a_batch_key_reads_names_whole_objects_and_nested_paths() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch_key(BatchKey::new(["name", "data.page.kind"]).unwrap())
+        .build()
+        .unwrap();
+    let named = |name: &'static str, data| Event::new(EventName::new(name).unwrap(), data);
+    for e in [
+        named("a", json!({"page": {"kind": 1, "n": 0}})),
+        named("a", json!({"page": {"kind": 1, "n": 1}})),
+        named("b", json!({"page": {"kind": 1}})),
+        named("b", json!({"page": {"kind": 2}})),
+        // `page` not an object, then missing: both absent.
+        named("b", json!({"page": 3})),
+        named("b", json!({})),
+        named("b", json!([1])),
+    ] {
+        backend.send(e).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(batch_sizes(&sink), [2, 1, 1, 3]);
+
+    let sink = RecordingSink::new();
+    let backend = backend_with_key(&sink, &["context"]);
+    for project in ["a", "a", "b"] {
+        backend.send(keyed(0, Some(json!(project)), 0)).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(batch_sizes(&sink), [2, 1], "the whole context is the key");
+
+    let sink = RecordingSink::new();
+    let backend = backend_with_key(&sink, &["data"]);
+    for data in [json!(1), json!(1), json!("x"), json!({"a": 1})] {
+        backend
+            .send(Event::new(EventName::new("d").unwrap(), data))
+            .unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(batch_sizes(&sink), [2, 1, 1], "the whole data is the key");
+}
+
+fn backend_with_key(sink: &RecordingSink, paths: &[&str]) -> SinkBackend {
+    backend(sink)
+        .batch_key(BatchKey::new(paths.iter().copied()).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn batch_key_paths_start_at_name_context_or_data_and_have_no_empty_segment() {
+    let key = BatchKey::new(["name", "context", "data.a.b"]).unwrap();
+    assert_eq!(key.paths(), ["name", "context", "data.a.b"]);
+    for (bad, index) in [
+        (vec!["user.id"], 0),
+        (vec!["name", "name.first"], 1),
+        (vec!["data..a"], 0),
+        (vec!["context."], 0),
+        (vec![""], 0),
+        (vec!["id"], 0),
+    ] {
+        let error = BatchKey::new(bad.clone()).unwrap_err();
+        assert_eq!((error.index, error.path.as_str()), (index, bad[index]));
+        assert!(error.to_string().contains(bad[index]), "{error}");
+    }
+}
+
+type Heard = Arc<Mutex<Vec<(String, u32, Vec<EventId>, usize)>>>;
+
+/// A listener recording each attempt and how many calls the sink had
+/// seen when it ran.
+fn recording_listener(
+    heard: &Heard,
+    sink: &RecordingSink,
+) -> impl Fn(&DispatchAttempt<'_>) + Send + Sync + 'static {
+    let (heard, sink) = (heard.clone(), sink.clone());
+    move |attempt| {
+        heard.lock().unwrap().push((
+            attempt.backend.to_owned(),
+            attempt.attempt,
+            ids(attempt.events),
+            sink.calls().len(),
+        ));
+    }
+}
+
+#[test]
+fn dispatch_listeners_hear_each_attempt_before_it_is_made_until_removed() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None), Answer::Status(503, None)]);
+    let backend = backend(&sink).build().unwrap();
+    let (first, second) = (Heard::default(), Heard::default());
+    let id = backend.add_dispatch_listener(recording_listener(&first, &sink));
+    let other = backend.add_dispatch_listener(recording_listener(&second, &sink));
+    assert_ne!(id, other);
+    let sent: Vec<Event> = (0..3).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    let expected: Vec<_> = (1..=3)
+        .map(|attempt| ("test".to_owned(), attempt, ids(&sent), attempt as usize - 1))
+        .collect();
+    assert_eq!(*first.lock().unwrap(), expected, "before each call");
+    assert_eq!(*second.lock().unwrap(), expected);
+
+    assert!(backend.remove_dispatch_listener(id));
+    assert!(!backend.remove_dispatch_listener(id), "removed already");
+    backend.send(event(3)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(
+        first.lock().unwrap().len(),
+        3,
+        "a removed listener hears nothing"
+    );
+    assert_eq!(second.lock().unwrap().len(), 4);
+    assert!(backend.remove_dispatch_listener(other));
+    backend.send(event(4)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(second.lock().unwrap().len(), 4);
+    assert_eq!(backend.metrics().delivered, 5);
+    // Another backend's ids never remove this one's listeners.
+    let elsewhere = SinkBackend::builder("other", RecordingSink::new())
+        .build()
+        .unwrap();
+    let live = backend.add_dispatch_listener(recording_listener(&second, &sink));
+    assert!(format!("{backend:?}").contains("Listeners { count: 1"));
+    for _ in 0..3 {
+        let foreign = elsewhere.add_dispatch_listener(|_| {});
+        assert_ne!(foreign, live);
+        assert!(!backend.remove_dispatch_listener(foreign));
+    }
+    backend.add_dispatch_listener(log_dispatch);
+    backend.send(event(5)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(backend.metrics().delivered, 6);
+    assert_eq!(second.lock().unwrap().len(), 5, "still listening");
+}
+
+#[test]
+fn a_panicking_dispatch_listener_never_harms_delivery_or_the_other_listeners() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let backend = backend(&sink).build().unwrap();
+    backend.add_dispatch_listener(|_| panic!("a listener's bug"));
+    let heard = Heard::default();
+    backend.add_dispatch_listener(recording_listener(&heard, &sink));
+    let sent: Vec<Event> = (0..4).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    assert_eq!(heard.lock().unwrap().len(), 2, "both attempts heard");
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.dropped_total()), (4, 0));
+    backend.shutdown(LONG).unwrap();
+}
+
+fn requeuing(
+    sink: &RecordingSink,
+    reports: &Arc<Mutex<Vec<(usize, BatchOutcome)>>>,
+) -> tidings_routing::SinkBackendBuilder {
+    let reports = reports.clone();
+    backend(sink)
+        .retry(fast_retry().with_max_attempts(1))
+        .requeue_failed(true)
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_millis(20)))
+        .on_batch(move |report| {
+            reports
+                .lock()
+                .unwrap()
+                .push((report.events.len(), report.outcome));
+        })
+}
+
+#[test]
+fn a_batch_out_of_retries_goes_back_to_the_queue_ahead_of_newer_events() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None), Answer::Status(503, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .batch(
+            BatchConfig::default()
+                .with_max_events(3)
+                .with_flush_interval(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..6).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(ids(&sink.events()), ids(&sent), "order kept");
+    assert_eq!(
+        sink.calls().iter().map(|c| c.1).collect::<Vec<_>>(),
+        [3, 3, 3, 3]
+    );
+    let requeued = BatchOutcome::Requeued(DropReason::RetriesExhausted);
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [
+            (3, requeued),
+            (3, requeued),
+            (3, BatchOutcome::Delivered),
+            (3, BatchOutcome::Delivered)
+        ]
+    );
+    let m = backend.metrics();
+    assert_eq!(
+        (
+            m.delivered,
+            m.retried,
+            m.dropped_total(),
+            m.dead_lettered_total()
+        ),
+        (6, 6, 0, 0)
+    );
+    assert_accounted(&m);
+    assert_eq!((m.queued, m.buffered, m.pending()), (0, 0, 0));
+}
+
+#[test]
+fn a_requeued_batch_goes_before_the_event_that_closed_it() {
+    // The batch is closed by an event with another key, then requeued:
+    // it goes back ahead of that event.
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .batch_key(BatchKey::new(["data.revision"]).unwrap())
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = [1, 1, 2, 2]
+        .into_iter()
+        .enumerate()
+        .map(|(n, revision)| keyed(n, None, revision))
+        .collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    assert_eq!(batch_sizes(&sink), [2, 2]);
+
+    // A batch closed by its bytes, likewise.
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let size = event(0).encoded_len();
+    let backend = requeuing(&sink, &reports)
+        .batch(
+            BatchConfig::default()
+                .with_max_bytes(size * 2)
+                .with_flush_interval(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..4).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    backend.flush(LONG).unwrap();
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    assert_eq!(batch_sizes(&sink), [2, 2], "exactly max_bytes fits");
+    assert_accounted(&backend.metrics());
+}
+
+#[test]
+fn an_expired_batch_is_requeued_too_but_a_refused_one_is_not() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .retry(fast_retry().with_max_batch_age(Duration::ZERO))
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [
+            (1, BatchOutcome::Requeued(DropReason::Expired)),
+            (1, BatchOutcome::Delivered)
+        ]
+    );
+
+    let sink = RecordingSink::scripted([Answer::Status(401, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports).build().unwrap();
+    backend.send(event(0)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(1, BatchOutcome::Dropped(DropReason::NonRetryable))]
+    );
+    assert_eq!(sink.calls().len(), 1);
+}
+
+#[test]
+fn without_requeue_failed_a_batch_out_of_retries_is_settled() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .requeue_failed(false)
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    backend.flush(LONG).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(1, BatchOutcome::Dropped(DropReason::RetriesExhausted))]
+    );
+}
+
+#[test]
+fn a_batch_out_of_retries_is_settled_when_the_queue_has_no_room_for_it() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let dead = RecordingBackend::new();
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .queue_capacity(3)
+        .dead_letter(Arc::new(dead.clone()))
+        .build()
+        .unwrap();
+    // The first attempt waits until the queue is full again.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let gate = backend.add_dispatch_listener(move |attempt| {
+        if attempt.events[0].data()["n"] == 0 {
+            wait.lock().unwrap().recv_timeout(LONG).unwrap();
+        }
+    });
+    let sent: Vec<Event> = (0..6).map(event).collect();
+    for e in &sent[..3] {
+        backend.send(e.clone()).unwrap();
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| backend.flush(LONG).unwrap());
+        let started = Instant::now();
+        while backend.metrics().queued > 0 {
+            assert!(started.elapsed() < LONG, "the batch was never taken");
+            std::thread::yield_now();
+        }
+        for e in &sent[3..] {
+            backend.send(e.clone()).unwrap();
+        }
+        go.send(()).unwrap();
+    });
+    backend.flush(LONG).unwrap();
+    assert!(backend.remove_dispatch_listener(gate));
+    assert_eq!(ids(&dead.events()), ids(&sent[..3]));
+    assert_eq!(ids(&sink.events()), ids(&sent[3..]));
+    assert_eq!(
+        reports.lock().unwrap()[0],
+        (3, BatchOutcome::DeadLettered(DropReason::RetriesExhausted))
+    );
+    let m = backend.metrics();
+    assert_eq!(
+        (
+            m.delivered,
+            m.dead_lettered(DropReason::RetriesExhausted),
+            m.retried
+        ),
+        (3, 3, 0)
+    );
+    assert_accounted(&m);
+}
+
+#[test]
+fn a_sink_that_keeps_failing_backs_off_longer_each_round_and_shuts_down_on_time() {
+    let sink = RecordingSink::scripted(vec![Answer::Status(500, None); 1000]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .retry(
+            RetryPolicy::none()
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_millis(400)),
+        )
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..3).map(event).collect();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    let started = Instant::now();
+    while sink.calls().len() < 5 {
+        assert!(started.elapsed() < LONG, "stopped trying");
+        let m = backend.metrics();
+        assert_accounted(&m);
+        assert_eq!((m.dropped_total(), m.dead_lettered_total()), (0, 0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Pauses of the backoff ceiling after 1 attempt, one doubling more per
+    // round: 100, 200, 400 ms, then capped at 400 ms.
+    let calls = sink.calls();
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    for (gap, floor) in gaps.iter().zip([100, 200, 400, 400]) {
+        assert!(*gap >= Duration::from_millis(floor), "{gaps:?}");
+    }
+    assert_eq!(backend.metrics().pending(), 3, "kept, not lost");
+    // A shutdown ends the pause; the batch's last attempt fails, and it is
+    // settled as without the option.
+    backend.shutdown(LONG).unwrap();
+    let m = backend.metrics();
+    assert_eq!(
+        (
+            m.delivered,
+            m.pending(),
+            m.dropped(DropReason::RetriesExhausted)
+        ),
+        (0, 0, 3)
+    );
+    assert_accounted(&m);
+
+    // Retried until the deadline, then cut off by it.
+    let sink = RecordingSink::scripted(vec![Answer::Status(500, None); 100_000]);
+    let backend = requeuing(&sink, &reports)
+        .retry(fast_retry().with_max_batch_age(Duration::ZERO))
+        .build()
+        .unwrap();
+    for e in &sent {
+        backend.send(e.clone()).unwrap();
+    }
+    let started = Instant::now();
+    while sink.calls().len() < 2 {
+        assert!(started.elapsed() < LONG, "stopped trying");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done.send(backend.shutdown(Duration::from_millis(300))));
+        let outcome = outcome.recv_timeout(LONG).expect("shutdown returns");
+        assert!(
+            matches!(outcome, Err(DrainError::TimedOut { pending: 3, .. })),
+            "{outcome:?}"
+        );
+    });
+    let m = backend.metrics();
+    assert_eq!(
+        (m.delivered, m.pending(), m.dropped(DropReason::Shutdown)),
+        (0, 0, 3)
+    );
+    assert_accounted(&m);
+}
+
+#[test]
+fn a_max_events_over_the_queue_capacity_is_refused_naming_both() {
+    let sink = RecordingSink::new();
+    let refused = backend(&sink)
+        .queue_capacity(10)
+        .batch(BatchConfig::default().with_max_events(11))
+        .build()
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("max_events 11") && message.contains("queue_capacity 10"),
+        "{message}"
+    );
+    assert!(matches!(
+        refused,
+        SinkBuildError::BatchLargerThanQueue {
+            source: BatchLargerThanQueue {
+                max_events: 11,
+                queue_capacity: 10
+            },
+            ..
+        }
+    ));
+    backend(&sink)
+        .queue_capacity(10)
+        .batch(BatchConfig::default().with_max_events(10))
+        .build()
+        .unwrap();
+    assert_eq!(
+        BatchConfig::default().for_queue(5).unwrap().max_events(),
+        5,
+        "a default max_events is lowered to a smaller queue"
+    );
+    assert_eq!(
+        BatchConfig::default().for_queue(500).unwrap().max_events(),
+        100
+    );
+    assert_eq!(
+        BatchConfig::default()
+            .with_max_events(7)
+            .for_queue(7)
+            .unwrap()
+            .max_events(),
+        7
+    );
+}
+
+#[test]
+fn a_small_queue_sends_full_batches_of_its_capacity() {
+    // No flush and a long interval: batches go as they fill, so they must
+    // fill at the queue's capacity.
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .queue_capacity(5)
+        .when_full(WhenFull::Backpressure)
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(600)))
+        .build()
+        .unwrap();
+    for n in 0..10 {
+        backend.send(event(n)).unwrap();
+    }
+    let started = Instant::now();
+    while sink.events().len() < 10 {
+        assert!(started.elapsed() < LONG, "{:?}", batch_sizes(&sink));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(batch_sizes(&sink).iter().all(|&n| n == 5));
+}
+
+#[test]
+fn the_room_a_requeued_batch_holds_in_the_queue_is_given_back_as_it_is_sent_again() {
+    let sink = RecordingSink::scripted([Answer::Status(500, None)]);
+    let reports = Arc::default();
+    let backend = requeuing(&sink, &reports)
+        .queue_capacity(3)
+        .build()
+        .unwrap();
+    let sent: Vec<Event> = (0..9).map(event).collect();
+    for chunk in sent.chunks(3) {
+        for e in chunk {
+            backend.send(e.clone()).unwrap();
+        }
+        backend.flush(LONG).unwrap();
+    }
+    assert_eq!(ids(&sink.events()), ids(&sent));
+    let m = backend.metrics();
+    assert_eq!((m.delivered, m.dropped_total(), m.retried), (9, 0, 3));
+}
+
+#[test]
+fn a_partial_batch_waits_for_its_flush_interval() {
+    let sink = RecordingSink::new();
+    let backend = backend(&sink)
+        .batch(BatchConfig::default().with_flush_interval(Duration::from_secs(600)))
+        .build()
+        .unwrap();
+    backend.send(event(0)).unwrap();
+    // The worker wakes for the event, and must leave its batch forming.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sink.calls().is_empty(), "sent before its interval");
+    assert_eq!(backend.metrics().buffered, 1);
+    backend.flush(LONG).unwrap();
+    assert_eq!(sink.calls().len(), 1);
 }

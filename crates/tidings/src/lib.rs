@@ -60,9 +60,10 @@ pub use tidings_processors::{
     RegexFilter,
 };
 pub use tidings_routing::{
-    AsyncRouter, AsyncRouterBuilder, BatchConfig, BuildError, DiskBuffer, IntoBackend,
-    ProcessorsOn, RetryPolicy, RouterStats, RoutingBackend, RoutingBackendBuilder, SinkBackend,
-    SinkBackendBuilder, SpawnError, WhenFull,
+    AsyncRouter, AsyncRouterBuilder, BatchConfig, BatchKey, BuildError, DiskBuffer,
+    DispatchAttempt, IntoBackend, ListenerId, ProcessorsOn, RetryPolicy, RouterStats,
+    RoutingBackend, RoutingBackendBuilder, SinkBackend, SinkBackendBuilder, SinkBuildError,
+    SpawnError, WhenFull,
 };
 pub use tracker::{Tracker, TrackerBuilder};
 

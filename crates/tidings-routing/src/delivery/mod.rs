@@ -5,6 +5,7 @@ mod async_router;
 mod batch;
 mod control;
 mod disk_buffer;
+mod listeners;
 mod metrics;
 mod queue;
 mod retry;
@@ -14,8 +15,12 @@ mod stage;
 mod worker;
 
 pub use async_router::{AsyncRouter, AsyncRouterBuilder, ProcessorsOn, Reservation};
-pub use batch::{BatchConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
+pub use batch::{
+    BatchConfig, BatchKey, BatchKeyError, BatchLargerThanQueue, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS,
+};
 pub use disk_buffer::DiskBuffer;
+pub use listeners::{DispatchAttempt, ListenerId, log_dispatch};
 pub(crate) use metrics::Metrics;
 pub use queue::WhenFull;
 pub use retry::{
@@ -23,6 +28,7 @@ pub use retry::{
     RetryPolicy,
 };
 pub use sink_backend::{
-    BatchOutcome, BatchReport, DEFAULT_QUEUE_CAPACITY, SinkBackend, SinkBackendBuilder, SpawnError,
+    BatchOutcome, BatchReport, DEFAULT_QUEUE_CAPACITY, SinkBackend, SinkBackendBuilder,
+    SinkBuildError, SpawnError,
 };
 pub use source_runner::{DEFAULT_FETCH_MAX, SourceRunner};

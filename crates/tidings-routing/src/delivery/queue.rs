@@ -302,7 +302,7 @@ impl Queue {
     }
 
     /// Takes up to `max` events from the front.
-    pub(crate) fn pop_up_to(&self, max: usize, out: &mut Vec<Event>) {
+    pub(crate) fn pop_up_to(&self, max: usize, out: &mut impl Extend<Event>) {
         let mut items = self.lock();
         let n = max.min(items.len());
         out.extend(items.drain(..n));

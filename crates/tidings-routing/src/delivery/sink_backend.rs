@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use tidings_event::{Event, FailureStreak};
 
 use super::control::{SHUTDOWN_SLACK, join_if_done, spawn_worker};
+use super::listeners::Listeners;
 use super::stage::Stage;
 use super::worker::Worker;
-use super::{BatchConfig, RetryPolicy, WhenFull};
+use super::{
+    BatchConfig, BatchKey, BatchLargerThanQueue, DispatchAttempt, ListenerId, RetryPolicy, WhenFull,
+};
 use crate::{Backend, DrainError, DropReason, MetricsSnapshot, SendError, Sink, Topology};
 
 /// Default for [`SinkBackendBuilder::queue_capacity`].
@@ -28,6 +31,12 @@ pub enum BatchOutcome {
     /// The sink gave up on the batch, which went to the dead-letter
     /// destination ([`SinkBackendBuilder::dead_letter`]).
     DeadLettered(DropReason),
+    /// The batch ran out of retries for the reason given
+    /// ([`DropReason::RetriesExhausted`] or [`DropReason::Expired`]) and
+    /// went back to the queue, ahead of newer events, to be sent again
+    /// ([`SinkBackendBuilder::requeue_failed`]). Its events are told of
+    /// again when that batch ends.
+    Requeued(DropReason),
 }
 
 /// A dispatched batch, as told to a [`SinkBackendBuilder::on_batch`] hook
@@ -41,7 +50,7 @@ pub struct BatchReport<'a> {
     pub events: &'a [Event],
     /// Attempts made.
     pub attempts: u32,
-    /// What became of it.
+    /// What became of it (for now, when [`BatchOutcome::Requeued`]).
     pub outcome: BatchOutcome,
 }
 
@@ -64,6 +73,7 @@ pub(super) type BatchHook = Arc<dyn Fn(&BatchReport<'_>) + Send + Sync>;
 #[derive(Debug)]
 pub struct SinkBackend {
     shared: Arc<Stage>,
+    listeners: Arc<Listeners>,
     /// Flushed and shut down after this backend, whose worker feeds it.
     dead_letter: Option<Arc<dyn Backend>>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -78,6 +88,8 @@ pub struct SinkBackendBuilder {
     when_full: WhenFull,
     batch: BatchConfig,
     retry: RetryPolicy,
+    batch_key: Option<BatchKey>,
+    requeue_failed: bool,
     on_batch: Option<BatchHook>,
     dead_letter: Option<Arc<dyn Backend>>,
 }
@@ -91,6 +103,8 @@ impl std::fmt::Debug for SinkBackendBuilder {
             .field("when_full", &self.when_full)
             .field("batch", &self.batch)
             .field("retry", &self.retry)
+            .field("batch_key", &self.batch_key)
+            .field("requeue_failed", &self.requeue_failed)
             .field("dead_letter", &self.dead_letter)
             .finish_non_exhaustive()
     }
@@ -114,6 +128,25 @@ impl SpawnError {
     }
 }
 
+/// A [`SinkBackend`] could not be built ([`SinkBackendBuilder::build`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkBuildError {
+    /// `max_events` was set above `queue_capacity` (see
+    /// [`BatchConfig::for_queue`]).
+    #[error("backend {backend:?}: {source}")]
+    BatchLargerThanQueue {
+        /// The backend's name.
+        backend: String,
+        /// The two values.
+        #[source]
+        source: BatchLargerThanQueue,
+    },
+    /// The worker thread could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
 impl SinkBackendBuilder {
     /// The queue's capacity, in events. Defaults to 10 000.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
@@ -127,9 +160,43 @@ impl SinkBackendBuilder {
         self
     }
 
-    /// When batches are sent. Defaults to [`BatchConfig::default`].
+    /// When batches are sent. Defaults to [`BatchConfig::default`]. Its
+    /// `max_events` must not be over the queue's capacity (see
+    /// [`BatchConfig::for_queue`]).
     pub fn batch(mut self, batch: BatchConfig) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// Which events may share a batch: only those with the same values at
+    /// the key's paths; an event with another key has the batch being
+    /// formed sent first (see [`BatchKey`]). Defaults to none: any events
+    /// may share a batch.
+    pub fn batch_key(mut self, key: BatchKey) -> Self {
+        self.batch_key = Some(key);
+        self
+    }
+
+    /// Whether a batch that ran out of retries (`max_attempts` reached, or
+    /// older than `max_batch_age`) goes back to the queue instead of to the
+    /// dead-letter destination, as Optimizely keeps failed events queued
+    /// for its next flush. Defaults to `false`.
+    ///
+    /// When on, such a batch goes back whole, ahead of every newer event
+    /// and in its order, if the queue has room for all of it (it then
+    /// counts against `queue_capacity`); otherwise, or once a shutdown has
+    /// started, it is settled as without this option (dead letters, or
+    /// dropped and counted). Each time, the whole sink then pauses for the
+    /// flush interval, or longer: the retry policy's backoff ceiling, grown
+    /// by one doubling for each batch requeued in a row since a batch was
+    /// last delivered (up to `max_backoff`), and at least the receiver's
+    /// `Retry-After`. Then the batch formed from the queue's head is sent
+    /// at once. Its retries and its age start again, so an event can wait
+    /// as long as the sink fails and its queue has room: the queue's
+    /// capacity bounds what is kept. Requeued events are counted in
+    /// [`MetricsSnapshot::retried`] and stay pending in the accounting.
+    pub fn requeue_failed(mut self, requeue: bool) -> Self {
+        self.requeue_failed = requeue;
         self
     }
 
@@ -154,8 +221,10 @@ impl SinkBackendBuilder {
         self
     }
 
-    /// Calls `hook` on the worker thread after every batch is delivered or
-    /// dropped. A panicking hook is caught and logged.
+    /// Calls `hook` on the worker thread after every batch is delivered,
+    /// dropped, dead-lettered or requeued. A panicking hook is caught and
+    /// logged. To hear of each attempt before it is made, add a dispatch
+    /// listener ([`SinkBackend::add_dispatch_listener`]).
     pub fn on_batch(mut self, hook: impl Fn(&BatchReport<'_>) + Send + Sync + 'static) -> Self {
         self.on_batch = Some(Arc::new(hook));
         self
@@ -165,26 +234,42 @@ impl SinkBackendBuilder {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] when the thread or its runtime cannot be created.
-    pub fn build(self) -> Result<SinkBackend, SpawnError> {
+    /// [`SinkBuildError::BatchLargerThanQueue`] when the batch's
+    /// `max_events` was set above `queue_capacity`;
+    /// [`SinkBuildError::Spawn`] when the thread or its runtime cannot be
+    /// created.
+    pub fn build(self) -> Result<SinkBackend, SinkBuildError> {
+        let batch = self
+            .batch
+            .for_queue(self.queue_capacity)
+            .map_err(|source| SinkBuildError::BatchLargerThanQueue {
+                backend: self.name.to_string(),
+                source,
+            })?;
         let shared = Arc::new(Stage::new(
             self.name.to_string(),
             self.queue_capacity,
             self.when_full,
         ));
+        let listeners = Arc::new(Listeners::default());
         let worker = Worker {
             shared: shared.clone(),
             sink: self.sink,
-            batch: self.batch,
+            batch,
             retry: self.retry,
+            batch_key: self.batch_key,
+            requeue_failed: self.requeue_failed,
+            listeners: listeners.clone(),
             on_batch: self.on_batch,
             dead_letter: self.dead_letter.clone(),
             failing: FailureStreak::default(),
+            requeued_in_a_row: std::sync::atomic::AtomicU32::new(0),
         };
         let handle = spawn_worker(&shared.name, worker.run())
             .map_err(|e| SpawnError::new(&shared.name, e))?;
         Ok(SinkBackend {
             shared,
+            listeners,
             dead_letter: self.dead_letter,
             worker: Mutex::new(Some(handle)),
         })
@@ -209,6 +294,8 @@ impl SinkBackend {
             when_full: WhenFull::default(),
             batch: BatchConfig::default(),
             retry: RetryPolicy::default(),
+            batch_key: None,
+            requeue_failed: false,
             on_batch: None,
             dead_letter: None,
         }
@@ -230,6 +317,31 @@ impl SinkBackend {
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.snapshot()
+    }
+
+    /// Calls `listener` on the worker thread before each attempt to send a
+    /// batch, retries included (Optimizely's `OnEventDispatch`), until it
+    /// is removed; returns its id for
+    /// [`SinkBackend::remove_dispatch_listener`].
+    ///
+    /// Listeners run in the order they were added, while the sink waits,
+    /// so keep them short. One that panics is caught and logged (`warn`
+    /// the first time, `debug` after) and the attempt goes on. An attempt
+    /// that starts after this returns is told to the listener; one under
+    /// way is not. With no listener, an attempt costs one atomic load.
+    /// See [`SinkBackendBuilder::on_batch`] for a hook after each batch.
+    pub fn add_dispatch_listener(
+        &self,
+        listener: impl Fn(&DispatchAttempt<'_>) + Send + Sync + 'static,
+    ) -> ListenerId {
+        self.listeners.add(Arc::new(listener))
+    }
+
+    /// Removes the dispatch listener `id`; `false` when this backend has
+    /// none by that id (removed already, or another backend's). An attempt that
+    /// starts after this returns is not told to it.
+    pub fn remove_dispatch_listener(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
     }
 }
 
