@@ -95,6 +95,7 @@ mod server;
 mod service;
 mod sources;
 mod stack;
+mod static_files;
 mod ui;
 
 pub use collector::{Collector, Route};

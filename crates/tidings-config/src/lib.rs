@@ -76,7 +76,10 @@ mod tree;
 
 pub use build::{NamedSource, Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
-pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
+pub use options::{
+    AckMode, ClientIp, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen,
+};
+pub use tidings_tower::TrustedProxies;
 pub use path::ConfigPath;
 pub use registry::{ProcessorType, Registry};
 pub use stock::log::{DEFAULT_MAX_EVENT_BYTES, LOG_TARGET, LogOptions, LogType};
