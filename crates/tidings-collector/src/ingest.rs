@@ -210,9 +210,7 @@ fn json_params(body: &[u8], limits: &Limits) -> Result<Map, Reject> {
     text.extend_from_slice(JSON_WRAPPER);
     text.extend_from_slice(body);
     text.push(b'}');
-    let limits = limits
-        .clone()
-        .with_max_bytes(limits.max_bytes.saturating_add(JSON_WRAPPER.len() + 1));
+    let limits = (*limits).with_max_bytes(limits.max_bytes.saturating_add(JSON_WRAPPER.len() + 1));
     let mut events = decode(&text, &limits).map_err(|e| match e {
         WireError::Event { source, .. } => Reject::BadRequest(format!("body: {source}")),
         other => wire_reject(other),
@@ -309,7 +307,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(event.name(), "app.Clicked");
-        assert_eq!(event.data(), &json!({"button": "ok", "n": "2", "page": "/"}));
+        assert_eq!(
+            event.data(),
+            &json!({"button": "ok", "n": "2", "page": "/"})
+        );
         assert!(
             matches!(form_log("a=1", b""), Err(Reject::BadRequest(m)) if m.contains("__event__"))
         );
@@ -318,7 +319,10 @@ mod tests {
         );
         let from_body = form_log("", &form(&[("__event__", "app.Body")])).unwrap();
         assert_eq!(from_body.name(), "app.Body");
-        assert!(matches!(form_log("%", b""), Ok(_) | Err(Reject::BadRequest(_))));
+        assert!(matches!(
+            form_log("%", b""),
+            Ok(_) | Err(Reject::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -358,7 +362,11 @@ mod tests {
             Err(Reject::BadRequest(m)) => m,
             other => panic!("{other:?}"),
         };
-        assert!(bad(b"{").starts_with("body is not valid JSON"), "{}", bad(b"{"));
+        assert!(
+            bad(b"{").starts_with("body is not valid JSON"),
+            "{}",
+            bad(b"{")
+        );
         assert!(bad(br#"{"a": 1} {"b": 2}"#).starts_with("body is not valid JSON"));
         assert!(bad(br#"{"a": 1}, "context": {}"#).starts_with("body is not valid JSON"));
         assert_eq!(
@@ -369,11 +377,23 @@ mod tests {
             bad(b"\"42\""),
             "a JSON body must be an object of parameters, found a string"
         );
-        assert!(log("__event__=app.Q", b" ", true, &door).is_ok(), "no body: the query alone");
-        assert!(bad(br#"{"__event__": 7}"#).contains("`__event__` must be a string, found a number"));
-        assert!(bad(br#"{"s": "\ud800"}"#).starts_with("body"), "lone surrogate");
+        assert!(
+            log("__event__=app.Q", b" ", true, &door).is_ok(),
+            "no body: the query alone"
+        );
+        assert!(
+            bad(br#"{"__event__": 7}"#).contains("`__event__` must be a string, found a number")
+        );
+        assert!(
+            bad(br#"{"s": "\ud800"}"#).starts_with("body"),
+            "lone surrogate"
+        );
         let deep = format!("{{\"d\": {}1{}}}", "[".repeat(63), "]".repeat(63));
-        assert!(bad(deep.as_bytes()).contains("nest"), "{}", bad(deep.as_bytes()));
+        assert!(
+            bad(deep.as_bytes()).contains("nest"),
+            "{}",
+            bad(deep.as_bytes())
+        );
         let fits = format!("{{\"d\": {}1{}}}", "[".repeat(62), "]".repeat(62));
         assert!(log("__event__=a", fits.as_bytes(), true, &door).is_ok());
         let small = Limits::default().with_max_bytes(10);
@@ -391,7 +411,10 @@ mod tests {
             body: br#"{"k":"01"}"#,
             json: true,
         };
-        assert!(event_log(&params, &small, &door).is_ok(), "the wrapper is not counted");
+        assert!(
+            event_log(&params, &small, &door).is_ok(),
+            "the wrapper is not counted"
+        );
     }
 
     #[test]
@@ -410,12 +433,21 @@ mod tests {
             (br#"{"write_key": "k"}"#.to_vec(), true),
         ] {
             assert!(
-                matches!(log("__event__=a", &body, json, &door), Err(Reject::Unauthorized)),
+                matches!(
+                    log("__event__=a", &body, json, &door),
+                    Err(Reject::Unauthorized)
+                ),
                 "{}",
                 String::from_utf8_lossy(&body)
             );
         }
-        let event = log("__event__=a", br#"{"write_key": "k1", "v": 1}"#, true, &door).unwrap();
+        let event = log(
+            "__event__=a",
+            br#"{"write_key": "k1", "v": 1}"#,
+            true,
+            &door,
+        )
+        .unwrap();
         assert_eq!(event.data(), &json!({"v": 1}), "the key is never data");
     }
 

@@ -141,7 +141,10 @@ mod tests {
             std::fs::create_dir_all(root.join("linked")).unwrap();
             std::os::unix::fs::symlink(base.join("secret.txt"), root.join("linked/index.html"))
                 .unwrap();
-            assert!(!stays_inside(&root, "/linked/"), "a directory's index.html too");
+            assert!(
+                !stays_inside(&root, "/linked/"),
+                "a directory's index.html too"
+            );
         }
         std::fs::remove_dir_all(&base).unwrap();
     }

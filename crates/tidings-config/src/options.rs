@@ -106,8 +106,7 @@ fn deserialize_proxies<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<TrustedProxies, D::Error> {
     let entries = Vec::<String>::deserialize(deserializer)?;
-    TrustedProxies::new(&entries)
-        .map_err(|e| de::Error::custom(format!("entry {}: {e}", e.index)))
+    TrustedProxies::new(&entries).map_err(|e| de::Error::custom(format!("entry {}: {e}", e.index)))
 }
 
 /// `[collector.ui]`: the live view (`/ui`, `tidings tail`): incoming

@@ -257,7 +257,7 @@ pub(crate) fn parse(
                         && !Path::new(dir).is_dir()
                     {
                         cx.errors.push(ConfigError::new(
-                            &at.key("collector").key("static_dir"),
+                            at.key("collector").key("static_dir"),
                             ConfigErrorKind::Invalid,
                             format!("`static_dir` {dir:?} is not a directory"),
                         ));

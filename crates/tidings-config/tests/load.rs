@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use tidings_config::{
-    ClientIp,
-    AckMode, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType, StageKind, load,
+    AckMode, ClientIp, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType,
+    StageKind, load,
 };
 use tidings_event::{Event, EventName};
 use tidings_routing::{Backend, BoxError, ProcessorsOn, Sink, WhenFull};
@@ -1132,7 +1132,11 @@ id = "processors-on"
 fn client_ip_trusted_proxies_and_static_dir_are_collector_options() {
     let c = load("", &registry()).unwrap();
     let defaults = c.collector();
-    assert_eq!(defaults.client_ip, ClientIp::Anonymized, "privacy by default");
+    assert_eq!(
+        defaults.client_ip,
+        ClientIp::Anonymized,
+        "privacy by default"
+    );
     assert!(defaults.trusted_proxies.is_empty());
     assert_eq!(defaults.static_dir, None, "off by default");
     assert!(!c.to_string().contains("client_ip"), "{c}");
@@ -1155,13 +1159,20 @@ fn client_ip_trusted_proxies_and_static_dir_are_collector_options() {
         printed.contains("collector client_ip=full trusted_proxies=[10.0.0.0/8, 192.0.2.7/32]"),
         "{printed}"
     );
-    assert!(printed.contains("collector static files at / from"), "{printed}");
+    assert!(
+        printed.contains("collector static files at / from"),
+        "{printed}"
+    );
     for (mode, expected) in [
         ("off", ClientIp::Off),
         ("anonymized", ClientIp::Anonymized),
         ("anonymised", ClientIp::Anonymized),
     ] {
-        let config = load(&format!("[collector]\nclient_ip = \"{mode}\"\n"), &registry()).unwrap();
+        let config = load(
+            &format!("[collector]\nclient_ip = \"{mode}\"\n"),
+            &registry(),
+        )
+        .unwrap();
         assert_eq!(config.collector().client_ip, expected);
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -1172,7 +1183,10 @@ fn client_ip_trusted_proxies_and_static_dir_are_collector_options() {
     )
     .unwrap_err()
     .to_string();
-    assert!(errors.contains("entry 1: \"proxy.local\" is neither"), "{errors}");
+    assert!(
+        errors.contains("entry 1: \"proxy.local\" is neither"),
+        "{errors}"
+    );
     let errors = load("[collector]\nclient_ip = \"hashed\"\n", &registry())
         .unwrap_err()
         .to_string();

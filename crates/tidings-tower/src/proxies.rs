@@ -159,8 +159,8 @@ mod tests {
 
     #[test]
     fn entries_are_networks_or_addresses_and_a_bad_one_is_named() {
-        let proxies = TrustedProxies::new(["10.0.0.0/8", " 192.0.2.7 ", "fd00::/8", "10.1.2.3/16"])
-            .unwrap();
+        let proxies =
+            TrustedProxies::new(["10.0.0.0/8", " 192.0.2.7 ", "fd00::/8", "10.1.2.3/16"]).unwrap();
         assert!(proxies.contains(ip("10.200.0.1")));
         assert!(proxies.contains(ip("192.0.2.7")));
         assert!(!proxies.contains(ip("192.0.2.8")));

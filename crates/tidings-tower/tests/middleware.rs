@@ -159,7 +159,13 @@ async fn behind_trusted_proxies_the_forwarded_address_is_taken_and_a_spoof_is_no
             .insert(SocketAddr::new(peer.parse().unwrap(), 4711));
         request
     };
-    service.ready().await.unwrap().call(from("10.0.0.1")).await.unwrap();
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(from("10.0.0.1"))
+        .await
+        .unwrap();
     service
         .ready()
         .await
