@@ -86,7 +86,9 @@ impl std::fmt::Debug for Collector {
 pub enum Route {
     /// `POST /events`: a JSON event or array of events.
     Events,
-    /// `POST /event/log?__event__=NAME`: parameters become data.
+    /// `POST /event/log?__event__=NAME`: eventlib's endpoint; query and
+    /// form parameters, or a JSON object body, become data, with the
+    /// client's address as `__ip_address__` (`client_ip`).
     EventLog,
     /// `POST /flume`: form field `data` = one JSON event.
     Flume,

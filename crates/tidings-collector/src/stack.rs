@@ -9,10 +9,10 @@
 //! | [`Cors`] | CORS headers for allowed origins; answers preflights | `access` |
 //! | [`Answer`] | turns a refusal into its JSON answer, counted by reason | `reject` |
 //! | [`Routes`] | the `GET` routes; `POST` to an ingest route goes on down | here |
-//! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key | `access` |
+//! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key (`/event/log` may carry it in its body: [`KeyInBody`]) | `access` |
 //! | [`Admission`] (a [`Guard`]) | 503 when the intake has no room, before the body is read | here |
 //! | [`ReadBody`] | body budget, size limit, timeout, gzip | `body` |
-//! | [`Decode`] | the route's format into events | `ingest` |
+//! | [`Decode`] | the route's format into events; `/event/log`'s client address | `ingest` |
 //! | [`Admit`](crate::admit::Admit) | catalog, receive time, queue or log, 202 | `admit` |
 //!
 //! Below [`Answer`] a refusal is a [`Reject`] error, so a layer refuses by
