@@ -271,3 +271,20 @@ fn a_write_key_in_the_body_authorises_like_the_query_parameter() {
     assert!(!c.metrics_text().contains("k-one"));
     c.shutdown(LONG).unwrap();
 }
+
+#[test]
+fn a_bodiless_post_needs_no_content_type_and_a_body_needs_one() {
+    let (c, sink, _) = collector("eventlog-no-type", "client_ip = \"off\"");
+    let uri = "/event/log?__event__=app.Bare&k=v";
+    let (status, _, text) = support::exchange(c.addr, "POST", uri, &[], b"");
+    assert_eq!(status, 202, "{text}");
+    let (status, _, text) = support::exchange(c.addr, "POST", uri, &[], b"x=1");
+    assert_eq!(status, 415, "{text}");
+    assert!(
+        error_of(&text).contains("content type (none) is not supported"),
+        "{text}"
+    );
+    wait_for(&sink, 1);
+    assert_eq!(sink.events()[0].data(), &json!({"k": "v"}));
+    c.shutdown(LONG).unwrap();
+}
