@@ -41,18 +41,42 @@ fn presented_key<'a>(
         .map(|(_, v)| v.into())
 }
 
+/// What a request's head says about its right to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// No keys are configured, or the request presents one of them.
+    Granted,
+    /// The request presents a key that is not one of them.
+    Denied,
+    /// Keys are configured and the request's head presents none.
+    NotPresented,
+}
+
 /// Whether the request may write: always when no keys are configured,
 /// else when it presents one of them. Every key is compared, in constant time.
-pub(crate) fn authorized(keys: &[String], headers: &HeaderMap, query: Option<&str>) -> bool {
+pub(crate) fn access(keys: &[String], headers: &HeaderMap, query: Option<&str>) -> Access {
     if keys.is_empty() {
-        return true;
+        return Access::Granted;
     }
-    let Some(presented) = presented_key(headers, query) else {
-        return false;
-    };
+    match presented_key(headers, query) {
+        None => Access::NotPresented,
+        Some(presented) if is_key(keys, &presented) => Access::Granted,
+        Some(_) => Access::Denied,
+    }
+}
+
+/// Whether `presented` is one of `keys`; every key is compared, in
+/// constant time.
+pub(crate) fn is_key(keys: &[String], presented: &str) -> bool {
     keys.iter().fold(false, |ok, key| {
         constant_time_eq(key.as_bytes(), presented.as_bytes()) | ok
     })
+}
+
+/// [`access`] as a yes or no.
+#[cfg(test)]
+fn authorized(keys: &[String], headers: &HeaderMap, query: Option<&str>) -> bool {
+    access(keys, headers, query) == Access::Granted
 }
 
 /// The request's `Origin` if it is one of `allowed` (exact match).
@@ -143,6 +167,16 @@ mod tests {
         assert!(!authorized(&keys, &HeaderMap::new(), Some("write_key=k")));
         assert!(!authorized(&keys, &HeaderMap::new(), None));
         assert!(authorized(&[], &HeaderMap::new(), None), "no keys: open");
+        assert_eq!(access(&keys, &HeaderMap::new(), None), Access::NotPresented);
+        assert_eq!(
+            access(&keys, &HeaderMap::new(), Some("a=1")),
+            Access::NotPresented
+        );
+        assert_eq!(
+            access(&keys, &HeaderMap::new(), Some("write_key=k3")),
+            Access::Denied
+        );
+        assert!(is_key(&keys, "k2") && !is_key(&keys, "k") && !is_key(&[], ""));
     }
 
     #[test]

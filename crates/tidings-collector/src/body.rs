@@ -166,6 +166,18 @@ pub(crate) fn require_form(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejec
     }
 }
 
+/// Requires a form body (or an empty one), or JSON: for `/event/log`.
+pub(crate) fn require_form_or_json(headers: &HeaderMap, body: &[u8]) -> Result<(), Reject> {
+    match media_type(headers).as_deref() {
+        Some("application/x-www-form-urlencoded" | "application/json") => Ok(()),
+        None if body.is_empty() => Ok(()),
+        other => Err(Reject::UnsupportedMediaType(format!(
+            "content type {} is not supported here, use application/x-www-form-urlencoded or application/json",
+            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use crate::durable::Durable;
 use crate::metrics::Counters;
 use crate::service::Mount;
 use crate::sources::Sources;
+use crate::static_files::StaticFiles;
 use crate::ui::Ui;
 
 /// `[collector] flume_allowed_properties`, checked.
@@ -130,6 +131,16 @@ impl Collector {
         } else {
             None
         };
+        let static_files = match &options.static_dir {
+            Some(dir) => Some(StaticFiles::open(dir).map_err(|e| {
+                ConfigError::new(
+                    "collector.static_dir",
+                    ConfigErrorKind::Invalid,
+                    format!("cannot serve {dir:?}: {e}"),
+                )
+            })?),
+            None => None,
+        };
         let (root, stages) = pipeline.into_parts();
         let root = Arc::new(root);
         let intake = Arc::new(
@@ -174,6 +185,7 @@ impl Collector {
                 counters: Counters::default(),
                 flume_log: Mutex::new(Box::new(std::io::stdout())),
                 ui,
+                static_files,
                 sources: Sources::default(),
             }),
         })

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use tidings_catalog::Catalog;
-use tidings_config::{CollectorOptions, Stage};
+use tidings_config::{ClientIp, CollectorOptions, Stage};
 use tidings_event::Limits;
 use tidings_processors::PropertyAllowlist;
 use tidings_routing::{AsyncRouter, Backend, DrainError, DropReason, RoutingBackend};
@@ -19,6 +19,7 @@ use crate::metrics::Counters;
 use crate::reject::Reject;
 use crate::service::Mount;
 use crate::sources::Sources;
+use crate::static_files::StaticFiles;
 use crate::ui::Ui;
 
 /// The collector: the ingest routes (`/events`, `/event/log`, `/flume`,
@@ -52,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) flume_log: Mutex<Box<dyn Write + Send>>,
     /// `[collector.ui]`: the live view, when enabled.
     pub(crate) ui: Option<Ui>,
+    /// `static_dir`: files the standalone server serves, when set.
+    pub(crate) static_files: Option<StaticFiles>,
     /// `[sources.*]`: the brokers read into the intake.
     pub(crate) sources: Sources,
 }
@@ -83,7 +86,9 @@ impl std::fmt::Debug for Collector {
 pub enum Route {
     /// `POST /events`: a JSON event or array of events.
     Events,
-    /// `POST /event/log?__event__=NAME`: parameters become data.
+    /// `POST /event/log?__event__=NAME`: eventlib's endpoint; query and
+    /// form parameters, or a JSON object body, become data, with the
+    /// client's address as `__ip_address__` (`client_ip`).
     EventLog,
     /// `POST /flume`: form field `data` = one JSON event.
     Flume,
@@ -158,6 +163,28 @@ impl Collector {
 }
 
 impl Inner {
+    /// The client's address `/event/log` records, as `client_ip` says: from
+    /// the peer's [`SocketAddr`](std::net::SocketAddr) in the request's
+    /// extensions (the standalone server puts it there; a host embedding
+    /// the collector may), and from `X-Forwarded-For` only when that peer
+    /// is one of `trusted_proxies`.
+    pub(crate) fn client_ip<B>(&self, request: &Request<B>) -> Option<std::net::IpAddr> {
+        let mode = self.options.client_ip;
+        if mode == ClientIp::Off {
+            return None;
+        }
+        let peer = request.extensions().get::<std::net::SocketAddr>()?.ip();
+        let ip = self
+            .options
+            .trusted_proxies
+            .client_addr(peer, request.headers());
+        Some(if mode == ClientIp::Full {
+            ip
+        } else {
+            tidings_tower::anonymize(ip)
+        })
+    }
+
     /// Keeps a refused request for the live view, when it is on.
     pub(crate) fn refused(&self, method: &str, path: &str, reject: &Reject) {
         if let Some(ui) = &self.ui {

@@ -1,5 +1,7 @@
 //! Turning the body of each ingest route into events: pure functions, no I/O.
 
+use std::net::IpAddr;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::Request;
@@ -8,7 +10,8 @@ use tidings_event::{Event, EventName, Limits, Map, WireError, decode};
 use tidings_processors::PropertyAllowlist;
 
 use crate::Route;
-use crate::body::{form_fields, media_type, require_form};
+use crate::access::is_key;
+use crate::body::{form_fields, media_type, require_form, require_form_or_json};
 use crate::reject::Reject;
 
 /// The events of one request, decoded.
@@ -31,6 +34,7 @@ impl Batch {
         request: &Request<Bytes>,
         limits: &Limits,
         flume_allowlist: Option<&PropertyAllowlist>,
+        event_log_door: &EventLogDoor<'_>,
     ) -> Result<Self, Reject> {
         let (headers, body) = (request.headers(), request.body());
         let events = match route {
@@ -47,8 +51,14 @@ impl Batch {
                 events(body, limits)?
             }
             Route::EventLog => {
-                require_form(headers, body)?;
-                event_log(request.uri().query(), body)?
+                require_form_or_json(headers, body)?;
+                let json = media_type(headers).as_deref() == Some("application/json");
+                let params = EventLogParams {
+                    query: request.uri().query(),
+                    body,
+                    json,
+                };
+                event_log(&params, limits, event_log_door)?
             }
             Route::Flume => {
                 require_form(headers, body)?;
@@ -87,28 +97,130 @@ fn events(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
     decode(body, limits).map_err(wire_reject)
 }
 
-/// `POST /event/log?__event__=NAME&k=v`: query and form parameters become
-/// string data (a later parameter of the same name wins).
-fn event_log(query: Option<&str>, body: &[u8]) -> Result<Vec<Event>, Reject> {
-    let mut params = form_fields(query.unwrap_or("").as_bytes())?;
-    params.extend(form_fields(body)?);
-    let mut name = None;
+/// eventlib's data key for the client's address (`get_default_values` in
+/// eventlib's `core.py`).
+pub(crate) const IP_ADDRESS_KEY: &str = "__ip_address__";
+/// eventlib's data key for the server's time; tidings keeps it in the
+/// event's `received_at` instead.
+pub(crate) const DATETIME_KEY: &str = "__datetime__";
+
+/// What the request of `/event/log` carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventLogParams<'a> {
+    /// The query string.
+    pub(crate) query: Option<&'a str>,
+    /// The body: a form, or a JSON object when `json`.
+    pub(crate) body: &'a [u8],
+    pub(crate) json: bool,
+}
+
+/// What the collector adds or checks at `/event/log`, from the request's
+/// connection and head.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EventLogDoor<'a> {
+    /// The client's address as the config records it (anonymised, whole),
+    /// or `None` (`client_ip = "off"`, or no peer address known).
+    pub(crate) client_ip: Option<IpAddr>,
+    /// The write keys, when the request's head presented none: then the
+    /// body's `write_key` parameter must be one of them.
+    pub(crate) key_in_body: Option<&'a [String]>,
+}
+
+/// `POST /event/log?__event__=NAME&k=v`, eventlib's endpoint: query and
+/// body parameters become data (a later parameter of the same name wins,
+/// so the body's win over the query's). A form's values are strings; a JSON
+/// body is one object whose values are kept as JSON. `__event__` is the
+/// name and `write_key` is never data; `__ip_address__` is the collector's
+/// (the client's address as `door` says, or nothing), never the client's,
+/// and a client's `__datetime__` is dropped: as eventlib, the server
+/// stamps these, and tidings keeps its time in `received_at`.
+fn event_log(
+    params: &EventLogParams<'_>,
+    limits: &Limits,
+    door: &EventLogDoor<'_>,
+) -> Result<Vec<Event>, Reject> {
     let mut data = Map::new();
-    for (key, value) in params {
-        match key.as_str() {
-            "__event__" => name = Some(value),
-            "write_key" => {}
-            _ => {
-                data.insert(key, Value::String(value));
-            }
+    for (key, value) in form_fields(params.query.unwrap_or("").as_bytes())? {
+        data.insert(key, Value::String(value));
+    }
+    if params.json {
+        data.extend(json_params(params.body, limits)?);
+    } else {
+        for (key, value) in form_fields(params.body)? {
+            data.insert(key, Value::String(value));
         }
     }
-    let name = name.ok_or_else(|| {
-        Reject::BadRequest("missing parameter `__event__` (the event name)".to_owned())
-    })?;
+    let name = match data.remove("__event__") {
+        Some(Value::String(name)) => name,
+        Some(other) => {
+            return Err(Reject::BadRequest(format!(
+                "parameter `__event__` must be a string, found {}",
+                tidings_event::json_type_name(&other)
+            )));
+        }
+        None => {
+            return Err(Reject::BadRequest(
+                "missing parameter `__event__` (the event name)".to_owned(),
+            ));
+        }
+    };
+    let key = data.remove("write_key");
+    if let Some(keys) = door.key_in_body {
+        let presented = key.as_ref().and_then(Value::as_str);
+        if !presented.is_some_and(|k| is_key(keys, k)) {
+            return Err(Reject::Unauthorized);
+        }
+    }
     let name = EventName::new(name)
         .map_err(|e| Reject::BadRequest(format!("parameter `__event__`: {e}")))?;
+    data.remove(DATETIME_KEY);
+    data.remove(IP_ADDRESS_KEY);
+    if let Some(ip) = door.client_ip {
+        data.insert(IP_ADDRESS_KEY.to_owned(), Value::String(ip.to_string()));
+    }
     Ok(vec![Event::new(name, Value::Object(data))])
+}
+
+/// The start of the event a JSON body of `/event/log` is checked as: its
+/// `data`.
+const JSON_WRAPPER: &[u8] = br#"{"name":"event.log","data":"#;
+
+/// A JSON body of `/event/log`: one object, its keys the parameters (an
+/// empty body has none). It is
+/// checked as the `data` of an event on `/events` is (UTF-8, nesting,
+/// values no sink can store), by the same decoder.
+fn json_params(body: &[u8], limits: &Limits) -> Result<Map, Reject> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new()); // the query's parameters alone
+    }
+    // One JSON value, nothing after it, and an object: checked before the
+    // body is put inside the wrapper, so it cannot add fields to it.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(Reject::BadRequest(format!("body is not valid JSON: {e}")));
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first != Some(b'{') {
+        let found = serde_json::from_slice::<Value>(body)
+            .map_or("not an object", |v| tidings_event::json_type_name(&v));
+        return Err(Reject::BadRequest(format!(
+            "a JSON body must be an object of parameters, found {found}"
+        )));
+    }
+    let mut text = Vec::with_capacity(JSON_WRAPPER.len() + body.len() + 1);
+    text.extend_from_slice(JSON_WRAPPER);
+    text.extend_from_slice(body);
+    text.push(b'}');
+    let limits = (*limits).with_max_bytes(limits.max_bytes.saturating_add(JSON_WRAPPER.len() + 1));
+    let mut events = decode(&text, &limits).map_err(|e| match e {
+        WireError::Event { source, .. } => Reject::BadRequest(format!("body: {source}")),
+        other => wire_reject(other),
+    })?;
+    match events.pop().map(|mut event| event.data_mut().take()) {
+        Some(Value::Object(params)) => Ok(params),
+        _ => Err(Reject::BadRequest(
+            "a JSON body must be an object of parameters".to_owned(),
+        )),
+    }
 }
 
 fn form_data_field(body: &[u8]) -> Result<String, Reject> {
@@ -174,24 +286,169 @@ mod tests {
         serde_urlencoded::to_string(pairs).unwrap().into_bytes()
     }
 
+    fn log(query: &str, body: &[u8], json: bool, door: &EventLogDoor<'_>) -> Result<Event, Reject> {
+        let params = EventLogParams {
+            query: Some(query),
+            body,
+            json,
+        };
+        event_log(&params, &Limits::default(), door).map(|mut events| events.remove(0))
+    }
+
+    fn form_log(query: &str, body: &[u8]) -> Result<Event, Reject> {
+        log(query, body, false, &EventLogDoor::default())
+    }
+
     #[test]
     fn event_log_takes_query_and_form_params_as_string_data() {
-        let events = event_log(
-            Some("__event__=app.Clicked&button=ok&n=1"),
+        let event = form_log(
+            "__event__=app.Clicked&button=ok&n=1",
             &form(&[("n", "2"), ("page", "/")]),
         )
         .unwrap();
-        assert_eq!(events[0].name(), "app.Clicked");
+        assert_eq!(event.name(), "app.Clicked");
         assert_eq!(
-            events[0].data(),
+            event.data(),
             &json!({"button": "ok", "n": "2", "page": "/"})
         );
         assert!(
-            matches!(event_log(Some("a=1"), b""), Err(Reject::BadRequest(m)) if m.contains("__event__"))
+            matches!(form_log("a=1", b""), Err(Reject::BadRequest(m)) if m.contains("__event__"))
         );
         assert!(
-            matches!(event_log(Some("__event__="), b""), Err(Reject::BadRequest(m)) if m.contains("empty"))
+            matches!(form_log("__event__=", b""), Err(Reject::BadRequest(m)) if m.contains("empty"))
         );
+        let from_body = form_log("", &form(&[("__event__", "app.Body")])).unwrap();
+        assert_eq!(from_body.name(), "app.Body");
+        assert!(matches!(
+            form_log("%", b""),
+            Ok(_) | Err(Reject::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn event_log_adds_the_collectors_address_and_drops_the_clients_reserved_keys() {
+        let door = EventLogDoor {
+            client_ip: Some("203.0.113.0".parse().unwrap()),
+            key_in_body: None,
+        };
+        let event = log(
+            "__event__=app.A&__ip_address__=1.2.3.4&__datetime__=never&write_key=k",
+            b"",
+            false,
+            &door,
+        )
+        .unwrap();
+        assert_eq!(event.data(), &json!({"__ip_address__": "203.0.113.0"}));
+        let event = form_log("__event__=app.A&__ip_address__=1.2.3.4", b"").unwrap();
+        assert_eq!(event.data(), &json!({}), "no address known: none at all");
+    }
+
+    #[test]
+    fn event_log_takes_a_json_object_whose_values_stay_json() {
+        let door = EventLogDoor::default();
+        let body = br#"{"__event__": "app.Json", "n": 2, "tags": ["a"], "deep": {"x": null}, "q": "body"}"#;
+        let event = log("q=query&only=query", body, true, &door).unwrap();
+        assert_eq!(event.name(), "app.Json");
+        assert_eq!(
+            event.data(),
+            &json!({"n": 2, "tags": ["a"], "deep": {"x": null}, "q": "body", "only": "query"})
+        );
+        let name_in_query = log("__event__=app.Q", br#"{"k": true}"#, true, &door).unwrap();
+        assert_eq!(
+            (name_in_query.name().as_str(), name_in_query.data()),
+            ("app.Q", &json!({"k": true}))
+        );
+        let bad = |body: &[u8]| match log("__event__=app.Q", body, true, &door) {
+            Err(Reject::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            bad(b"{").starts_with("body is not valid JSON"),
+            "{}",
+            bad(b"{")
+        );
+        assert!(bad(br#"{"a": 1} {"b": 2}"#).starts_with("body is not valid JSON"));
+        assert!(bad(br#"{"a": 1}, "context": {}"#).starts_with("body is not valid JSON"));
+        assert_eq!(
+            bad(b"[1, 2]"),
+            "a JSON body must be an object of parameters, found an array"
+        );
+        assert_eq!(
+            bad(b"\"42\""),
+            "a JSON body must be an object of parameters, found a string"
+        );
+        assert!(
+            log("__event__=app.Q", b" ", true, &door).is_ok(),
+            "no body: the query alone"
+        );
+        assert!(
+            bad(br#"{"__event__": 7}"#).contains("`__event__` must be a string, found a number")
+        );
+        assert!(
+            bad(br#"{"s": "\ud800"}"#).starts_with("body"),
+            "lone surrogate"
+        );
+        let deep = format!("{{\"d\": {}1{}}}", "[".repeat(63), "]".repeat(63));
+        assert!(
+            bad(deep.as_bytes()).contains("nest"),
+            "{}",
+            bad(deep.as_bytes())
+        );
+        let fits = format!("{{\"d\": {}1{}}}", "[".repeat(62), "]".repeat(62));
+        assert!(log("__event__=a", fits.as_bytes(), true, &door).is_ok());
+        let small = Limits::default().with_max_bytes(10);
+        let params = EventLogParams {
+            query: Some("__event__=a"),
+            body: br#"{"k": "0123456789"}"#,
+            json: true,
+        };
+        assert!(matches!(
+            event_log(&params, &small, &door),
+            Err(Reject::TooLarge(_))
+        ));
+        let params = EventLogParams {
+            query: Some("__event__=a"),
+            body: br#"{"k":"01"}"#,
+            json: true,
+        };
+        assert!(
+            event_log(&params, &small, &door).is_ok(),
+            "the wrapper is not counted"
+        );
+    }
+
+    #[test]
+    fn a_write_key_in_the_body_is_checked_when_the_head_presented_none() {
+        let keys = ["k1".to_owned(), "k2".to_owned()];
+        let door = EventLogDoor {
+            client_ip: None,
+            key_in_body: Some(&keys),
+        };
+        assert!(log("__event__=a", &form(&[("write_key", "k2")]), false, &door).is_ok());
+        assert!(log("__event__=a", br#"{"write_key": "k1"}"#, true, &door).is_ok());
+        for (body, json) in [
+            (form(&[("write_key", "k3")]), false),
+            (Vec::new(), false),
+            (br#"{"write_key": 1}"#.to_vec(), true),
+            (br#"{"write_key": "k"}"#.to_vec(), true),
+        ] {
+            assert!(
+                matches!(
+                    log("__event__=a", &body, json, &door),
+                    Err(Reject::Unauthorized)
+                ),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let event = log(
+            "__event__=a",
+            br#"{"write_key": "k1", "v": 1}"#,
+            true,
+            &door,
+        )
+        .unwrap();
+        assert_eq!(event.data(), &json!({"v": 1}), "the key is never data");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Routes: `POST /events` (a JSON event or array; `application/json` or
 //! `text/plain` for beacons; gzip accepted), `POST /event/log?__event__=NAME`
-//! (query and form parameters become data), `POST /flume` (form field `data`
+//! (eventlib's endpoint: query and form parameters, or a JSON object body,
+//! become data, with the client's address as `__ip_address__`, anonymised
+//! by default; see [below](#coming-from-eventlib)), `POST /flume` (form field `data`
 //! = one JSON event), `POST /spade` (form field `data` = base64 JSON), `GET
 //! /healthz`, `GET /metrics` (Prometheus), and `GET /tidings.js`, the
 //! browser snippet ([`BROWSER_SCRIPT`]). A request is accepted whole (202
@@ -46,6 +48,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Coming from eventlib
+//!
+//! `POST /event/log?__event__=app.EventName&param=value` works as eventlib's
+//! view: parameters are data (strings from the query and forms; JSON values
+//! from an `application/json` object body, whose keys win over the
+//! query's). `data.__ip_address__` is the client's address as
+//! `[collector] client_ip` says (`"anonymized"` by default, `"full"`,
+//! `"off"`): the connection's peer, or, when the peer is one of
+//! `trusted_proxies`, the address `X-Forwarded-For` gives, read from the
+//! right past trusted proxies only. eventlib's `__datetime__` is the event's
+//! `received_at`. A client's own `__ip_address__` and `__datetime__` are
+//! dropped, and `write_key` (also accepted in the body here when the head
+//! presents no key) is never data. Embedded as a tower service, the
+//! collector reads the peer from a [`std::net::SocketAddr`] in the request's
+//! extensions; without one, no address is recorded.
+//!
+//! # Serving the page
+//!
+//! With `[collector] static_dir = "public"`, [`Collector::serve`] answers
+//! `GET`/`HEAD` of every other path from that directory (`/` is its
+//! `index.html`), so a first-party page and its events share one origin.
+//! The collector's routes come first; nothing outside the directory, no
+//! hidden file and no link leading out is served (404). Off by default.
+//!
 //! # Embedding
 //!
 //! A [`Collector`] is a tower `Service`: mount every route in your own
@@ -77,7 +103,8 @@
 //! (the default destination of dead letters) and the catalog are always
 //! there. An application embedding the collector sets
 //! `default-features = false` and names the sink types it uses: without
-//! them it builds 96 crates instead of 276.
+//! them it builds 112 crates instead of 308 (tower-http's `ServeDir`, for
+//! `static_dir`, is among the 112).
 
 mod access;
 mod admit;
@@ -95,6 +122,7 @@ mod server;
 mod service;
 mod sources;
 mod stack;
+mod static_files;
 mod ui;
 
 pub use collector::{Collector, Route};

@@ -317,6 +317,9 @@ fn banner(config: &Config, config_path: Option<&PathBuf>, local: SocketAddr) {
         .collect::<Vec<_>>()
         .join(" ");
     tracing::info!(target: TARGET, "listening on http://{local} (routes: {routes})");
+    if let Some(dir) = &config.collector().static_dir {
+        tracing::info!(target: TARGET, "serving the files of {dir} at / (GET, HEAD)");
+    }
     let sinks = config.sinks();
     if sinks.is_empty() {
         tracing::warn!(target: TARGET, "no sinks: accepted events go nowhere");

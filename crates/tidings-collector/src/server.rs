@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::collector::Collector;
 use crate::protocol::JsonErrors;
+use crate::static_files::StaticFiles;
 use crate::ui::{ServeBody, UiRoute, View};
 
 /// The most headers a request may carry.
@@ -49,7 +50,7 @@ impl Collector {
             tokio::select! {
                 accepted = listener.accept() => {
                     let stream = match accepted {
-                        Ok((stream, _peer)) => stream,
+                        Ok(accepted) => accepted,
                         Err(error) => {
                             match accept_failures.failed() {
                                 StreakLog::First => tracing::warn!(target: "tidings::collector", %error, "accept failed (out of file descriptors?); retrying, with a summary every 30 s while it lasts"),
@@ -63,6 +64,7 @@ impl Collector {
                     if let Some(failures) = accept_failures.succeeded() {
                         tracing::info!(target: "tidings::collector", failures, "accepting connections again after {failures} failures");
                     }
+                    let (stream, peer) = stream;
                     let Some(permit) = self.inner.budgets.connections.try_take(1) else {
                         self.inner.counters.rejected("too_many_connections");
                         if let Some(ui) = &self.inner.ui {
@@ -72,7 +74,9 @@ impl Collector {
                         continue;
                     };
                     let collector = self.clone();
-                    let service = service_fn(move |request| {
+                    let service = service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                        // The peer, for `/event/log`'s client address.
+                        request.extensions_mut().insert(peer);
                         let collector = collector.clone();
                         async move { Ok::<_, Infallible>(collector.respond(request).await) }
                     });
@@ -117,6 +121,16 @@ impl Collector {
             .as_ref()
             .and_then(|ui| Some((ui, UiRoute::from_path(request.uri().path())?)));
         let Some((ui, route)) = ui_route else {
+            if let Some(files) = &self.inner.static_files
+                && StaticFiles::takes(request.method())
+                && self.mount.route(request.uri().path()).is_none()
+            {
+                let response = files.answer(request).await;
+                self.inner
+                    .counters
+                    .request("static", response.status().as_u16());
+                return response;
+            }
             return self.handle(request).await.map(Either::Left);
         };
         let inner = &self.inner;

@@ -29,7 +29,7 @@ pub(crate) enum Mount {
 }
 
 impl Mount {
-    fn route(&self, path: &str) -> Option<Route> {
+    pub(crate) fn route(&self, path: &str) -> Option<Route> {
         match self {
             Self::Root => Route::from_path(path),
             Self::Prefix(prefix) => path.strip_prefix(&**prefix).and_then(Route::from_path),

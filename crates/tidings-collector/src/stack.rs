@@ -9,10 +9,10 @@
 //! | [`Cors`] | CORS headers for allowed origins; answers preflights | `access` |
 //! | [`Answer`] | turns a refusal into its JSON answer, counted by reason | `reject` |
 //! | [`Routes`] | the `GET` routes; `POST` to an ingest route goes on down | here |
-//! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key | `access` |
+//! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key (`/event/log` may carry it in its body: [`KeyInBody`]) | `access` |
 //! | [`Admission`] (a [`Guard`]) | 503 when the intake has no room, before the body is read | here |
 //! | [`ReadBody`] | body budget, size limit, timeout, gzip | `body` |
-//! | [`Decode`] | the route's format into events | `ingest` |
+//! | [`Decode`] | the route's format into events; `/event/log`'s client address | `ingest` |
 //! | [`Admit`](crate::admit::Admit) | catalog, receive time, queue or log, 202 | `admit` |
 //!
 //! Below [`Answer`] a refusal is a [`Reject`] error, so a layer refuses by
@@ -32,10 +32,10 @@ use tower::ServiceBuilder;
 use tower_layer::layer_fn;
 use tower_service::Service;
 
-use crate::access::{add_cors, allowed_origin, authorized, preflight};
+use crate::access::{Access, access, add_cors, allowed_origin, preflight};
 use crate::admit::Admit;
 use crate::collector::{Inner, Route};
-use crate::ingest::Batch;
+use crate::ingest::{Batch, EventLogDoor};
 use crate::reject::{Reject, json_response};
 use crate::{body, script};
 
@@ -292,8 +292,9 @@ impl<S> Routes<S> {
 
 /// A check of a request's head, made before its body is read.
 pub(crate) trait Guard: Clone {
-    /// `Ok` lets the request on; a [`Reject`] answers it.
-    fn check<B>(&self, request: &Request<B>) -> Result<(), Reject>;
+    /// `Ok` lets the request on (a guard may leave a note in its
+    /// extensions for the layers below); a [`Reject`] answers it.
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Reject>;
 }
 
 /// A service behind a [`Guard`].
@@ -317,8 +318,8 @@ where
         self.service.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        match self.guard.check(&request) {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        match self.guard.check(&mut request) {
             Ok(()) => Box::pin(self.service.call(request)),
             Err(reject) => Box::pin(std::future::ready(Err(reject))),
         }
@@ -326,17 +327,27 @@ where
 }
 
 /// Lets on only the requests that present one of the collector's write
-/// keys (all of them when it has none).
+/// keys (all of them when it has none). A request to `/event/log` whose
+/// head presents no key goes on with a [`KeyInBody`] note: its body's
+/// `write_key` parameter is checked once decoded.
 #[derive(Clone)]
 pub(crate) struct WriteKeys(Arc<Inner>);
 
+/// The note [`WriteKeys`] leaves on a request to `/event/log` whose key, if
+/// any, is in its body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyInBody;
+
 impl Guard for WriteKeys {
-    fn check<B>(&self, request: &Request<B>) -> Result<(), Reject> {
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Reject> {
         let keys = &self.0.options.write_keys;
-        if authorized(keys, request.headers(), request.uri().query()) {
-            Ok(())
-        } else {
-            Err(Reject::Unauthorized)
+        match access(keys, request.headers(), request.uri().query()) {
+            Access::Granted => Ok(()),
+            Access::NotPresented if route_of(request) == Some(Route::EventLog) => {
+                request.extensions_mut().insert(KeyInBody);
+                Ok(())
+            }
+            Access::NotPresented | Access::Denied => Err(Reject::Unauthorized),
         }
     }
 }
@@ -348,7 +359,7 @@ impl Guard for WriteKeys {
 pub(crate) struct Admission(Arc<Inner>);
 
 impl Guard for Admission {
-    fn check<B>(&self, _request: &Request<B>) -> Result<(), Reject> {
+    fn check<B>(&self, _request: &mut Request<B>) -> Result<(), Reject> {
         if self.0.intake.has_room(1) {
             Ok(())
         } else {
@@ -428,11 +439,23 @@ where
             return Box::pin(std::future::ready(Err(Reject::NotFound)));
         };
         let inner = &self.inner;
+        let door = if route == Route::EventLog {
+            EventLogDoor {
+                client_ip: inner.client_ip(&request),
+                key_in_body: request
+                    .extensions()
+                    .get::<KeyInBody>()
+                    .map(|_| inner.options.write_keys.as_slice()),
+            }
+        } else {
+            EventLogDoor::default()
+        };
         match Batch::decode(
             route,
             &request,
             &inner.limits,
             inner.flume_allowlist.as_ref(),
+            &door,
         ) {
             Ok(batch) => Box::pin(self.service.call(batch)),
             Err(reject) => Box::pin(std::future::ready(Err(reject))),

@@ -208,7 +208,7 @@ fn event_log_turns_parameters_into_string_data() {
     assert_eq!(sink.events()[0].name(), "app.EventName");
     assert_eq!(
         sink.events()[0].data(),
-        &json!({"param": "value", "form": "1"})
+        &json!({"param": "value", "form": "1", "__ip_address__": "127.0.0.0"})
     );
     c.shutdown(LONG).unwrap();
 }

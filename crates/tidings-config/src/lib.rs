@@ -77,7 +77,9 @@ mod tree;
 
 pub use build::{NamedSource, Pipeline, Stage, StageKind, StageMetrics};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
-pub use options::{AckMode, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen};
+pub use options::{
+    AckMode, ClientIp, CollectorCatalog, CollectorOptions, CollectorUi, Feed, parse_listen,
+};
 pub use path::ConfigPath;
 pub use registry::{ProcessorType, Registry};
 pub use stock::log::{DEFAULT_MAX_EVENT_BYTES, LOG_TARGET, LogOptions, LogType};
@@ -92,6 +94,7 @@ pub use tidings_core::{BackendType, Delivery, SinkType, SourceType};
 /// the collector's write-ahead log's preflight).
 #[cfg(feature = "file")]
 pub use tidings_sink_file::probe_directory;
+pub use tidings_tower::TrustedProxies;
 pub use tree::{Config, DEFAULT_DEAD_LETTER_DIR, SinkSummary};
 
 /// Parses and validates a config, without I/O.

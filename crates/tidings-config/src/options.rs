@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use tidings_routing::{BatchConfig, BatchKey, ProcessorsOn, RetryPolicy, WhenFull};
+use tidings_tower::TrustedProxies;
 
 use crate::{ConfigError, ConfigErrorKind, ConfigPath};
 
@@ -58,6 +59,56 @@ pub struct CollectorOptions {
     pub wal_max_bytes: u64,
     /// `[collector.ui]`: the live view at `/ui`. Off by default.
     pub ui: CollectorUi,
+    /// The client's address that `/event/log` adds to an event's data as
+    /// `__ip_address__` (eventlib's key). Defaults to
+    /// [`ClientIp::Anonymized`].
+    pub client_ip: ClientIp,
+    /// The proxies whose `X-Forwarded-For` header is believed when they
+    /// are the peer of a connection: networks (`10.0.0.0/8`) and
+    /// addresses. Empty by default: the header is ignored.
+    #[serde(deserialize_with = "deserialize_proxies")]
+    pub trusted_proxies: TrustedProxies,
+    /// A directory whose files the standalone server serves at `GET /` (its
+    /// `index.html`) and `GET /PATH`, after the collector's own routes.
+    /// Unset by default: nothing is served. Relative to the config file's
+    /// directory; it must exist.
+    pub static_dir: Option<String>,
+}
+
+/// `[collector] client_ip`: what `/event/log` records of the client's
+/// address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientIp {
+    /// The address with its last octet (IPv4) or last 80 bits (IPv6)
+    /// zeroed, as `tidings_tower::anonymize` does.
+    #[default]
+    #[serde(alias = "anonymised")]
+    Anonymized,
+    /// The whole address.
+    Full,
+    /// Nothing: no `__ip_address__` key.
+    Off,
+}
+
+impl ClientIp {
+    /// The mode's name in the config.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymized => "anonymized",
+            Self::Full => "full",
+            Self::Off => "off",
+        }
+    }
+}
+
+fn deserialize_proxies<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<TrustedProxies, D::Error> {
+    let entries = Vec::<String>::deserialize(deserializer)?;
+    TrustedProxies::new(&entries).map_err(|e| de::Error::custom(format!("entry {}: {e}", e.index)))
 }
 
 /// `[collector.ui]`: the live view (`/ui`, `tidings tail`): incoming
@@ -235,7 +286,8 @@ fn deserialize_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Sock
 }
 
 impl CollectorOptions {
-    /// Resolves `wal_path` and the catalog's path against `base`.
+    /// Resolves `wal_path`, the catalog's path and `static_dir` against
+    /// `base`.
     pub(crate) fn resolve_paths(&mut self, base: Option<&std::path::Path>) {
         let resolve = |path: &mut String| {
             *path = crate::tree::resolve(base, std::path::Path::new(path.as_str()))
@@ -245,6 +297,9 @@ impl CollectorOptions {
         resolve(&mut self.wal_path);
         if let Some(catalog) = &mut self.catalog {
             resolve(&mut catalog.path);
+        }
+        if let Some(dir) = &mut self.static_dir {
+            resolve(dir);
         }
     }
 }
@@ -267,6 +322,9 @@ impl Default for CollectorOptions {
             wal_path: "tidings-wal".to_owned(),
             wal_max_bytes: 1024 * 1024 * 1024,
             ui: CollectorUi::default(),
+            client_ip: ClientIp::Anonymized,
+            trusted_proxies: TrustedProxies::default(),
+            static_dir: None,
         }
     }
 }
@@ -292,6 +350,9 @@ impl fmt::Debug for CollectorOptions {
             .field("wal_path", &self.wal_path)
             .field("wal_max_bytes", &self.wal_max_bytes)
             .field("ui", &self.ui)
+            .field("client_ip", &self.client_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("static_dir", &self.static_dir)
             .finish()
     }
 }

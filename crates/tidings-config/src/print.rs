@@ -39,6 +39,17 @@ impl fmt::Display for Config {
             let mode = if catalog.strict { "strict" } else { "lenient" };
             writeln!(f, "collector catalog {} ({mode})", catalog.path)?;
         }
+        if c.client_ip != crate::ClientIp::Anonymized || !c.trusted_proxies.is_empty() {
+            writeln!(
+                f,
+                "collector client_ip={} trusted_proxies={:?}",
+                c.client_ip.as_str(),
+                c.trusted_proxies
+            )?;
+        }
+        if let Some(dir) = &c.static_dir {
+            writeln!(f, "collector static files at / from {dir}")?;
+        }
         if c.ack == crate::AckMode::Durable {
             writeln!(
                 f,

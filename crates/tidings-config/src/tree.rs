@@ -253,6 +253,15 @@ pub(crate) fn parse(
                 {
                     collector = options;
                     collector.resolve_paths(base);
+                    if let Some(dir) = &collector.static_dir
+                        && !Path::new(dir).is_dir()
+                    {
+                        cx.errors.push(ConfigError::new(
+                            at.key("collector").key("static_dir"),
+                            ConfigErrorKind::Invalid,
+                            format!("`static_dir` {dir:?} is not a directory"),
+                        ));
+                    }
                 }
             }
             "processors" => root.processors = processors(value, &at.key("processors"), &mut cx),

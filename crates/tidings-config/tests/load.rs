@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use tidings_config::{
-    AckMode, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType, StageKind, load,
+    AckMode, ClientIp, ConfigErrorKind, ConfigErrors, Delivery, Feed, Registry, SinkType,
+    StageKind, load,
 };
 use tidings_event::{Event, EventName};
 use tidings_routing::{Backend, BoxError, ProcessorsOn, Sink, WhenFull};
@@ -1264,5 +1265,81 @@ id = "processors-on"
             .any(|(path, _, message)| path == "backends.spade.processors_on"
                 && message.contains("\"worker\"")),
         "{refused:?}"
+    );
+}
+
+#[test]
+fn client_ip_trusted_proxies_and_static_dir_are_collector_options() {
+    let c = load("", &registry()).unwrap();
+    let defaults = c.collector();
+    assert_eq!(
+        defaults.client_ip,
+        ClientIp::Anonymized,
+        "privacy by default"
+    );
+    assert!(defaults.trusted_proxies.is_empty());
+    assert_eq!(defaults.static_dir, None, "off by default");
+    assert!(!c.to_string().contains("client_ip"), "{c}");
+
+    let dir = std::env::temp_dir().join(format!("tidings-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[collector]\nclient_ip = \"full\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\nstatic_dir = {:?}\n",
+        dir.display().to_string()
+    );
+    let config = load(&text, &registry()).unwrap();
+    let c = config.collector();
+    assert_eq!(c.client_ip, ClientIp::Full);
+    assert!(c.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+    assert!(c.trusted_proxies.contains("192.0.2.7".parse().unwrap()));
+    assert!(!c.trusted_proxies.contains("192.0.2.8".parse().unwrap()));
+    assert_eq!(c.static_dir.as_deref(), Some(dir.to_str().unwrap()));
+    let printed = config.to_string();
+    assert!(
+        printed.contains("collector client_ip=full trusted_proxies=[10.0.0.0/8, 192.0.2.7/32]"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("collector static files at / from"),
+        "{printed}"
+    );
+    for (mode, expected) in [
+        ("off", ClientIp::Off),
+        ("anonymized", ClientIp::Anonymized),
+        ("anonymised", ClientIp::Anonymized),
+    ] {
+        let config = load(
+            &format!("[collector]\nclient_ip = \"{mode}\"\n"),
+            &registry(),
+        )
+        .unwrap();
+        assert_eq!(config.collector().client_ip, expected);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let errors = load(
+        "[collector]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\nclient_ip = \"hashed\"\n",
+        &registry(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("entry 1: \"proxy.local\" is neither"),
+        "{errors}"
+    );
+    let errors = load("[collector]\nclient_ip = \"hashed\"\n", &registry())
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("anonymized"), "{errors}");
+    let errors = load(
+        "[collector]\nstatic_dir = \"/nonexistent-tidings-public\"\n",
+        &registry(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("`collector.static_dir`")
+            && errors.contains("\"/nonexistent-tidings-public\" is not a directory"),
+        "{errors}"
     );
 }

@@ -42,6 +42,9 @@
 //! taken from the request's extensions (see
 //! [`RequestContextLayer::client_addr_from`]); by default the last octet of
 //! an IPv4 address and the last 80 bits of an IPv6 address are zeroed.
+//! Behind proxies, [`RequestContextLayer::trusted_proxies`] reads
+//! `X-Forwarded-For`, only from the proxies listed ([`TrustedProxies`], which
+//! the tidings collector uses for its `/event/log` route too).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,6 +56,10 @@ use http::{HeaderValue, Request, Response};
 use serde_json::Value;
 use tidings_context::{WithContext, WithContextExt};
 use tidings_event::{EventId, Map};
+
+mod proxies;
+
+pub use proxies::{FORWARDED_FOR_HEADER, InvalidProxy, TrustedProxies};
 
 /// The header carrying the request id, read and echoed.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -106,7 +113,8 @@ impl RequestContextLayer {
 
     /// Where the client's address comes from. With axum:
     /// `.client_addr_from(|ext, _| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))`;
-    /// behind a trusted proxy, from its `x-forwarded-for` header.
+    /// behind proxies, [`RequestContextLayer::trusted_proxies`] (or
+    /// [`TrustedProxies::client_addr`] in this function).
     #[must_use]
     pub fn client_addr_from(
         mut self,
@@ -114,6 +122,19 @@ impl RequestContextLayer {
     ) -> Self {
         self.client_addr = Arc::new(find);
         self
+    }
+
+    /// Reads the client's address from the [`SocketAddr`] in the request's
+    /// extensions, and from `X-Forwarded-For` when that peer is one of
+    /// `proxies` ([`TrustedProxies::client_addr`]). A client that is not a
+    /// trusted proxy cannot choose the address recorded by sending the
+    /// header.
+    #[must_use]
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.client_addr_from(move |extensions, headers| {
+            let peer = extensions.get::<SocketAddr>()?.ip();
+            Some(proxies.client_addr(peer, headers))
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use serde_json::{Value, json};
 use tidings::{Tracker, WithContextExt};
 use tidings_test::RecordingBackend;
-use tidings_tower::{RequestContextLayer, anonymize};
+use tidings_tower::{RequestContextLayer, TrustedProxies, anonymize};
 use tower::{Service, ServiceExt, service_fn};
 use tower_layer::Layer;
 
@@ -140,4 +140,48 @@ async fn anonymisation_can_be_turned_off_and_the_address_source_changed() {
         .unwrap();
     service.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(recorder.events()[0].context()["client_ip"], "198.51.100.9");
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_the_forwarded_address_is_taken_and_a_spoof_is_not() {
+    let (tracker, recorder) = tracker();
+    let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+    let mut service = RequestContextLayer::new()
+        .trusted_proxies(proxies)
+        .layer(handler(tracker));
+    let from = |peer: &str| {
+        let mut request = Request::get("/")
+            .header("x-forwarded-for", "198.51.100.9, 203.0.113.77")
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(SocketAddr::new(peer.parse().unwrap(), 4711));
+        request
+    };
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(from("10.0.0.1"))
+        .await
+        .unwrap();
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(from("192.0.2.44"))
+        .await
+        .unwrap();
+    let ips: Vec<Value> = recorder
+        .events()
+        .iter()
+        .filter(|e| e.name() == "handler.start")
+        .map(|e| e.context()["client_ip"].clone())
+        .collect();
+    assert_eq!(
+        ips,
+        [json!("203.0.113.0"), json!("192.0.2.0")],
+        "the proxy's header, anonymised; an untrusted peer's header ignored"
+    );
 }

@@ -44,8 +44,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
-/// The body of what [`crate::Collector::serve`] answers: whole, or a stream.
-pub(crate) type ServeBody = Either<Full<Bytes>, SseBody>;
+/// The body of what [`crate::Collector::serve`] answers: whole, or a
+/// stream (the live view's events, or a file of `static_dir`).
+pub(crate) type ServeBody =
+    Either<Full<Bytes>, Either<SseBody, tower_http::services::fs::ServeFileSystemResponseBody>>;
 
 /// A path of the live view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +201,7 @@ impl Ui {
                         Refused::Closing => "the collector is shutting down".to_owned(),
                     })
                 })?;
-                let mut response = Response::new(Either::Right(body));
+                let mut response = Response::new(Either::Right(Either::Left(body)));
                 let headers = response.headers_mut();
                 headers.insert(
                     header::CONTENT_TYPE,
