@@ -96,7 +96,7 @@ fn a_202_means_the_events_are_in_the_log_on_disk() {
         "durable-on-disk",
         &dir,
         "",
-        "flush_interval_ms = 600000\nmax_events = 100000",
+        "flush_interval_ms = 600000\nmax_events = 10000",
     );
     let (status, body) = post(served.addr, &["disk.one", "disk.two"]);
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":2}"#));
@@ -129,7 +129,7 @@ fn a_full_log_answers_503_with_retry_after_and_accepts_nothing_of_the_request() 
         "durable-full",
         &dir,
         "wal_max_bytes = 3000",
-        "flush_interval_ms = 600000\nmax_events = 100000",
+        "flush_interval_ms = 600000\nmax_events = 10000",
     );
     let mut accepted = 0;
     let refused = loop {
@@ -243,7 +243,7 @@ fn names_in(stdout: &str) -> Vec<String> {
 
 /// A console sink that holds every event in its batch until the drain.
 const HOLDING_SINK: &str =
-    "[backends.out]\ntype = \"console\"\nflush_interval_ms = 600000\nmax_events = 100000\n";
+    "[backends.out]\ntype = \"console\"\nflush_interval_ms = 600000\nmax_events = 10000\n";
 /// A console sink that prints at once.
 const PRINTING_SINK: &str = "[backends.out]\ntype = \"console\"\nflush_interval_ms = 10\n";
 
