@@ -129,10 +129,13 @@ impl Stack {
 
     fn current(&mut self) -> Context {
         self.refresh_global();
-        let under = self.under();
         let Some(last) = self.frames.len().checked_sub(1) else {
-            return under;
+            return self.under();
         };
+        if let Some(merged) = &self.frames[last].merged {
+            return merged.clone();
+        }
+        let under = self.under();
         let first_missing = self
             .frames
             .iter()

@@ -302,6 +302,7 @@ impl RoutingBackend {
     /// first half of [`Backend::send`], which an
     /// [`AsyncRouter`](crate::AsyncRouter) runs on the calling thread.
     /// Returns `None` when a processor dropped the event.
+    #[inline]
     pub(crate) fn receive(&self, event: Event) -> Option<Event> {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         self.process(event)
@@ -309,6 +310,7 @@ impl RoutingBackend {
 
     /// Hands the event to every backend: the second half of
     /// [`Backend::send`].
+    #[inline]
     pub(crate) fn fan_out(&self, event: Event) {
         if let Some((last, rest)) = self.branches.split_last() {
             for branch in rest {
