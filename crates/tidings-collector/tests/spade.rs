@@ -491,3 +491,22 @@ fn flume_takes_multipart_bodies_as_it_takes_forms() {
     c.shutdown(LONG).unwrap();
     assert_eq!(sink.events().len(), 1);
 }
+
+#[test]
+fn a_spade_post_without_a_content_type_is_an_empty_form_or_refused() {
+    let (c, sink, _) = collector("spade-no-type", "");
+    let (status, _, answer) = exchange(c.addr, "POST", "/spade", &[], b"");
+    assert_eq!(
+        (status, error_of(&answer)),
+        (400, "missing form field `data`".to_owned())
+    );
+    let body = body_of(r#"{"event": "untyped"}"#);
+    let (status, _, answer) = exchange(c.addr, "POST", "/spade", &[], body.as_bytes());
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("content type (none) is not supported here"),
+        "{answer}"
+    );
+    c.shutdown(LONG).unwrap();
+    assert!(sink.events().is_empty());
+}
