@@ -154,15 +154,111 @@ pub(crate) fn form_fields(text: &[u8]) -> Result<Vec<(String, String)>, Reject> 
         .map_err(|e| Reject::BadRequest(format!("body is not a valid form: {e}")))
 }
 
-/// Requires a form body (or an empty one).
-pub(crate) fn require_form(headers: &HeaderMap, body: &[u8]) -> Result<(), Reject> {
+/// How a form body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormKind {
+    /// `application/x-www-form-urlencoded`, or `text/plain` where the route
+    /// takes a beacon's string (`data=...`), or an empty body.
+    UrlEncoded,
+    /// `multipart/form-data` (a `FormData` beacon).
+    Multipart,
+}
+
+/// Requires a form body (or an empty one): url-encoded or multipart, and
+/// `text/plain` holding url-encoded text when `text_plain` (what
+/// `navigator.sendBeacon` sends for a string).
+pub(crate) fn require_form(
+    headers: &HeaderMap,
+    body: &[u8],
+    text_plain: bool,
+) -> Result<FormKind, Reject> {
     match media_type(headers).as_deref() {
-        Some("application/x-www-form-urlencoded") => Ok(()),
-        None if body.is_empty() => Ok(()),
+        Some("application/x-www-form-urlencoded") => Ok(FormKind::UrlEncoded),
+        Some("multipart/form-data") => Ok(FormKind::Multipart),
+        Some("text/plain") if text_plain => Ok(FormKind::UrlEncoded),
+        None if body.is_empty() => Ok(FormKind::UrlEncoded),
         other => Err(Reject::UnsupportedMediaType(format!(
-            "content type {} is not supported here, use application/x-www-form-urlencoded",
-            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+            "content type {} is not supported here, use application/x-www-form-urlencoded{} or multipart/form-data",
+            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}")),
+            if text_plain { ", text/plain" } else { "" }
         ))),
+    }
+}
+
+/// The most parts a multipart body may have; the parts other than the one
+/// wanted are skipped, but each costs a little parsing.
+pub(crate) const MAX_PARTS: usize = 100;
+
+/// The value of the last part named `name` of a `multipart/form-data`
+/// body (`None` when there is none), as UTF-8. The body is already in
+/// memory and within `max_body_bytes` (`max`), so parsing never waits.
+///
+/// # Errors
+///
+/// 400 naming what is wrong: no boundary, a malformed or cut body, more
+/// than [`MAX_PARTS`] parts, a value that is not UTF-8; 413 for a part over
+/// `max` (which the body limit already refuses before this).
+pub(crate) fn multipart_field(
+    headers: &HeaderMap,
+    body: &Bytes,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, Reject> {
+    use futures_util::FutureExt;
+
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| Reject::BadRequest(format!("multipart body: {e}")))?;
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(
+        body.clone(),
+    )));
+    let limit = multer::SizeLimit::new()
+        .whole_stream(max as u64)
+        .per_field(max as u64);
+    let mut multipart = multer::Multipart::with_constraints(
+        stream,
+        boundary,
+        multer::Constraints::new().size_limit(limit),
+    );
+    let parse = async move {
+        let mut found = None;
+        let mut parts = 0usize;
+        while let Some(field) = multipart.next_field().await.map_err(multipart_reject)? {
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(Reject::BadRequest(format!(
+                    "multipart body has more than {MAX_PARTS} parts"
+                )));
+            }
+            if field.name() == Some(name) {
+                found = Some(field.bytes().await.map_err(multipart_reject)?);
+            }
+        }
+        Ok(found)
+    };
+    // The whole body is one ready chunk: the parse finishes in one poll.
+    let found = parse.now_or_never().unwrap_or_else(|| {
+        Err(Reject::BadRequest(
+            "multipart body could not be parsed".to_owned(),
+        ))
+    })?;
+    found
+        .map(|bytes| {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| Reject::BadRequest(format!("multipart field `{name}` is not UTF-8")))
+        })
+        .transpose()
+}
+
+fn multipart_reject(err: multer::Error) -> Reject {
+    match err {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            Reject::TooLarge(format!("multipart body: {err}"))
+        }
+        other => Reject::BadRequest(format!("multipart body is malformed: {other}")),
     }
 }
 
@@ -213,5 +309,24 @@ mod tests {
         ));
         // Unparsable: as if undeclared (hyper refuses it before this).
         assert_eq!(head(&[("content-length", "x")]).unwrap().budget(1000), 1000);
+    }
+
+    #[test]
+    fn a_multipart_part_over_the_limit_is_too_large() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        let body = Bytes::from_static(
+            b"--b\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n0123456789abcdef\r\n--b--\r\n",
+        );
+        let field = |max| multipart_field(&headers, &body, "data", max);
+        assert_eq!(field(1000).unwrap().as_deref(), Some("0123456789abcdef"));
+        assert!(matches!(field(20), Err(Reject::TooLarge(m)) if m.starts_with("multipart body: ")));
+        assert!(
+            matches!(multipart_field(&headers, &body, "other", 1000), Ok(None)),
+            "no such part"
+        );
     }
 }

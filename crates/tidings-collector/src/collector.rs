@@ -90,9 +90,14 @@ pub enum Route {
     /// form parameters, or a JSON object body, become data, with the
     /// client's address as `__ip_address__` (`client_ip`).
     EventLog,
-    /// `POST /flume`: form field `data` = one JSON event.
+    /// `POST /flume`: form field `data` = one JSON event, in a url-encoded
+    /// or `multipart/form-data` body.
     Flume,
-    /// `POST /spade`: form field `data` = base64 JSON.
+    /// `POST /spade`: field `data` = base64 JSON (or the JSON itself), in
+    /// a url-encoded, `text/plain` (a beacon's `data=...` string) or
+    /// `multipart/form-data` body; also `GET` and `HEAD
+    /// /spade?data=...`, a tracking pixel, answered with a transparent
+    /// 1×1 GIF once accepted.
     Spade,
     /// `GET /healthz`.
     Healthz,
@@ -135,7 +140,8 @@ impl Route {
         Self::ALL.into_iter().find(|r| r.path() == path)
     }
 
-    /// Whether the route takes events (`POST`).
+    /// Whether the route takes events (`POST`; `/spade` also `GET` and
+    /// `HEAD`).
     pub(crate) const fn ingests(self) -> bool {
         matches!(
             self,

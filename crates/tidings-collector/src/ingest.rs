@@ -11,7 +11,9 @@ use tidings_processors::PropertyAllowlist;
 
 use crate::Route;
 use crate::access::is_key;
-use crate::body::{form_fields, media_type, require_form, require_form_or_json};
+use crate::body::{
+    FormKind, form_fields, media_type, multipart_field, require_form, require_form_or_json,
+};
 use crate::reject::Reject;
 
 /// The events of one request, decoded.
@@ -61,16 +63,24 @@ impl Batch {
                 event_log(&params, limits, event_log_door)?
             }
             Route::Flume => {
-                require_form(headers, body)?;
-                let (event, line) = flume(body, limits, flume_allowlist)?;
+                let kind = require_form(headers, body, false)?;
+                let data = body_data_field(headers, body, kind, limits)?;
+                let (event, line) = flume(&data, limits, flume_allowlist)?;
                 return Ok(Self {
                     events: vec![event],
                     flume_line: Some(line),
                 });
             }
+            Route::Spade if is_pixel(request.method()) => {
+                let query = request.uri().query().unwrap_or("");
+                let data = data_field(query.as_bytes())
+                    .map_err(|_| Reject::BadRequest("missing query parameter `data`".to_owned()))?;
+                spade(&data, limits)?
+            }
             Route::Spade => {
-                require_form(headers, body)?;
-                spade(body, limits)?
+                let kind = require_form(headers, body, true)?;
+                let data = body_data_field(headers, body, kind, limits)?;
+                spade(&data, limits)?
             }
             Route::Healthz | Route::Metrics | Route::Script => {
                 return Err(Reject::MethodNotAllowed("GET"));
@@ -223,8 +233,15 @@ fn json_params(body: &[u8], limits: &Limits) -> Result<Map, Reject> {
     }
 }
 
-fn form_data_field(body: &[u8]) -> Result<String, Reject> {
-    form_fields(body)?
+/// Whether a request to `/spade` is a pixel's (`GET` or `HEAD`): its
+/// `data` is in the query string.
+pub(crate) fn is_pixel(method: &http::Method) -> bool {
+    method == http::Method::GET || method == http::Method::HEAD
+}
+
+/// The last `data` field of url-encoded text.
+fn data_field(text: &[u8]) -> Result<String, Reject> {
+    form_fields(text)?
         .into_iter()
         .rev()
         .find(|(k, _)| k == "data")
@@ -232,15 +249,29 @@ fn form_data_field(body: &[u8]) -> Result<String, Reject> {
         .ok_or_else(|| Reject::BadRequest("missing form field `data`".to_owned()))
 }
 
+/// The `data` field of a form body, url-encoded or multipart (other
+/// fields and parts are ignored).
+fn body_data_field(
+    headers: &http::HeaderMap,
+    body: &Bytes,
+    kind: FormKind,
+    limits: &Limits,
+) -> Result<String, Reject> {
+    match kind {
+        FormKind::UrlEncoded => data_field(body),
+        FormKind::Multipart => multipart_field(headers, body, "data", limits.max_bytes)?
+            .ok_or_else(|| Reject::BadRequest("missing multipart field `data`".to_owned())),
+    }
+}
+
 /// `POST /flume`: form field `data` = JSON `{"event": name, "properties": {...}}`.
 /// Properties are filtered by `allowlist` (unset: kept whole). Returns the
 /// event and the log line `{"message": name, "context": properties}`.
 fn flume(
-    body: &[u8],
+    data: &str,
     limits: &Limits,
     allowlist: Option<&PropertyAllowlist>,
 ) -> Result<(Event, String), Reject> {
-    let data = form_data_field(body)?;
     let mut events = decode(data.as_bytes(), limits)
         .map_err(|e| Reject::BadRequest(format!("field `data`: {e}")))?;
     let mut event = match events.len() {
@@ -259,17 +290,26 @@ fn flume(
     Ok((event, line))
 }
 
-/// `POST /spade`: form field `data` = base64 of a JSON object or array of
-/// `{"event", "properties"}`.
-fn spade(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Reject> {
-    let data = form_data_field(body)?;
+/// `/spade`'s field `data` (of a form body or a pixel's query): base64
+/// (standard or URL-safe, padded or not) of a JSON object or array of
+/// `{"event", "properties"}`, or that JSON itself (url-encoded by the
+/// client; base64 never starts with `{` or `[`). A `+` of standard base64
+/// that the client did not percent-encode reaches here as a space, so
+/// spaces are read as `+`.
+fn spade(data: &str, limits: &Limits) -> Result<Vec<Event>, Reject> {
     let trimmed = data.trim();
-    let json = base64::engine::general_purpose::STANDARD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(trimmed))
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
-        .map_err(|e| Reject::BadRequest(format!("field `data` is not base64: {e}")))?;
+    let plain_json = trimmed.starts_with(['{', '[']);
+    let json = if plain_json {
+        trimmed.as_bytes().to_vec()
+    } else {
+        let text = trimmed.replace(' ', "+");
+        base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&text))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&text))
+            .map_err(|e| Reject::BadRequest(format!("field `data` is not base64: {e}")))?
+    };
     decode(&json, limits).map_err(|e| match wire_reject(e) {
         Reject::BadRequest(m) => Reject::BadRequest(format!("field `data`: {m}")),
         other => other,
@@ -458,7 +498,12 @@ mod tests {
             "data",
             r#"{"event": "page.view", "properties": {"url": "/", "email": "x@y", "user": {"id": 1, "name": "n"}}}"#,
         )]);
-        let (event, line) = flume(&body, &Limits::default(), Some(&allow)).unwrap();
+        let (event, line) = flume(
+            &data_field(&body).unwrap(),
+            &Limits::default(),
+            Some(&allow),
+        )
+        .unwrap();
         assert_eq!(event.name(), "page.view");
         assert_eq!(event.data(), &json!({"url": "/", "user": {"id": 1}}));
         let line: Value = serde_json::from_str(&line).unwrap();
@@ -466,7 +511,7 @@ mod tests {
             line,
             json!({"message": "page.view", "context": {"url": "/", "user": {"id": 1}}})
         );
-        let (unfiltered, _) = flume(&body, &Limits::default(), None).unwrap();
+        let (unfiltered, _) = flume(&data_field(&body).unwrap(), &Limits::default(), None).unwrap();
         assert_eq!(unfiltered.data()["email"], "x@y");
     }
 
@@ -474,7 +519,7 @@ mod tests {
     fn spade_decodes_base64_json_objects_and_arrays() {
         let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let one = spade(
-            &form(&[("data", &encode(r#"{"event": "a", "properties": {"k": 1}}"#))]),
+            &encode(r#"{"event": "a", "properties": {"k": 1}}"#),
             &Limits::default(),
         )
         .unwrap();
@@ -483,16 +528,51 @@ mod tests {
             ("a", &json!({"k": 1}))
         );
         let two = spade(
-            &form(&[("data", &encode(r#"[{"event": "a"}, {"event": "b"}]"#))]),
+            &encode(r#"[{"event": "a"}, {"event": "b"}]"#),
             &Limits::default(),
         )
         .unwrap();
         assert_eq!(two.len(), 2);
         assert!(
-            matches!(spade(&form(&[("data", "!!!")]), &Limits::default()), Err(Reject::BadRequest(m)) if m.contains("base64"))
+            matches!(spade("!!!", &Limits::default()), Err(Reject::BadRequest(m)) if m.contains("base64"))
         );
         assert!(
-            matches!(spade(&form(&[("data", &encode("[1]"))]), &Limits::default()), Err(Reject::BadRequest(m)) if m.starts_with("field `data`: event 0"))
+            matches!(spade(&encode("[1]"), &Limits::default()), Err(Reject::BadRequest(m)) if m.starts_with("field `data`: event 0"))
         );
+    }
+
+    #[test]
+    fn spade_takes_plain_json_and_reads_a_space_as_the_plus_of_base64() {
+        let plain = spade(
+            r#" [{"event": "a", "properties": {"k": 1}}, {"event": "b"}] "#,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain[0].data(), &json!({"k": 1}));
+        let object = spade(r#"{"event": "c"}"#, &Limits::default()).unwrap();
+        assert_eq!(object[0].name(), "c");
+        assert!(
+            matches!(spade("{", &Limits::default()), Err(Reject::BadRequest(m)) if m.starts_with("field `data`: ")),
+            "broken JSON is not read as base64"
+        );
+        // `{"event":"a>"}` has a `+` in its standard base64.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(r#"{"event":"a>"}"#);
+        assert!(encoded.contains('+'), "{encoded}");
+        let spaced = encoded.replace('+', " ");
+        let events = spade(&spaced, &Limits::default()).unwrap();
+        assert_eq!(events[0].name(), "a>");
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"event":"a>"}"#);
+        assert_eq!(
+            spade(&url_safe, &Limits::default()).unwrap()[0].name(),
+            "a>"
+        );
+    }
+
+    #[test]
+    fn only_get_and_head_are_pixels() {
+        assert!(is_pixel(&http::Method::GET));
+        assert!(is_pixel(&http::Method::HEAD));
+        assert!(!is_pixel(&http::Method::POST));
     }
 }

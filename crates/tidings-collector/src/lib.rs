@@ -6,11 +6,17 @@
 //! (eventlib's endpoint: query and form parameters, or a JSON object body,
 //! become data, with the client's address as `__ip_address__`, anonymised
 //! by default; see [below](#coming-from-eventlib)), `POST /flume` (form field `data`
-//! = one JSON event), `POST /spade` (form field `data` = base64 JSON), `GET
+//! = one JSON event, url-encoded or `multipart/form-data`), `POST /spade`
+//! (field `data` = base64 JSON, or the JSON itself; url-encoded, `text/plain`
+//! as `navigator.sendBeacon` sends a `data=...` string, or
+//! `multipart/form-data` as it sends a `FormData`), `GET` and `HEAD
+//! /spade?data=...` (a tracking pixel: 200 with a transparent 1×1 GIF,
+//! `Cache-Control: no-store`; a query over 16 KiB, or over
+//! `max_body_bytes`, is a 414), `GET
 //! /healthz`, `GET /metrics` (Prometheus), and `GET /tidings.js`, the
 //! browser snippet ([`BROWSER_SCRIPT`]). A request is accepted whole (202
-//! `{"accepted": n}`) or refused whole with a JSON error: 400, 401, 413, 415,
-//! 404, 405, or 503 with `Retry-After` when the queue is full.
+//! `{"accepted": n}`, or the GIF for a pixel) or refused whole with a JSON
+//! error: 400, 401, 413, 414, 415, 404, 405, or 503 with `Retry-After` when the queue is full.
 //!
 //! # In the browser
 //!

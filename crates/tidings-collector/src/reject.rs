@@ -28,6 +28,8 @@ pub(crate) enum Reject {
     TooLarge(String),
     /// 415: a content type the route does not take.
     UnsupportedMediaType(String),
+    /// 414: a pixel's query string (`GET /spade`) over its bound.
+    UriTooLong(String),
     /// 404.
     NotFound,
     /// 405, with the methods the route allows.
@@ -56,6 +58,7 @@ impl Reject {
             Self::Unauthorized | Self::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -76,6 +79,7 @@ impl Reject {
             Self::StreamsUnavailable(_) => "ui_streams",
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UriTooLong(_) => "uri_too_long",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout => "timeout",
@@ -104,6 +108,7 @@ impl Reject {
             Self::BadRequest(m)
             | Self::TooLarge(m)
             | Self::UnsupportedMediaType(m)
+            | Self::UriTooLong(m)
             | Self::StreamsUnavailable(m) => m.clone(),
             Self::LogUnavailable { message, .. } => {
                 format!("{message}, retry later; nothing of this request was accepted")

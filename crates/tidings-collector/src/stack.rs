@@ -8,7 +8,7 @@
 //! | [`Measure`] | counts every answer by route and status | `metrics` |
 //! | [`Cors`] | CORS headers for allowed origins; answers preflights | `access` |
 //! | [`Answer`] | turns a refusal into its JSON answer, counted by reason | `reject` |
-//! | [`Routes`] | the `GET` routes; `POST` to an ingest route goes on down | here |
+//! | [`Routes`] | the `GET` routes; `POST` to an ingest route (and a pixel, `GET`/`HEAD /spade`: 414 over its query bound, the GIF once accepted) goes on down | here |
 //! | [`WriteKeys`] (a [`Guard`]) | 401 without a configured write key (`/event/log` may carry it in its body: [`KeyInBody`]) | `access` |
 //! | [`Admission`] (a [`Guard`]) | 503 when the intake has no room, before the body is read | here |
 //! | [`ReadBody`] | body budget, size limit, timeout, gzip | `body` |
@@ -232,8 +232,8 @@ where
 }
 
 /// The routes: `/healthz`, `/metrics` and `/tidings.js` answered here, a
-/// `POST` to an ingest route passed to the `ingest` stack, anything else
-/// refused (404, 405).
+/// `POST` to an ingest route (and a pixel, `GET` or `HEAD /spade`) passed
+/// to the `ingest` stack, anything else refused (404, 405).
 #[derive(Clone)]
 pub(crate) struct Routes<S> {
     inner: Arc<Inner>,
@@ -264,7 +264,14 @@ where
                 if method == Method::POST {
                     return Box::pin(self.ingest.call(request));
                 }
-                Err(Reject::MethodNotAllowed("POST, OPTIONS"))
+                if route == Route::Spade && reading {
+                    return self.pixel(request);
+                }
+                Err(Reject::MethodNotAllowed(if route == Route::Spade {
+                    "GET, HEAD, POST, OPTIONS"
+                } else {
+                    "POST, OPTIONS"
+                }))
             }
             Route::Healthz | Route::Metrics if !reading => Err(Reject::MethodNotAllowed("GET")),
             Route::Script if !reading => Err(Reject::MethodNotAllowed("GET, HEAD")),
@@ -276,6 +283,55 @@ where
             _ => Ok(script::response()),
         };
         Box::pin(std::future::ready(answer))
+    }
+}
+
+/// The most bytes the query string of a pixel (`GET /spade?data=...`) may
+/// have, or `max_body_bytes` when that is less: the query is the pixel's
+/// body. (The server's read buffer already bounds a request's head at 64
+/// KiB, answering 431 beyond it.)
+pub(crate) const MAX_PIXEL_QUERY: usize = 16 * 1024;
+
+/// A transparent 1×1 GIF: what a tracking pixel answers.
+pub(crate) const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, // "GIF89a"
+    0x01, 0x00, 0x01, 0x00, // 1×1
+    0x80, 0x00, 0x00, // a global colour table of 2 colours
+    0x00, 0x00, 0x00, 0xff, 0xff, 0xff, // black, white
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, // colour 0 transparent
+    0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, // the image
+    0x02, 0x02, 0x44, 0x01, 0x00, // its pixel, LZW-coded
+    0x3b, // end
+];
+
+/// What an accepted pixel answers: 200 with [`PIXEL_GIF`], never cached
+/// (a cached pixel would not be requested, nor counted, again).
+pub(crate) fn pixel_response() -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from_static(PIXEL_GIF)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+impl<S> Routes<S> {
+    /// `GET` or `HEAD /spade?data=...`: the ingest stack decodes the query,
+    /// and an accepted pixel answers the GIF (a refusal is the same JSON
+    /// answer as a `POST`'s).
+    fn pixel<B>(&mut self, request: Request<B>) -> BoxFuture<Result<Reply, Reject>>
+    where
+        S: Service<Request<B>, Response = Reply, Error = Reject>,
+        S::Future: Send + 'static,
+    {
+        let max = MAX_PIXEL_QUERY.min(self.inner.options.max_body_bytes);
+        let length = request.uri().query().map_or(0, str::len);
+        if length > max {
+            return Box::pin(std::future::ready(Err(Reject::UriTooLong(format!(
+                "the query string is {length} bytes, over the {max} a pixel may send; POST larger batches to /spade"
+            )))));
+        }
+        let answer = self.ingest.call(request);
+        Box::pin(async move { answer.await.map(|_accepted| pixel_response()) })
     }
 }
 
