@@ -32,12 +32,7 @@ fn events_are_logged_as_json_lines_and_an_oversized_one_is_named_not_written() {
     let (root, _) = config.build().unwrap().into_parts();
 
     let buffer = SharedBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = buffer.subscriber(tracing::Level::WARN);
     let small = event("page.view", "hello");
     let big = event("page.big", &"x".repeat(400));
     tracing::subscriber::with_default(subscriber, || {

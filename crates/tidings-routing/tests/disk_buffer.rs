@@ -281,11 +281,7 @@ fn a_drain_asked_for_during_the_replay_delivers_the_replay_first() {
 /// What `f` logs on this thread (where `send` writes to the buffer).
 fn logged(f: impl FnOnce()) -> String {
     let log = tidings_test::SharedBuffer::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber = log.subscriber(tracing::Level::INFO);
     tracing::subscriber::with_default(subscriber, f);
     log.text()
 }

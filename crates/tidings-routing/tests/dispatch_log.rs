@@ -14,15 +14,7 @@ const LONG: Duration = Duration::from_secs(10);
 #[test]
 fn log_dispatch_logs_each_attempt_and_a_panicking_listener_warns_once() {
     let buffer = SharedBuffer::default();
-    let writer = buffer.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    tracing::subscriber::set_global_default(buffer.subscriber(tracing::Level::INFO)).unwrap();
     let sink = RecordingSink::scripted([Answer::Status(503, None)]);
     let backend = SinkBackend::builder("logged", sink.clone())
         .retry(

@@ -13,15 +13,7 @@ use tidings_test::{Answer, RecordingSink, SharedBuffer};
 #[test]
 fn a_failure_streak_warns_once_then_reports_the_recovery() {
     let buffer = SharedBuffer::default();
-    let writer = buffer.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    tracing::subscriber::set_global_default(buffer.subscriber(tracing::Level::INFO)).unwrap();
     let sink = RecordingSink::scripted([
         Answer::Status(503, None),
         Answer::Status(503, None),

@@ -153,11 +153,7 @@ fn what_a_stopped_sink_left_staged_is_uploaded_by_the_next_one() {
         first.send(event(i)).unwrap();
     }
     let log = tidings_test::SharedBuffer::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber = log.subscriber(tracing::Level::INFO);
     // The sink logs from its worker thread: the subscriber must be global.
     tracing::subscriber::set_global_default(subscriber).unwrap();
     first.shutdown(Duration::from_secs(10)).unwrap();

@@ -186,12 +186,7 @@ fn create_stream_sets_the_duplicate_window_and_reuses_an_existing_stream() {
 /// Runs `f` with a subscriber on this thread, returning what it logged.
 fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
     let buffer = tidings_test::SharedBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = buffer.subscriber(tracing::Level::WARN);
     let out = tracing::subscriber::with_default(subscriber, f);
     let text = buffer.text();
     (out, text)

@@ -23,6 +23,20 @@ impl SharedBuffer {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
     }
+
+    /// A `tracing` subscriber writing plain lines (no colours) up to
+    /// `level` into this buffer: what a test that reads the logs installs,
+    /// globally when worker threads log (`set_global_default`) or for one
+    /// thread (`with_default`).
+    #[must_use]
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(level)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
 }
 
 impl Write for SharedBuffer {

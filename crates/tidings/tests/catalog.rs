@@ -217,12 +217,7 @@ fn a_name_the_root_filters_drop_is_refused_before_the_check() {
 /// and above on this thread; returns them.
 fn logs(f: impl FnOnce()) -> String {
     let buffer = SharedBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = buffer.subscriber(tracing::Level::INFO);
     tracing::subscriber::with_default(subscriber, f);
     buffer.text()
 }
