@@ -416,23 +416,7 @@ fn cors_allows_exactly_the_configured_origins() {
 fn a_full_pipeline_answers_503_with_retry_after_and_accepts_nothing_of_the_request() {
     // The sink never answers and blocks its feeder, so the collector's queue
     // (5 events) fills up.
-    let text = r#"
-        [collector]
-        queue_capacity = 5
-        [backends.stuck]
-        type = "memory"
-        id = "stuck-503"
-        queue_capacity = 1
-        when_full = "block"
-        block_timeout_ms = 60000
-        max_events = 1
-    "#;
-    tidings_test::install_memory_sink(
-        "stuck-503",
-        tidings_test::RecordingSink::scripted([tidings_test::Answer::Hang]),
-    );
-    let config = tidings_config::load(text, &support::registry()).unwrap();
-    let c = support::Served::start(tidings_collector::Collector::from_config(&config).unwrap());
+    let c = support::stuck_collector("stuck-503");
     let mut accepted = 0;
     let mut refused = None;
     for n in 0..50 {

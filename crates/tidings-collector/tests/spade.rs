@@ -417,23 +417,7 @@ fn a_pixel_presents_its_write_key_in_the_query() {
 
 #[test]
 fn a_full_pipeline_answers_a_pixel_503_with_retry_after() {
-    let text = r#"
-        [collector]
-        queue_capacity = 5
-        [backends.stuck]
-        type = "memory"
-        id = "stuck-pixel"
-        queue_capacity = 1
-        when_full = "block"
-        block_timeout_ms = 60000
-        max_events = 1
-    "#;
-    tidings_test::install_memory_sink(
-        "stuck-pixel",
-        tidings_test::RecordingSink::scripted([tidings_test::Answer::Hang]),
-    );
-    let config = tidings_config::load(text, &support::registry()).unwrap();
-    let c = support::Served::start(tidings_collector::Collector::from_config(&config).unwrap());
+    let c = support::stuck_collector("stuck-pixel");
     let data = urlencode(&b64(r#"[{"event": "a"}, {"event": "b"}]"#));
     let mut refused = None;
     for _ in 0..50 {

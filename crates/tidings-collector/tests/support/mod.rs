@@ -157,6 +157,19 @@ fn futures_body(body: Full<Bytes>) -> Vec<u8> {
 }
 
 /// Waits until `sink` has at least `n` events (or fails after 10 s).
+/// A served collector whose intake queue holds 5 events and whose only sink,
+/// the memory sink `id`, never answers and blocks its feeder: the queue
+/// fills after a few events and every later request is answered 503.
+pub(crate) fn stuck_collector(id: &str) -> Served {
+    let text = format!(
+        "[collector]\nqueue_capacity = 5\n[backends.stuck]\ntype = \"memory\"\nid = \"{id}\"\n\
+         queue_capacity = 1\nwhen_full = \"block\"\nblock_timeout_ms = 60000\nmax_events = 1\n"
+    );
+    tidings_test::install_memory_sink(id, RecordingSink::scripted([tidings_test::Answer::Hang]));
+    let config = tidings_config::load(&text, &registry()).unwrap();
+    Served::start(tidings_collector::Collector::from_config(&config).unwrap())
+}
+
 pub(crate) fn wait_for(sink: &RecordingSink, n: usize) {
     let started = std::time::Instant::now();
     while sink.events().len() < n {
