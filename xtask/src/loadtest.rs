@@ -3,7 +3,9 @@
 //! events/s, latency percentiles and the collector's peak RSS.
 //!
 //! Phases: single-event requests as fast as possible; batches of 100 events
-//! as fast as possible; single-event requests at half the first phase's
+//! as fast as possible, on `/events` and then as Segment batches of 100
+//! messages on `/v1/batch` (the same events in Segment's shape, as its
+//! libraries send them); single-event requests at half the first phase's
 //! rate (paced, for latency). Every run ends by checking that each accepted
 //! event is in the files.
 
@@ -64,15 +66,44 @@ impl Connection {
     }
 }
 
-fn events_request(addr: SocketAddr, events: usize) -> Vec<u8> {
+/// A prepared request and the events it carries.
+struct Load {
+    request: Vec<u8>,
+    events: usize,
+}
+
+/// `events` native events to `/events` (one object, or an array).
+fn events_request(addr: SocketAddr, events: usize) -> Load {
     let one = r#"{"name":"navigation.request","data":{"url":"http://www.edx.org/some/path/1","button_text":"Enroll now","depth":3},"context":{"user_id":10938,"session_id":"2987lkjdyoioey"}}"#;
     let body = if events == 1 {
         one.to_owned()
     } else {
         format!("[{}]", vec![one; events].join(","))
     };
+    Load {
+        request: post(addr, "/events", &body),
+        events,
+    }
+}
+
+/// A Segment batch of `messages` track calls to `/v1/batch`: the events of
+/// [`events_request`] as `segment-analytics-python` sends them (a
+/// `messageId`, a `timestamp`, the library in `context`, a `sentAt`).
+fn segment_request(addr: SocketAddr, messages: usize) -> Load {
+    let one = r#"{"type":"track","event":"navigation.request","userId":"10938","properties":{"url":"http://www.edx.org/some/path/1","button_text":"Enroll now","depth":3},"context":{"session_id":"2987lkjdyoioey","library":{"name":"analytics-python","version":"2.4.0"}},"integrations":{},"messageId":"0b4c5e2e-1f0a-4c1e-9d6f-2b8a3c4d5e6f","timestamp":"2026-12-03T12:00:00.000+00:00"}"#;
+    let body = format!(
+        r#"{{"batch":[{}],"sentAt":"2026-12-03T12:00:00.100+00:00"}}"#,
+        vec![one; messages].join(",")
+    );
+    Load {
+        request: post(addr, "/v1/batch", &body),
+        events: messages,
+    }
+}
+
+fn post(addr: SocketAddr, path: &str, body: &str) -> Vec<u8> {
     format!(
-        "POST /events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -108,17 +139,18 @@ impl Phase {
     }
 }
 
-/// Runs `connections` loops for `duration`, each sending `request` (carrying
-/// `events` events) back to back, or every `interval` when paced.
+/// Runs `connections` loops for `duration`, each sending `load`'s request
+/// back to back, or every `interval` when paced.
 fn run_phase(
     name: &str,
     addr: SocketAddr,
     connections: usize,
-    events: usize,
+    load: Load,
     duration: Duration,
     interval: Option<Duration>,
 ) -> Phase {
-    let request = Arc::new(events_request(addr, events));
+    let events = load.events;
+    let request = Arc::new(load.request);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
@@ -144,7 +176,8 @@ fn run_phase(
                     }
                     let sent = Instant::now();
                     match connection.request(&request) {
-                        Ok(202) => latencies.push(sent.elapsed()),
+                        // 202 on `/events`, 200 on Segment's routes.
+                        Ok(200 | 202) => latencies.push(sent.elapsed()),
                         Ok(503) => busy += 1,
                         Ok(_) => failed += 1,
                         Err(_) => {
@@ -299,12 +332,19 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
     wait_for_port(addr, &mut child)?;
     let phase_time = Duration::from_secs(seconds);
     // Warm up connections, allocator and file.
-    run_phase("warm-up", addr, 4, 1, Duration::from_millis(500), None);
+    run_phase(
+        "warm-up",
+        addr,
+        4,
+        events_request(addr, 1),
+        Duration::from_millis(500),
+        None,
+    );
     let single = run_phase(
         "single events, max rate",
         addr,
         CONNECTIONS,
-        1,
+        events_request(addr, 1),
         phase_time,
         None,
     );
@@ -312,7 +352,15 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
         "batches of 100, max rate",
         addr,
         CONNECTIONS / 2,
-        100,
+        events_request(addr, 100),
+        phase_time,
+        None,
+    );
+    let segment = run_phase(
+        "Segment /v1/batch of 100, max rate",
+        addr,
+        CONNECTIONS / 2,
+        segment_request(addr, 100),
         phase_time,
         None,
     );
@@ -323,7 +371,7 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
         &format!("single events at {half_rate:.0}/s (half max)"),
         addr,
         paced_connections,
-        1,
+        events_request(addr, 1),
         phase_time,
         Some(interval),
     );
@@ -333,7 +381,7 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
         .status();
     let exit = child.wait().map_err(|e| e.to_string())?;
 
-    let accepted: usize = [&single, &batched, &paced]
+    let accepted: usize = [&single, &batched, &segment, &paced]
         .iter()
         .map(|p| p.events)
         .sum::<usize>();
@@ -341,7 +389,7 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
     println!(
         "\n| phase | accepted requests/s | accepted events/s | p50 | p99 | 503 (busy) | failed |\n|---|---:|---:|---:|---:|---:|---:|"
     );
-    for phase in [&single, &batched, &paced] {
+    for phase in [&single, &batched, &segment, &paced] {
         println!(
             "| {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {} |",
             phase.name,
@@ -360,7 +408,16 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
             |kib| format!("{:.1}", kib as f64 / 1024.0)
         ),
     );
-    let failed: usize = [&single, &batched, &paced].iter().map(|p| p.failed).sum();
+    println!(
+        "Segment batches: {:.0} events/s, {:.0}% of /events batches' {:.0} events/s",
+        segment.events_per_second(),
+        segment.events_per_second() / batched.events_per_second().max(1.0) * 100.0,
+        batched.events_per_second()
+    );
+    let failed: usize = [&single, &batched, &segment, &paced]
+        .iter()
+        .map(|p| p.failed)
+        .sum();
     if failed > 0 {
         return Err(format!("{failed} requests failed (other than 503)"));
     }
