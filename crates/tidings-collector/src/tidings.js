@@ -184,9 +184,9 @@
         }
         if (u) good = u;
       }
-      var url = new URL(u || good || fallback, location.href).href;
-      var key = o.writeKey !== undefined ? o.writeKey : (o.url ? null : cfg.writeKey);
-      return withKey(url, key);
+      var key = o.writeKey;
+      if (!u && !good && key === undefined) key = cfg.writeKey; // the collector's key for its /spade
+      return withKey(new URL(u || good || fallback, location.href).href, key);
     }
     var b = batcher({
       max: o.batchSize || MAX_EVENTS,
