@@ -20,6 +20,7 @@
   };
   var inflight = 0; // bytes of keepalive fetches not answered yet: one quota per page
   var batches = []; // every batching reporter's flush, called when the page is hidden or left
+  var left = false; // after pagehide, fetch promises reject though keepalive requests go on
 
   function warn(message, detail) {
     if (w.console) console.warn('tidings: ' + message, detail);
@@ -55,7 +56,7 @@
       if (!r.ok) warn(url + ' answered ' + r.status);
     }, function (e) {
       done();
-      warn('sending events failed', e);
+      if (!left) warn('sending events failed', e);
     });
   }
 
@@ -331,7 +332,13 @@
   d.addEventListener('visibilitychange', function () {
     if (d.visibilityState === 'hidden') leave();
   });
-  w.addEventListener('pagehide', leave);
+  w.addEventListener('pagehide', function () {
+    left = true;
+    leave();
+  });
+  w.addEventListener('pageshow', function () {
+    left = false; // back from the back/forward cache
+  });
   w.tidings = {
     track: track,
     reportEvent: reportEvent,
