@@ -37,6 +37,11 @@
 //! context})` sets it, another endpoint, or context for every event, and
 //! `tidings.flush()` sends the queue now. List the pages' origins in
 //! `allowed_origins` so the snippet can read the collector's answers.
+//! tachyon's `tidings.reportEvent({event, properties})` does what `track`
+//! does, and `tidings.init({reporters: [...]})` installs reporters in place
+//! of `/events`: `tidings.reporters.console()`, `.spade({url})`,
+//! `.flume({path, allowedProperties})`, `.multi([...])`, `.events()`
+//! (`docs/browser.md`).
 //!
 //! ```
 //! use tidings_collector::Collector;

@@ -46,7 +46,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_script_keeps_its_delivery_paths_and_limits() {
+    fn the_script_keeps_its_delivery_paths_limits_and_reporters() {
         for needle in [
             ".sendBeacon(",
             "'visibilitychange'",
@@ -61,6 +61,11 @@ mod tests {
             ".currentScript",
             "'data-write-key'",
             "console.warn(",
+            "reportEvent: reportEvent",
+            "'application/x-www-form-urlencoded'",
+            "'data=' + encodeURIComponent(",
+            "url.origin !== location.origin",
+            "console.info(",
         ] {
             assert!(SCRIPT.contains(needle), "tidings.js lost {needle:?}");
         }
