@@ -134,7 +134,7 @@ pub(crate) fn preflight(origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
             headers.insert(
                 ACCESS_CONTROL_ALLOW_HEADERS,
                 HeaderValue::from_static(
-                    "content-type, content-encoding, authorization, x-write-key",
+                    "content-type, content-encoding, authorization, x-write-key, x-retry-count",
                 ),
             );
             headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));

@@ -163,9 +163,11 @@ impl Collector {
                 None
             }
         };
+        // A batch larger than the queue could never be admitted: a 503
+        // would be retried forever, so it is a 413 at once.
         let limits = Limits::default()
             .with_max_bytes(options.max_body_bytes)
-            .with_max_events(options.max_batch_events);
+            .with_max_events(options.max_batch_events.min(options.queue_capacity));
         let budgets = budget::Limits {
             bodies: Budget::new(options.max_inflight_body_bytes),
             connections: Budget::new(options.max_connections),

@@ -54,7 +54,10 @@ impl Batch {
         door: &Door<'_>,
     ) -> Result<Self, Reject> {
         let (headers, body) = (request.headers(), request.body());
-        let received_at = Timestamp::now();
+        // When it was received: after its events were made (their
+        // `timestamp`, when the client gave none, is not later), except
+        // at a Segment route, whose events are timed from it.
+        let mut received_at = None;
         let mut answer = Accepted::Count;
         let events = match route {
             Route::Events => {
@@ -78,7 +81,7 @@ impl Batch {
                 return Ok(Self {
                     events: vec![event],
                     flume_line: Some(line),
-                    received_at,
+                    received_at: Timestamp::now(),
                     answer,
                 });
             }
@@ -96,7 +99,8 @@ impl Batch {
             Route::Segment(segment) => {
                 require_json(headers)?;
                 answer = Accepted::Success;
-                decode_segment(segment, body, limits, door.key_in_body, received_at)?
+                let now = *received_at.insert(Timestamp::now());
+                decode_segment(segment, body, limits, door.key_in_body, now)?
             }
             Route::Healthz | Route::Metrics | Route::Script => {
                 return Err(Reject::MethodNotAllowed("GET"));
@@ -105,7 +109,7 @@ impl Batch {
         Ok(Self {
             events,
             flume_line: None,
-            received_at,
+            received_at: received_at.unwrap_or_else(Timestamp::now),
             answer,
         })
     }

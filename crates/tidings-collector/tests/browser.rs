@@ -1,4 +1,6 @@
-//! The browser snippet (`GET /tidings.js`) in real headless Chromium: a page
+//! analytics.js (`@segment/analytics-next`, installed from npm by the test)
+//! sends to the collector's Segment routes, and the browser snippet
+//! (`GET /tidings.js`) runs, in real headless Chromium: a page
 //! on another origin tracks a click (sent by fetch) and an event right
 //! before it navigates away (sent by beacon on `pagehide`), and the
 //! snippet's batching, splitting and fallbacks run against stubbed transports.
@@ -182,8 +184,13 @@ fn answer(
             .find(|(p, _)| *p == bare)
             .map_or(("404 Not Found", ""), |(_, body)| ("200 OK", body.as_str()))
     };
+    let content_type = if bare.ends_with(".js") {
+        "text/javascript"
+    } else {
+        "text/html; charset=utf-8"
+    };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -1089,4 +1096,182 @@ fn report_event_fans_out_to_console_spade_and_flume_and_a_leaving_event_goes_by_
         "{lines:?}"
     );
     mirror.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+/// Fills the pressed collector's queue with events named `prefill`, until
+/// it answers 503: what the browser sends next meets a full pipeline.
+fn fill(served: &support::Served) {
+    let batch =
+        json!([{"name": "prefill"}, {"name": "prefill"}, {"name": "prefill"}, {"name": "prefill"}])
+            .to_string();
+    for _ in 0..100 {
+        let (status, _) = support::http(
+            served.addr,
+            "POST",
+            "/events",
+            &[
+                ("content-type", "application/json"),
+                ("x-write-key", SEGMENT_KEY),
+            ],
+            batch.as_bytes(),
+        );
+        if status == 503 {
+            return;
+        }
+        assert_eq!(status, 202);
+    }
+    panic!("the pressed collector never filled");
+}
+
+/// The analytics.js the test installs: what it was written against.
+const ANALYTICS_NEXT: &str = "@segment/analytics-next@1.84.3";
+const SEGMENT_KEY: &str = "ajs-write-key";
+
+/// A page that loads analytics.js (its UMD bundle, from the page's own
+/// origin) pointed at the collector, with `strategy` (a JSON
+/// `deliveryStrategy`, or `null` for one request per call), and makes 24
+/// calls of four kinds.
+fn analytics_js_page(collector: SocketAddr, strategy: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html><head><title>calling</title><script src="/analytics.js"></script></head><body><script>
+const key = "{SEGMENT_KEY}";
+const analytics = AnalyticsNext.AnalyticsBrowser.load({{
+  writeKey: key,
+  cdnURL: location.origin,
+  cdnSettings: {{ integrations: {{ "Segment.io": {{
+    apiKey: key, apiHost: "{collector}/v1", protocol: "http", deliveryStrategy: {strategy}
+  }} }} }}
+}});
+analytics.identify("user-1", {{ plan: "pro" }});
+analytics.page("Docs", "Install", {{ path: "/install" }});
+for (let i = 0; i < 20; i++) analytics.track("Item Viewed", {{ i }});
+analytics.group("group-9", {{ name: "Acme" }});
+analytics.alias("user-1", "anon-1");
+document.title = "called";
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn analytics_js_calls_arrive_once_each_batched_through_503s_and_one_by_one() {
+    require_chromium();
+    let bundle = support::npm_package(ANALYTICS_NEXT).join("dist/umd/index.js");
+    let bundle =
+        std::fs::read_to_string(&bundle).unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+    let _one = ONE_BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    for (strategy, pressed) in [
+        (
+            r#"{"strategy": "batching", "config": {"size": 5, "timeout": 200}}"#,
+            true,
+        ),
+        ("null", false),
+    ] {
+        let listener = Pages::bind();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let options = format!("allowed_origins = [\"{origin}\"]");
+        let id = format!("browser-ajs-{pressed}");
+        let (served, sink) = if pressed {
+            let served =
+                support::pressed_collector(&id, SEGMENT_KEY, &options, Duration::from_secs(3));
+            fill(&served);
+            (served, tidings_test::memory_sink(&id))
+        } else {
+            let (served, sink, _) =
+                collector(&id, &format!("{options}\nwrite_keys = [\"{SEGMENT_KEY}\"]"));
+            (served, sink)
+        };
+        let pages = Pages::serve(
+            listener,
+            vec![
+                ("/analytics.js", bundle.clone()),
+                ("/page.html", analytics_js_page(served.addr, strategy)),
+            ],
+        );
+        let mut browser = Browser::open(&[&format!("{origin}/page.html")]);
+        let ajs = || {
+            sink.events()
+                .into_iter()
+                .filter(|e| e.name() != "prefill")
+                .collect::<Vec<_>>()
+        };
+        browser.wait_until(
+            &format!("24 events from analytics.js ({strategy})"),
+            || ajs().len() >= 24,
+            || {
+                format!(
+                    "events: {:?}\npage server: {:?}\nmetrics:\n{}",
+                    sink.events()
+                        .iter()
+                        .map(|e| e.name().to_string())
+                        .collect::<Vec<_>>(),
+                    pages.requests().iter().map(|r| &r.path).collect::<Vec<_>>(),
+                    served.metrics_text()
+                )
+            },
+        );
+        // Room for a duplicate to show up, had a retry resent a batch.
+        std::thread::sleep(Duration::from_millis(500));
+        browser.close();
+        let metrics = served.metrics_text();
+        served.shutdown(Duration::from_secs(10)).unwrap();
+        let events = ajs();
+        assert_eq!(events.len(), 24, "{strategy}: every call once");
+        let mut ids: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 24, "24 distinct messageIds");
+        let count = |name: &str| events.iter().filter(|e| e.name() == name).count();
+        assert_eq!(
+            [
+                count("Item Viewed"),
+                count("segment.identify"),
+                count("segment.page"),
+                count("segment.group"),
+                count("segment.alias")
+            ],
+            [20, 1, 1, 1, 1]
+        );
+        let mut seen: Vec<u64> = events
+            .iter()
+            .filter(|e| e.name() == "Item Viewed")
+            .map(|e| e.data()["properties"]["i"].as_u64().unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        for event in &events {
+            assert_eq!(
+                event.context()["library"]["name"],
+                "analytics.js",
+                "{event:?}"
+            );
+            assert!(event.data()["anonymousId"].is_string(), "{event:?}");
+            assert!(event.data().get("writeKey").is_none());
+            assert!(
+                event.context()["page"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&origin)),
+                "{event:?}"
+            );
+        }
+        let identify = events
+            .iter()
+            .find(|e| e.name() == "segment.identify")
+            .unwrap();
+        assert_eq!(identify.data()["traits"]["plan"], "pro");
+        assert_eq!(identify.data()["userId"], "user-1");
+        let alias = events.iter().find(|e| e.name() == "segment.alias").unwrap();
+        assert_eq!(alias.data()["previousId"], "anon-1");
+        let route = if pressed { "/v1/batch" } else { "/v1/track" };
+        assert!(
+            metrics.contains(&format!("route=\"{route}\",status=\"200\"")),
+            "{route}: {metrics}"
+        );
+        if pressed {
+            assert!(
+                metrics.contains("route=\"/v1/batch\",status=\"503\""),
+                "the collector never pushed back: {metrics}"
+            );
+        }
+    }
 }

@@ -364,3 +364,38 @@ fn a_full_pipeline_is_a_503_with_retry_after_which_segments_libraries_retry() {
         (&json!(false), &json!("queue_full"))
     );
 }
+
+#[test]
+fn a_batch_larger_than_the_queue_is_a_413_not_a_503_retried_forever() {
+    let (c, sink, _) = collector("segment-small-queue", "queue_capacity = 5");
+    let json = [("content-type", "application/json")];
+    let messages = |n: usize| {
+        let batch: Vec<Value> = (0..n)
+            .map(|_| json!({"type": "identify", "userId": "u"}))
+            .collect();
+        json!({ "batch": batch }).to_string()
+    };
+    let (status, body) = http(c.addr, "POST", "/v1/batch", &json, messages(6).as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        json_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("6 messages, over the 5")
+    );
+    let events: Vec<Value> = (0..6).map(|_| json!({"name": "e"})).collect();
+    let (status, _) = http(
+        c.addr,
+        "POST",
+        "/events",
+        &json,
+        json!(events).to_string().as_bytes(),
+    );
+    assert_eq!(status, 413);
+    assert_eq!(
+        http(c.addr, "POST", "/v1/batch", &json, messages(5).as_bytes()).0,
+        200
+    );
+    wait_for(&sink, 5);
+    c.shutdown(LONG).unwrap();
+}

@@ -13,14 +13,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Served, registry};
-use tidings_collector::Collector;
-use tidings_test::{Answer, RecordingSink};
+use support::{INSTALL, run};
+use tidings_test::RecordingSink;
 
 /// The versions the tests install: what they were written against.
 const PYTHON_PACKAGE: &str = "segment-analytics-python==2.4.0";
@@ -28,34 +26,13 @@ const NODE_PACKAGE: &str = "@segment/analytics-node@3.1.0";
 
 const WRITE_KEY: &str = "segment-write-key";
 
-/// One install at a time (the tests of this file run in parallel).
-static INSTALL: Mutex<()> = Mutex::new(());
-
-fn tools() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("segment-clients")
-}
-
-fn run(command: &mut Command, what: &str) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what} ({command:?}): {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// A Python with `segment-analytics-python`, in a virtual environment
 /// under `target/tmp`, made on first use.
 fn python() -> PathBuf {
     let _one = INSTALL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let venv = tools().join("python");
+    let venv = support::tools().join("python");
     let python = venv.join("bin/python");
     let installed = python.exists()
         && Command::new(&python)
@@ -63,63 +40,16 @@ fn python() -> PathBuf {
             .status()
             .is_ok_and(|s| s.success());
     if !installed {
-        run(
+        support::run(
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
             "python3 -m venv (install python3 and python3-venv)",
         );
-        run(
+        support::run(
             Command::new(venv.join("bin/pip")).args(["install", "--quiet", PYTHON_PACKAGE]),
             &format!("pip install {PYTHON_PACKAGE} (needs PyPI)"),
         );
     }
     python
-}
-
-/// A directory whose `node_modules` has `@segment/analytics-node`, made on
-/// first use.
-fn node_modules() -> PathBuf {
-    let _one = INSTALL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = tools().join("node");
-    if !dir
-        .join("node_modules/@segment/analytics-node/package.json")
-        .exists()
-    {
-        std::fs::create_dir_all(&dir).unwrap();
-        run(
-            Command::new("npm").current_dir(&dir).args([
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                NODE_PACKAGE,
-            ]),
-            &format!("npm install {NODE_PACKAGE} (needs node, npm and the npm registry)"),
-        );
-    }
-    dir
-}
-
-/// A served collector whose memory sink `id` refuses its first two
-/// batches with a 503 (retried after 1 s), behind small queues: the
-/// collector's intake fills while the sink waits, and requests are
-/// answered 503 until it drains.
-fn pressed_collector(id: &str) -> Served {
-    tidings_test::install_memory_sink(
-        id,
-        RecordingSink::scripted([
-            Answer::Status(503, Some(Duration::from_secs(1))),
-            Answer::Status(503, Some(Duration::from_secs(1))),
-        ]),
-    );
-    let text = format!(
-        "[collector]\nqueue_capacity = 40\nwrite_keys = [\"{WRITE_KEY}\"]\n\
-         [backends.mem]\ntype = \"memory\"\nid = \"{id}\"\nqueue_capacity = 10\nmax_events = 10\n\
-         when_full = \"block\"\nblock_timeout_ms = 60000\nflush_interval_ms = 10\n"
-    );
-    let config = tidings_config::load(&text, &registry()).unwrap();
-    Served::start(Collector::from_config(&config).unwrap())
 }
 
 /// Checks in `metrics` that the collector pushed back (503s, so the
@@ -214,7 +144,7 @@ fn assert_arrived_once(sent: &[Value], sink: &RecordingSink, library: &str) {
 #[test]
 fn segment_analytics_python_batches_compresses_retries_and_delivers_every_call_once() {
     let python = python();
-    let c = pressed_collector("segment-python");
+    let c = support::pressed_collector("segment-python", WRITE_KEY, "", Duration::from_secs(1));
     let script = r#"
 import json, sys
 from segment.analytics import Client
@@ -262,8 +192,8 @@ fn memory(id: &str) -> RecordingSink {
 
 #[test]
 fn segment_analytics_node_batches_retries_and_delivers_every_call_once() {
-    let modules = node_modules();
-    let c = pressed_collector("segment-node");
+    let package = support::npm_package(NODE_PACKAGE);
+    let c = support::pressed_collector("segment-node", WRITE_KEY, "", Duration::from_secs(1));
     let script = r#"
 const { Analytics } = require('@segment/analytics-node')
 const [writeKey, host] = process.argv.slice(1)
@@ -293,7 +223,10 @@ analytics.closeAndFlush({ timeout: 60000 }).then(() => {
     let url = format!("http://{}", c.addr);
     let output = run(
         Command::new("node")
-            .env("NODE_PATH", modules.join("node_modules"))
+            .env(
+                "NODE_PATH",
+                package.parent().and_then(Path::parent).unwrap(),
+            )
             .args(["-e", script, WRITE_KEY, &url]),
         "the @segment/analytics-node script",
     );

@@ -6,7 +6,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -156,7 +158,6 @@ fn futures_body(body: Full<Bytes>) -> Vec<u8> {
         .to_vec()
 }
 
-/// Waits until `sink` has at least `n` events (or fails after 10 s).
 /// A served collector whose intake queue holds 5 events and whose only sink,
 /// the memory sink `id`, never answers and blocks its feeder: the queue
 /// fills after a few events and every later request is answered 503.
@@ -170,6 +171,84 @@ pub(crate) fn stuck_collector(id: &str) -> Served {
     Served::start(tidings_collector::Collector::from_config(&config).unwrap())
 }
 
+/// One install of a third-party client at a time (tests run in parallel).
+pub(crate) static INSTALL: Mutex<()> = Mutex::new(());
+
+/// Where the tests install the third-party clients they run (Segment's
+/// libraries, from PyPI and npm): under `target/tmp`, kept between runs.
+pub(crate) fn tools() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("segment-clients")
+}
+
+/// Runs `command` to its end; fails, with its output, if it fails.
+pub(crate) fn run(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({command:?}): {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The directory of the npm package `package` (`name@version`), installed
+/// from the npm registry under [`tools`] on first use. Its `node_modules`
+/// is the parent's parent (for a scoped name) or its parent.
+pub(crate) fn npm_package(package: &str) -> PathBuf {
+    let _one = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tools().join("node");
+    let name = package.rsplit_once('@').map_or(package, |(name, _)| name);
+    let installed = dir.join("node_modules").join(name);
+    if !installed.join("package.json").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        run(
+            Command::new("npm").current_dir(&dir).args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                package,
+            ]),
+            &format!("npm install {package} (needs node, npm and the npm registry)"),
+        );
+    }
+    installed
+}
+
+/// A served collector requiring `write_key`, with `options` (more lines of
+/// its `[collector]` table), whose memory sink `id` refuses its first two
+/// batches with a 503 (retried after `pause`), behind small queues (40
+/// events in the collector's): the collector's intake fills while the
+/// sink waits, and requests are answered 503 until it drains.
+pub(crate) fn pressed_collector(
+    id: &str,
+    write_key: &str,
+    options: &str,
+    pause: Duration,
+) -> Served {
+    tidings_test::install_memory_sink(
+        id,
+        RecordingSink::scripted([
+            tidings_test::Answer::Status(503, Some(pause)),
+            tidings_test::Answer::Status(503, Some(pause)),
+        ]),
+    );
+    let text = format!(
+        "[collector]\nqueue_capacity = 40\nwrite_keys = [\"{write_key}\"]\n{options}\n\
+         [backends.mem]\ntype = \"memory\"\nid = \"{id}\"\nqueue_capacity = 10\nmax_events = 10\n\
+         when_full = \"block\"\nblock_timeout_ms = 60000\nflush_interval_ms = 10\n"
+    );
+    let config = tidings_config::load(&text, &registry()).unwrap();
+    Served::start(Collector::from_config(&config).unwrap())
+}
+
+/// Waits until `sink` has at least `n` events (or fails after 10 s).
 pub(crate) fn wait_for(sink: &RecordingSink, n: usize) {
     let started = std::time::Instant::now();
     while sink.events().len() < n {
