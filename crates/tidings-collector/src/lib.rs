@@ -12,10 +12,14 @@
 //! `multipart/form-data` as it sends a `FormData`), `GET` and `HEAD
 //! /spade?data=...` (a tracking pixel: 200 with a transparent 1×1 GIF,
 //! `Cache-Control: no-store`; a query over 16 KiB, or over
-//! `max_body_bytes`, is a 414), `GET
+//! `max_body_bytes`, is a 414), Segment's HTTP Tracking API (`POST
+//! /v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/group`,
+//! `/v1/alias`, `/v1/batch`, `/v1/import`, and analytics.js's one-letter
+//! paths; see [below](#segments-clients)), `GET
 //! /healthz`, `GET /metrics` (Prometheus), and `GET /tidings.js`, the
 //! browser snippet ([`BROWSER_SCRIPT`]). A request is accepted whole (202
-//! `{"accepted": n}`, or the GIF for a pixel) or refused whole with a JSON
+//! `{"accepted": n}`, the GIF for a pixel, 200 `{"success": true}` at a
+//! Segment route) or refused whole with a JSON
 //! error: 400, 401, 413, 414, 415, 404, 405, or 503 with `Retry-After` when the queue is full.
 //!
 //! # In the browser
@@ -74,6 +78,21 @@
 //! presents no key) is never data. Embedded as a tower service, the
 //! collector reads the peer from a [`std::net::SocketAddr`] in the request's
 //! extensions; without one, no address is recorded.
+//!
+//! # Segment's clients
+//!
+//! Segment's libraries (`segment-analytics-python`, `@segment/analytics-node`,
+//! analytics.js, and any other that speaks Segment's HTTP Tracking API)
+//! send to the collector by changing their host: `Client(key,
+//! host="https://collector.example")`, `new Analytics({writeKey, host})`,
+//! or analytics.js's `apiHost: "collector.example/v1"`. A message becomes
+//! an event named after its `event` (a track) or `segment.<type>`, with its
+//! `messageId` as the event id (so a retried message is deduplicated), its
+//! `context` as the context, its time corrected for the client's clock
+//! (`sentAt`), and every other field in `data`. The write key comes as
+//! Basic auth or as the body's `writeKey`; Segment's limits (32 KiB a
+//! message, 500 KiB a request) apply. docs/segment.md has the whole
+//! mapping, and [`SegmentRoute`] the paths.
 //!
 //! # Serving the page
 //!
