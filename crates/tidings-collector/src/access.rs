@@ -18,17 +18,22 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The write key a request presents: `Authorization: Bearer KEY`, an
+/// The write key a request presents: `Authorization: Bearer KEY`,
+/// `Authorization: Basic` with the key as the user name (Segment's
+/// libraries; the password is taken when the user name is empty), an
 /// `X-Write-Key` header, or a `write_key` query parameter (for beacons,
 /// which cannot set headers).
 fn presented_key<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
 ) -> Option<std::borrow::Cow<'a, str>> {
-    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(key) = value.strip_prefix("Bearer ")
-    {
-        return Some(key.trim().into());
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(key) = value.strip_prefix("Bearer ") {
+            return Some(key.trim().into());
+        }
+        if let Some(credentials) = value.strip_prefix("Basic ") {
+            return Some(basic_key(credentials.trim()).into());
+        }
     }
     if let Some(value) = headers.get("x-write-key").and_then(|v| v.to_str().ok()) {
         return Some(value.trim().into());
@@ -39,6 +44,24 @@ fn presented_key<'a>(
         .into_iter()
         .find(|(k, _)| k == "write_key")
         .map(|(_, v)| v.into())
+}
+
+/// The write key of Basic credentials (`base64("user:password")`): the
+/// user name, or the password when the user name is empty. Credentials
+/// that are not base64 of UTF-8 present a key that matches none (an empty
+/// one), so the request is refused rather than treated as keyless.
+fn basic_key(credentials: &str) -> String {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default();
+    match decoded.split_once(':') {
+        Some(("", password)) => password.to_owned(),
+        Some((user, _)) => user.to_owned(),
+        None => decoded,
+    }
 }
 
 /// What a request's head says about its right to write.
@@ -177,6 +200,35 @@ mod tests {
             Access::Denied
         );
         assert!(is_key(&keys, "k2") && !is_key(&keys, "k") && !is_key(&[], ""));
+    }
+
+    #[test]
+    fn basic_credentials_present_the_user_name_or_else_the_password() {
+        let keys = vec!["k1".to_owned()];
+        // base64("k1:"), base64(":k1"), base64("k1:secret"), base64("k2:").
+        for (value, granted) in [
+            ("Basic azE6", true),
+            ("Basic OmsxOg==", false),
+            ("Basic Omsx", true),
+            ("Basic azE6c2VjcmV0", true),
+            ("Basic azI6", false),
+            ("Basic !!!", false),
+            ("Basic azE", false),
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(
+                access(&keys, &map, None),
+                if granted {
+                    Access::Granted
+                } else {
+                    Access::Denied
+                },
+                "{value}"
+            );
+        }
+        assert_eq!(basic_key("azE6"), "k1");
+        assert_eq!(basic_key("azE="), "k1", "no colon: the whole is the key");
     }
 
     #[test]

@@ -9,16 +9,17 @@ use std::task::{Context, Poll};
 
 use http::StatusCode;
 use tidings_catalog::Catalog;
-use tidings_event::{Event, Timestamp};
+use tidings_event::Event;
 use tower_service::Service;
 
 use crate::collector::Inner;
-use crate::ingest::Batch;
+use crate::ingest::{Accepted, Batch};
 use crate::reject::{Reject, json_response};
 use crate::stack::{BoxFuture, Reply};
 
-/// Admits a [`Batch`]: 202 `{"accepted": n}` once every event of it is in
-/// the intake (durable first, in durable mode).
+/// Admits a [`Batch`]: 202 `{"accepted": n}` (200 `{"success": true}` at
+/// a Segment route) once every event of it is in the intake (durable
+/// first, in durable mode).
 #[derive(Clone)]
 pub(crate) struct Admit {
     inner: Arc<Inner>,
@@ -49,6 +50,8 @@ async fn admit(inner: &Inner, batch: Batch) -> Result<Reply, Reject> {
     let Batch {
         mut events,
         flume_line,
+        received_at: now,
+        answer,
     } = batch;
     if let Some((catalog, strict)) = &inner.catalog {
         validate(catalog, *strict, &events)?;
@@ -58,7 +61,6 @@ async fn admit(inner: &Inner, batch: Batch) -> Result<Reply, Reject> {
         .counters
         .events_received
         .fetch_add(count as u64, Ordering::Relaxed);
-    let now = Timestamp::now();
     for event in &mut events {
         event.set_received_at(now);
     }
@@ -90,10 +92,13 @@ async fn admit(inner: &Inner, batch: Batch) -> Result<Reply, Reject> {
             .unwrap_or_else(PoisonError::into_inner);
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
     }
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &serde_json::json!({"accepted": count}),
-    ))
+    Ok(match answer {
+        Accepted::Count => json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({"accepted": count}),
+        ),
+        Accepted::Success => json_response(StatusCode::OK, &serde_json::json!({"success": true})),
+    })
 }
 
 /// Checks every event of a request against the catalog: the first

@@ -17,6 +17,7 @@ use crate::budget;
 use crate::durable::Durable;
 use crate::metrics::Counters;
 use crate::reject::Reject;
+use crate::segment::SegmentRoute;
 use crate::service::Mount;
 use crate::sources::Sources;
 use crate::static_files::StaticFiles;
@@ -106,11 +107,14 @@ pub enum Route {
     /// `GET /tidings.js`: the browser snippet ([`crate::BROWSER_SCRIPT`]),
     /// which sends events to `/events` next to it.
     Script,
+    /// `POST /v1/track`, ..., `/v1/batch`: Segment's HTTP Tracking API,
+    /// answered 200 `{"success": true}` (see docs/segment.md).
+    Segment(SegmentRoute),
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 15] = [
         Self::Events,
         Self::EventLog,
         Self::Flume,
@@ -118,6 +122,14 @@ impl Route {
         Self::Healthz,
         Self::Metrics,
         Self::Script,
+        Self::Segment(SegmentRoute::Track),
+        Self::Segment(SegmentRoute::Page),
+        Self::Segment(SegmentRoute::Screen),
+        Self::Segment(SegmentRoute::Identify),
+        Self::Segment(SegmentRoute::Group),
+        Self::Segment(SegmentRoute::Alias),
+        Self::Segment(SegmentRoute::Batch),
+        Self::Segment(SegmentRoute::Import),
     ];
 
     /// The route's path under the collector's root, such as `/events`.
@@ -131,12 +143,17 @@ impl Route {
             Self::Healthz => "/healthz",
             Self::Metrics => "/metrics",
             Self::Script => "/tidings.js",
+            Self::Segment(route) => route.path(),
         }
     }
 
-    /// The route at `path`, if any.
+    /// The route at `path`, if any (analytics.js's one-letter paths,
+    /// `/v1/t` and the like, included).
     #[must_use]
     pub fn from_path(path: &str) -> Option<Self> {
+        if path.starts_with("/v1/") {
+            return SegmentRoute::from_path(path).map(Self::Segment);
+        }
         Self::ALL.into_iter().find(|r| r.path() == path)
     }
 
@@ -145,8 +162,14 @@ impl Route {
     pub(crate) const fn ingests(self) -> bool {
         matches!(
             self,
-            Self::Events | Self::EventLog | Self::Flume | Self::Spade
+            Self::Events | Self::EventLog | Self::Flume | Self::Spade | Self::Segment(_)
         )
+    }
+
+    /// Whether a request may present its write key in its body instead of
+    /// its head (`/event/log`'s `write_key`, a Segment body's `writeKey`).
+    pub(crate) const fn key_in_body(self) -> bool {
+        matches!(self, Self::EventLog | Self::Segment(_))
     }
 }
 

@@ -6,7 +6,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::Request;
 use serde_json::Value;
-use tidings_event::{Event, EventName, Limits, Map, WireError, decode};
+use tidings_event::{Event, EventName, Limits, Map, Timestamp, WireError, decode};
 use tidings_processors::PropertyAllowlist;
 
 use crate::Route;
@@ -15,6 +15,7 @@ use crate::body::{
     FormKind, form_fields, media_type, multipart_field, require_form, require_form_or_json,
 };
 use crate::reject::Reject;
+use crate::segment::decode_segment;
 
 /// The events of one request, decoded.
 #[derive(Debug)]
@@ -22,6 +23,20 @@ pub(crate) struct Batch {
     pub(crate) events: Vec<Event>,
     /// `/flume`: the line for the flume log, written once accepted.
     pub(crate) flume_line: Option<String>,
+    /// When the request was received, by the collector's clock: every
+    /// event's `received_at`.
+    pub(crate) received_at: Timestamp,
+    /// How an accepted request is answered.
+    pub(crate) answer: Accepted,
+}
+
+/// How an accepted request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// 202 `{"accepted": n}`: tidings' own routes.
+    Count,
+    /// 200 `{"success": true}`: Segment's routes, as Segment answers.
+    Success,
 }
 
 impl Batch {
@@ -36,20 +51,14 @@ impl Batch {
         request: &Request<Bytes>,
         limits: &Limits,
         flume_allowlist: Option<&PropertyAllowlist>,
-        event_log_door: &EventLogDoor<'_>,
+        door: &Door<'_>,
     ) -> Result<Self, Reject> {
         let (headers, body) = (request.headers(), request.body());
+        let received_at = Timestamp::now();
+        let mut answer = Accepted::Count;
         let events = match route {
             Route::Events => {
-                match media_type(headers).as_deref() {
-                    Some("application/json" | "text/plain") => {}
-                    other => {
-                        return Err(Reject::UnsupportedMediaType(format!(
-                            "content type {} is not supported here, use application/json or text/plain",
-                            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
-                        )));
-                    }
-                }
+                require_json(headers)?;
                 events(body, limits)?
             }
             Route::EventLog => {
@@ -60,7 +69,7 @@ impl Batch {
                     body,
                     json,
                 };
-                event_log(&params, limits, event_log_door)?
+                event_log(&params, limits, door)?
             }
             Route::Flume => {
                 let kind = require_form(headers, body, false)?;
@@ -69,6 +78,8 @@ impl Batch {
                 return Ok(Self {
                     events: vec![event],
                     flume_line: Some(line),
+                    received_at,
+                    answer,
                 });
             }
             Route::Spade if is_pixel(request.method()) => {
@@ -82,6 +93,11 @@ impl Batch {
                 let data = body_data_field(headers, body, kind, limits)?;
                 spade(&data, limits)?
             }
+            Route::Segment(segment) => {
+                require_json(headers)?;
+                answer = Accepted::Success;
+                decode_segment(segment, body, limits, door.key_in_body, received_at)?
+            }
             Route::Healthz | Route::Metrics | Route::Script => {
                 return Err(Reject::MethodNotAllowed("GET"));
             }
@@ -89,7 +105,21 @@ impl Batch {
         Ok(Self {
             events,
             flume_line: None,
+            received_at,
+            answer,
         })
+    }
+}
+
+/// Refuses a body that is not `application/json` or `text/plain` (JSON
+/// sent without a CORS preflight, as beacons and analytics.js send it).
+fn require_json(headers: &http::HeaderMap) -> Result<(), Reject> {
+    match media_type(headers).as_deref() {
+        Some("application/json" | "text/plain") => Ok(()),
+        other => Err(Reject::UnsupportedMediaType(format!(
+            "content type {} is not supported here, use application/json or text/plain",
+            other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+        ))),
     }
 }
 
@@ -124,15 +154,17 @@ pub(crate) struct EventLogParams<'a> {
     pub(crate) json: bool,
 }
 
-/// What the collector adds or checks at `/event/log`, from the request's
-/// connection and head.
+/// What the collector adds or checks, from the request's connection and
+/// head, at the routes that need it.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct EventLogDoor<'a> {
-    /// The client's address as the config records it (anonymised, whole),
-    /// or `None` (`client_ip = "off"`, or no peer address known).
+pub(crate) struct Door<'a> {
+    /// `/event/log`: the client's address as the config records it
+    /// (anonymised, whole), or `None` (`client_ip = "off"`, or no peer
+    /// address known).
     pub(crate) client_ip: Option<IpAddr>,
     /// The write keys, when the request's head presented none: then the
-    /// body's `write_key` parameter must be one of them.
+    /// body's write key (`/event/log`'s `write_key` parameter, a Segment
+    /// body's `writeKey`) must be one of them.
     pub(crate) key_in_body: Option<&'a [String]>,
 }
 
@@ -147,7 +179,7 @@ pub(crate) struct EventLogDoor<'a> {
 fn event_log(
     params: &EventLogParams<'_>,
     limits: &Limits,
-    door: &EventLogDoor<'_>,
+    door: &Door<'_>,
 ) -> Result<Vec<Event>, Reject> {
     let mut data = Map::new();
     for (key, value) in form_fields(params.query.unwrap_or("").as_bytes())? {
@@ -326,7 +358,7 @@ mod tests {
         serde_urlencoded::to_string(pairs).unwrap().into_bytes()
     }
 
-    fn log(query: &str, body: &[u8], json: bool, door: &EventLogDoor<'_>) -> Result<Event, Reject> {
+    fn log(query: &str, body: &[u8], json: bool, door: &Door<'_>) -> Result<Event, Reject> {
         let params = EventLogParams {
             query: Some(query),
             body,
@@ -336,7 +368,7 @@ mod tests {
     }
 
     fn form_log(query: &str, body: &[u8]) -> Result<Event, Reject> {
-        log(query, body, false, &EventLogDoor::default())
+        log(query, body, false, &Door::default())
     }
 
     #[test]
@@ -367,7 +399,7 @@ mod tests {
 
     #[test]
     fn event_log_adds_the_collectors_address_and_drops_the_clients_reserved_keys() {
-        let door = EventLogDoor {
+        let door = Door {
             client_ip: Some("203.0.113.0".parse().unwrap()),
             key_in_body: None,
         };
@@ -385,7 +417,7 @@ mod tests {
 
     #[test]
     fn event_log_takes_a_json_object_whose_values_stay_json() {
-        let door = EventLogDoor::default();
+        let door = Door::default();
         let body = br#"{"__event__": "app.Json", "n": 2, "tags": ["a"], "deep": {"x": null}, "q": "body"}"#;
         let event = log("q=query&only=query", body, true, &door).unwrap();
         assert_eq!(event.name(), "app.Json");
@@ -460,7 +492,7 @@ mod tests {
     #[test]
     fn a_write_key_in_the_body_is_checked_when_the_head_presented_none() {
         let keys = ["k1".to_owned(), "k2".to_owned()];
-        let door = EventLogDoor {
+        let door = Door {
             client_ip: None,
             key_in_body: Some(&keys),
         };

@@ -124,6 +124,7 @@ mod metrics;
 mod protocol;
 mod reject;
 mod script;
+mod segment;
 mod server;
 mod service;
 mod sources;
@@ -133,6 +134,7 @@ mod ui;
 
 pub use collector::{Collector, Route};
 pub use metrics::MetricsCollector;
+pub use segment::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, SegmentRoute};
 pub use service::ResponseFuture;
 
 /// The browser snippet served at `GET /tidings.js` ([`Route::Script`]), for

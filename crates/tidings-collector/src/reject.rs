@@ -129,8 +129,25 @@ impl Reject {
     }
 
     pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+        self.into_response_with(|_| {})
+    }
+
+    /// The answer at a Segment route: the usual body with Segment's
+    /// `{"success": false, "code", "message"}` beside it (Segment's Python
+    /// library reads `code` and `message` from an error's body).
+    pub(crate) fn into_segment_response(self) -> Response<Full<Bytes>> {
+        let (code, message) = (self.reason(), self.message());
+        self.into_response_with(|body| {
+            body["success"] = false.into();
+            body["code"] = code.into();
+            body["message"] = message.into();
+        })
+    }
+
+    fn into_response_with(self, add: impl FnOnce(&mut serde_json::Value)) -> Response<Full<Bytes>> {
         let mut body =
             serde_json::json!({"error": self.message(), "status": self.status().as_u16()});
+        add(&mut body);
         if let Self::Invalid { index, violation } = &self {
             body["index"] = (*index).into();
             body["event"] = violation.event().into();

@@ -35,7 +35,7 @@ use tower_service::Service;
 use crate::access::{Access, access, add_cors, allowed_origin, preflight};
 use crate::admit::Admit;
 use crate::collector::{Inner, Route};
-use crate::ingest::{Batch, EventLogDoor};
+use crate::ingest::{Batch, Door};
 use crate::reject::{Reject, json_response};
 use crate::{body, script};
 
@@ -184,8 +184,9 @@ where
     }
 }
 
-/// Turns a [`Reject`] into its JSON answer, counting it by reason (and a
-/// catalog violation by its kind) and showing it in the live view.
+/// Turns a [`Reject`] into its JSON answer (with Segment's fields beside
+/// tidings' at a Segment route), counting it by reason (and a catalog
+/// violation by its kind) and showing it in the live view.
 #[derive(Clone)]
 pub(crate) struct Answer<S> {
     inner: Arc<Inner>,
@@ -214,6 +215,7 @@ where
             .ui
             .as_ref()
             .map(|_| (request.method().clone(), request.uri().path().to_owned()));
+        let segment = matches!(route_of(&request), Some(Route::Segment(_)));
         let inner = self.inner.clone();
         let answer = self.service.call(request);
         Box::pin(async move {
@@ -225,7 +227,11 @@ where
                 if let Reject::Invalid { violation, .. } = &reject {
                     inner.counters.invalid(violation.kind().code());
                 }
-                reject.into_response()
+                if segment {
+                    reject.into_segment_response()
+                } else {
+                    reject.into_response()
+                }
             }))
         })
     }
@@ -383,14 +389,15 @@ where
 }
 
 /// Lets on only the requests that present one of the collector's write
-/// keys (all of them when it has none). A request to `/event/log` whose
-/// head presents no key goes on with a [`KeyInBody`] note: its body's
-/// `write_key` parameter is checked once decoded.
+/// keys (all of them when it has none). A request to `/event/log` or to a
+/// Segment route whose head presents no key goes on with a [`KeyInBody`]
+/// note: its body's `write_key` parameter (`writeKey` field) is checked
+/// once decoded.
 #[derive(Clone)]
 pub(crate) struct WriteKeys(Arc<Inner>);
 
-/// The note [`WriteKeys`] leaves on a request to `/event/log` whose key, if
-/// any, is in its body.
+/// The note [`WriteKeys`] leaves on a request to `/event/log` or a Segment
+/// route whose key, if any, is in its body.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KeyInBody;
 
@@ -399,7 +406,7 @@ impl Guard for WriteKeys {
         let keys = &self.0.options.write_keys;
         match access(keys, request.headers(), request.uri().query()) {
             Access::Granted => Ok(()),
-            Access::NotPresented if route_of(request) == Some(Route::EventLog) => {
+            Access::NotPresented if route_of(request).is_some_and(Route::key_in_body) => {
                 request.extensions_mut().insert(KeyInBody);
                 Ok(())
             }
@@ -495,16 +502,16 @@ where
             return Box::pin(std::future::ready(Err(Reject::NotFound)));
         };
         let inner = &self.inner;
-        let door = if route == Route::EventLog {
-            EventLogDoor {
-                client_ip: inner.client_ip(&request),
-                key_in_body: request
-                    .extensions()
-                    .get::<KeyInBody>()
-                    .map(|_| inner.options.write_keys.as_slice()),
-            }
-        } else {
-            EventLogDoor::default()
+        let door = Door {
+            client_ip: if route == Route::EventLog {
+                inner.client_ip(&request)
+            } else {
+                None
+            },
+            key_in_body: request
+                .extensions()
+                .get::<KeyInBody>()
+                .map(|_| inner.options.write_keys.as_slice()),
         };
         match Batch::decode(
             route,
