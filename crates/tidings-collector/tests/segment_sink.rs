@@ -157,7 +157,10 @@ fn events_from_segment_clients_come_back_with_the_same_id_name_context_and_data(
         assert_eq!(after.context(), before.context(), "{id}");
         assert_eq!(data_but_clock(after), data_but_clock(before), "{id}");
         let drift = after.timestamp().unix_micros() - before.timestamp().unix_micros();
-        assert!((0..5_000_000).contains(&drift), "{id}: moved by {drift} µs");
+        assert!(
+            (-1_000..5_000_000).contains(&drift),
+            "{id}: moved by {drift} µs"
+        );
     }
     let names: Vec<&str> = sent.values().map(|e| e.name().as_str()).collect();
     for name in [
@@ -244,7 +247,10 @@ fn the_write_key_is_required_and_a_wrong_one_gives_the_batch_up() {
         let dead_events = dead.events();
         let mark = &dead_events[0].context()["dead_letter"];
         assert_eq!(mark["reason"], "non_retryable");
-        assert_eq!(mark["error"], "server answered HTTP 401", "{mark}");
+        assert_eq!(
+            mark["error"], "fatal sink error: server answered HTTP 401",
+            "{mark}"
+        );
         backend.shutdown(PATIENCE).unwrap();
     }
     let dead = RecordingBackend::new();
@@ -260,14 +266,16 @@ fn the_write_key_is_required_and_a_wrong_one_gives_the_batch_up() {
 #[test]
 fn a_full_collector_answers_503_and_the_batch_is_retried_until_taken() {
     // The collector's only sink fails 25 times (100 ms apart) before it
-    // takes anything: meanwhile its queues fill and it answers 503.
+    // takes anything: meanwhile its queues fill and it answers 503. (Its
+    // intake holds 5 events: a request of more than that would be refused
+    // whole for ever.)
     let id = "segment-sink-503";
     install_memory_sink(
         id,
         RecordingSink::scripted((0..25).map(|_| Answer::Status(503, None))),
     );
     let text = format!(
-        "[collector]\nqueue_capacity = 2\nwrite_keys = [\"{KEY}\"]\n\
+        "[collector]\nqueue_capacity = 5\nwrite_keys = [\"{KEY}\"]\n\
          [backends.slow]\ntype = \"memory\"\nid = \"{id}\"\nqueue_capacity = 1\nmax_events = 1\n\
          flush_interval_ms = 10\nretry = {{ initial_backoff_ms = 100, max_backoff_ms = 100 }}\n"
     );
