@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use crate::{FlumeSink, HttpClient, HttpJsonSink, SpadeSink};
+use crate::{FlumeSink, HttpClient, HttpJsonSink, SegmentSink, SpadeSink};
 use serde::Deserialize;
 use tidings_core::RedactedUrl;
 use tidings_core::{BoxError, Sink};
@@ -160,6 +160,66 @@ impl SinkType for HttpType {
     }
 }
 
+/// `type = "segment"`: `url`, `write_key`, `gzip`, `user_id_context_key`.
+#[derive(Debug)]
+pub struct SegmentType;
+
+/// The options of `segment`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentOptions {
+    url: String,
+    write_key: Option<String>,
+    #[serde(default)]
+    gzip: bool,
+    user_id_context_key: Option<String>,
+}
+
+impl SinkType for SegmentType {
+    const NAME: &'static str = "segment";
+    type Options = SegmentOptions;
+
+    fn validate(options: &SegmentOptions) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if options.write_key.as_deref() == Some("") {
+            problems.push(("write_key".to_owned(), "must not be empty".to_owned()));
+        }
+        if options.user_id_context_key.as_deref() == Some("") {
+            problems.push((
+                "user_id_context_key".to_owned(),
+                "must not be empty".to_owned(),
+            ));
+        }
+        problems
+    }
+
+    fn build(options: &SegmentOptions, _delivery: &Delivery) -> Result<Arc<dyn Sink>, BoxError> {
+        let mut builder = SegmentSink::builder()
+            .client(client()?)
+            .url(options.url.clone())
+            .gzip(options.gzip);
+        if let Some(key) = &options.write_key {
+            builder = builder.write_key(key.clone());
+        }
+        if let Some(key) = &options.user_id_context_key {
+            builder = builder.user_id_context_key(key.clone());
+        }
+        Ok(Arc::new(builder.build()?))
+    }
+
+    fn describe(options: &SegmentOptions) -> String {
+        let mut text = format!("url={}", RedactedUrl::new(&options.url));
+        if options.write_key.is_some() {
+            text.push_str(" write_key=***");
+        }
+        text.push_str(&format!(" gzip={}", options.gzip));
+        if let Some(key) = &options.user_id_context_key {
+            text.push_str(&format!(" user_id_context_key={key:?}"));
+        }
+        text
+    }
+}
+
 /// Shown as [`SinkType::describe`] shows it: never a secret.
 impl std::fmt::Debug for SpadeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,5 +238,12 @@ impl std::fmt::Debug for FlumeOptions {
 impl std::fmt::Debug for HttpOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&HttpType::describe(self))
+    }
+}
+
+/// Shown as [`SinkType::describe`] shows it: never a secret.
+impl std::fmt::Debug for SegmentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&SegmentType::describe(self))
     }
 }

@@ -99,6 +99,11 @@ impl Endpoint {
         })
     }
 
+    /// Whether the URL carried credentials (sent as Basic auth).
+    pub(crate) fn has_credentials(&self) -> bool {
+        self.authorization.is_some()
+    }
+
     /// The URL without credentials, query or path: safe to log.
     pub(crate) fn redacted(&self) -> &str {
         &self.redacted

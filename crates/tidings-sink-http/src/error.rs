@@ -5,7 +5,7 @@ use tidings_processors::AllowlistError;
 /// A sink or an [`HttpClient`](crate::HttpClient) could not be built from its
 /// options.
 ///
-/// Messages name the sink type (`spade`, `flume`, `http`) and the option (as
+/// Messages name the sink type (`spade`, `flume`, `http`, `segment`) and the option (as
 /// spelled in the TOML config) and say what is wrong with it. They never
 /// contain a URL or a header value, which may carry credentials.
 #[derive(Debug, thiserror::Error)]

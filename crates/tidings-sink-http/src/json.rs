@@ -18,7 +18,20 @@ use crate::endpoint::Endpoint;
 use crate::{BuildError, HttpClient};
 
 const SINK: &str = "http";
-const JSON: &str = "application/json";
+/// The `Content-Type` of JSON bodies.
+pub(crate) const JSON: &str = "application/json";
+
+/// `json`, gzip-compressed.
+pub(crate) fn gzip(json: &[u8]) -> Result<Vec<u8>, SinkError> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(json.len() / 4 + 64),
+        Compression::default(),
+    );
+    encoder
+        .write_all(json)
+        .and_then(|()| encoder.finish())
+        .map_err(|error| SinkError::fatal(format!("could not gzip the batch: {error}")))
+}
 
 /// Posts batches to any HTTP endpoint as a JSON array of events in the
 /// tidings wire format (what a tidings collector's `POST /events` takes).
@@ -180,17 +193,9 @@ impl Sink for HttpJsonSink {
         }
         let json = Self::encode(batch);
         let request = if self.gzip {
-            let mut encoder = GzEncoder::new(
-                Vec::with_capacity(json.len() / 4 + 64),
-                Compression::default(),
-            );
-            let compressed = encoder
-                .write_all(&json)
-                .and_then(|()| encoder.finish())
-                .map_err(|error| SinkError::fatal(format!("could not gzip the batch: {error}")))?;
             let mut request = self
                 .endpoint
-                .post(JSON, &self.headers, Bytes::from(compressed));
+                .post(JSON, &self.headers, Bytes::from(gzip(&json)?));
             request
                 .headers_mut()
                 .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -1,6 +1,7 @@
 //! The HTTP sinks of tidings: Spade-like batched ingest ([`SpadeSink`]),
-//! flume form posts ([`FlumeSink`]) and generic JSON ([`HttpJsonSink`]),
-//! all sending through one [`HttpClient`].
+//! flume form posts ([`FlumeSink`]), generic JSON ([`HttpJsonSink`]) and
+//! Segment's batch API ([`SegmentSink`]), all sending through one
+//! [`HttpClient`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -22,6 +23,30 @@
 //!     .build()?;
 //! // Hand `backend` to a router or tracker; here nothing was sent.
 //! backend.shutdown(Duration::from_secs(1))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The [`SegmentSink`] forwards events to Segment, RudderStack or another
+//! tidings collector as `/v1/batch` requests:
+//!
+//! ```
+//! use tidings_event::{Event, EventName, Timestamp};
+//! use tidings_sink_http::SegmentSink;
+//!
+//! let sink = SegmentSink::builder()
+//!     .url("https://api.segment.io/v1/batch")
+//!     .write_key("WRITE_KEY")
+//!     .build()?;
+//! assert!(!format!("{sink:?}").contains("WRITE_KEY"));
+//!
+//! // An event that did not come from a Segment client becomes a track.
+//! let event = Event::new(EventName::new("page.view")?, serde_json::json!({"url": "/"}));
+//! let message: serde_json::Value = serde_json::from_slice(&sink.message(&event))?;
+//! assert_eq!(message["type"], "track");
+//! assert_eq!(message["event"], "page.view");
+//! assert_eq!(message["properties"], serde_json::json!({"url": "/"}));
+//! assert_eq!(message["messageId"], event.id().to_string());
+//! assert_eq!(message["anonymousId"], event.id().to_string());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -48,6 +73,7 @@ mod error;
 mod flume;
 mod json;
 mod properties;
+mod segment;
 mod spade;
 
 pub use client::{
@@ -55,8 +81,15 @@ pub use client::{
     HttpClientBuilder, HttpResponse, MAX_ANSWER_BYTES, RequestError, parse_retry_after,
 };
 #[cfg(feature = "config")]
-pub use config::{FlumeOptions, FlumeType, HttpOptions, HttpType, SpadeOptions, SpadeType};
+pub use config::{
+    FlumeOptions, FlumeType, HttpOptions, HttpType, SegmentOptions, SegmentType, SpadeOptions,
+    SpadeType,
+};
 pub use error::BuildError;
 pub use flume::{FlumeSink, FlumeSinkBuilder, PartialDelivery};
 pub use json::{HttpJsonSink, HttpJsonSinkBuilder};
+pub use segment::{
+    DEFAULT_USER_ID_CONTEXT_KEY, MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, SegmentLimitError,
+    SegmentSink, SegmentSinkBuilder,
+};
 pub use spade::{DEFAULT_REFRESH_INTERVAL, SpadeSink, SpadeSinkBuilder, UrlProvider};

@@ -34,6 +34,7 @@ pub(crate) fn register(registry: &mut Registry) {
         registry.register_sink::<tidings_sink_http::SpadeType>();
         registry.register_sink::<tidings_sink_http::FlumeType>();
         registry.register_sink::<tidings_sink_http::HttpType>();
+        registry.register_sink::<tidings_sink_http::SegmentType>();
     }
     #[cfg(feature = "postgres")]
     registry.register_sink::<tidings_sink_postgres::PostgresType>();
