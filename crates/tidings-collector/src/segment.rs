@@ -9,7 +9,6 @@
 //! (names, nesting, values no sink can store) and keep their data as text.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -158,17 +157,6 @@ impl Call {
             Self::Alias => "segment.alias",
         }
     }
-
-    /// The fields a message of this call must have (not null), besides a
-    /// `userId` or an `anonymousId`.
-    const fn required(self) -> &'static [&'static str] {
-        match self {
-            Self::Track => &["event"],
-            Self::Group => &["groupId"],
-            Self::Alias => &["previousId", "userId"],
-            Self::Page | Self::Screen | Self::Identify => &[],
-        }
-    }
 }
 
 /// The top of a batch's body: its messages and what they share.
@@ -230,7 +218,7 @@ pub(crate) fn decode_segment(
             let message: &RawValue = serde_json::from_str(text)
                 .map_err(|e| Reject::BadRequest(format!("body is not valid JSON: {e}")))?;
             let key = match key_in_body {
-                Some(_) => field_of(message, "writeKey")?,
+                Some(_) => write_key_of(message)?,
                 None => None,
             };
             (vec![message], Shared::default(), key)
@@ -266,13 +254,21 @@ pub(crate) fn decode_segment(
         )));
     }
     let mut wire = Vec::with_capacity(body.len() + messages.len() * 160);
+    let mut rest = Vec::new();
     wire.push(b'[');
     for (index, message) in messages.iter().enumerate() {
         if index > 0 {
             wire.push(b',');
         }
-        write_event(message, route.call(), &shared, received, &mut wire)
-            .map_err(|reject| at_message(index, reject))?;
+        write_event(
+            message,
+            route.call(),
+            &shared,
+            received,
+            &mut rest,
+            &mut wire,
+        )
+        .map_err(|reject| at_message(index, reject))?;
     }
     wire.push(b']');
     // The envelope adds bytes, and a single message's fields are two
@@ -300,28 +296,154 @@ fn at_message(index: usize, reject: Reject) -> Reject {
     }
 }
 
-/// A message's fields, by name, their values unparsed.
-type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+/// A message split in one pass: its envelope fields, unparsed, and the
+/// `"key":value` pairs of all its other fields written to `rest`
+/// (comma-separated, in the message's order).
+#[derive(Default)]
+struct Split<'a> {
+    kind: Option<&'a RawValue>,
+    event: Option<&'a RawValue>,
+    message_id: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+    original_timestamp: Option<&'a RawValue>,
+    sent_at: Option<&'a RawValue>,
+    context: Option<&'a RawValue>,
+    integrations: Option<&'a RawValue>,
+    write_key: Option<&'a RawValue>,
+    // Kept in `rest` too; here to be checked.
+    user_id: Option<&'a RawValue>,
+    anonymous_id: Option<&'a RawValue>,
+    group_id: Option<&'a RawValue>,
+    previous_id: Option<&'a RawValue>,
+}
 
-/// The field `name` of the object `message`, unparsed (`None` if absent or
-/// not an object).
-fn field_of<'a>(message: &'a RawValue, name: &str) -> Result<Option<&'a RawValue>, Reject> {
+/// Splits `message` (an object) into a [`Split`], writing its other fields
+/// to `rest` (cleared first).
+fn split<'a>(message: &'a RawValue, rest: &mut Vec<u8>) -> Result<Split<'a>, Reject> {
+    rest.clear();
+    let mut deserializer = serde_json::Deserializer::from_str(message.get());
+    serde::de::DeserializeSeed::deserialize(Splitter { rest }, &mut deserializer)
+        .map_err(|e| Reject::BadRequest(format!("not a valid message: {e}")))
+}
+
+/// The seed and visitor of [`split`].
+struct Splitter<'r> {
+    rest: &'r mut Vec<u8>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Splitter<'_> {
+    type Value = Split<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Splitter<'_> {
+    type Value = Split<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a message (an object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut split = Split::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            let slot = match &*key {
+                "type" => &mut split.kind,
+                "event" => &mut split.event,
+                "messageId" => &mut split.message_id,
+                "timestamp" => &mut split.timestamp,
+                "context" => &mut split.context,
+                "integrations" => &mut split.integrations,
+                "writeKey" => &mut split.write_key,
+                other => {
+                    let kept = match other {
+                        "userId" => Some(&mut split.user_id),
+                        "anonymousId" => Some(&mut split.anonymous_id),
+                        "groupId" => Some(&mut split.group_id),
+                        "previousId" => Some(&mut split.previous_id),
+                        "originalTimestamp" => Some(&mut split.original_timestamp),
+                        "sentAt" => Some(&mut split.sent_at),
+                        _ => None,
+                    };
+                    if let Some(slot) = kept {
+                        *slot = Some(value);
+                    }
+                    if !self.rest.is_empty() {
+                        self.rest.push(b',');
+                    }
+                    match &key {
+                        // A borrowed key had no escapes: its text is JSON as it is.
+                        Cow::Borrowed(text) => {
+                            self.rest.push(b'"');
+                            self.rest.extend_from_slice(text.as_bytes());
+                            self.rest.push(b'"');
+                        }
+                        Cow::Owned(text) => write_string(self.rest, text),
+                    }
+                    self.rest.push(b':');
+                    self.rest.extend_from_slice(value.get().as_bytes());
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        Ok(split)
+    }
+}
+
+/// A key of a message: borrowed from the body unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The `writeKey` of the object `message` (`None` if absent or not an
+/// object).
+fn write_key_of(message: &RawValue) -> Result<Option<&RawValue>, Reject> {
     if !message.get().starts_with('{') {
         return Ok(None);
     }
-    let mut fields: Fields<'a> = serde_json::from_str(message.get())
-        .map_err(|e| Reject::BadRequest(format!("body is not valid JSON: {e}")))?;
-    Ok(fields.remove(name))
+    Ok(split(message, &mut Vec::new())?.write_key)
 }
 
-/// Writes the wire form of one message's event to `out`.
+/// Whether `raw` is there and not `null`.
+fn present(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|raw| raw.get() != "null")
+}
+
+/// Writes the wire form of one message's event to `out`; `rest` is a
+/// buffer to reuse.
 fn write_event(
     message: &RawValue,
     path_call: Option<Call>,
     shared: &Shared<'_>,
     received: Timestamp,
+    rest: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), Reject> {
+    use std::io::Write as _;
     let text = message.get();
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(Reject::TooLarge(format!(
@@ -335,9 +457,8 @@ fn write_event(
             json_kind(text)
         )));
     }
-    let mut fields: Fields<'_> = serde_json::from_str(text)
-        .map_err(|e| Reject::BadRequest(format!("not a valid message: {e}")))?;
-    let call = match (path_call, fields.remove("type")) {
+    let fields = split(message, rest)?;
+    let call = match (path_call, fields.kind) {
         (Some(call), _) => call,
         (None, Some(raw)) => {
             let name = string(raw, "type")?;
@@ -354,87 +475,56 @@ fn write_event(
         }
     };
     check_required(&fields, call)?;
-    fields.remove("writeKey");
 
-    let name = match call {
-        Call::Track => {
-            let raw = fields.remove("event").ok_or_else(|| {
-                Reject::BadRequest(
-                    "missing field `event`, which a track message must have".to_owned(),
-                )
-            })?;
-            EventName::new(string(raw, "event")?.into_owned())
-                .map_err(|e| Reject::BadRequest(format!("field `event`: {e}")))?
-        }
-        other => {
+    let name = match (call, fields.event) {
+        (Call::Track, Some(raw)) => EventName::new(string(raw, "event")?.into_owned())
+            .map_err(|e| Reject::BadRequest(format!("field `event`: {e}")))?,
+        (other, _) => {
             EventName::new(other.event_name()).map_err(|e| Reject::BadRequest(e.to_string()))?
         }
     };
-    let message_id = match fields.remove("messageId") {
-        Some(raw) if raw.get() != "null" => Some((raw, string(raw, "messageId")?)),
-        _ => None,
-    };
-    let id = match message_id {
-        None => EventId::at(received),
-        Some((_, ref text)) => match Uuid::parse_str(text) {
-            Ok(uuid) => EventId::from_uuid(uuid),
-            Err(_) => EventId::from_uuid(Uuid::new_v5(&MESSAGE_ID_NAMESPACE, text.as_bytes())),
-        },
-    };
-    let original = match fields
-        .get("originalTimestamp")
-        .or_else(|| fields.get("timestamp"))
-    {
+    let message_id = match fields.message_id {
         Some(raw) if raw.get() != "null" => {
-            let field = if fields.contains_key("originalTimestamp") {
-                "originalTimestamp"
-            } else {
-                "timestamp"
-            };
-            Some(timestamp(raw, field)?)
+            let text = string(raw, "messageId")?;
+            Some((raw, Uuid::parse_str(&text).ok(), text))
         }
         _ => None,
     };
-    let sent_at = match fields.get("sentAt") {
+    let id = match &message_id {
+        None => *EventId::at(received).as_uuid(),
+        Some((_, Some(uuid), _)) => *uuid,
+        Some((_, None, text)) => Uuid::new_v5(&MESSAGE_ID_NAMESPACE, text.as_bytes()),
+    };
+    let original = match (fields.original_timestamp, fields.timestamp) {
+        (Some(raw), _) if raw.get() != "null" => Some(timestamp(raw, "originalTimestamp")?),
+        (_, Some(raw)) if raw.get() != "null" => Some(timestamp(raw, "timestamp")?),
+        _ => None,
+    };
+    let sent_at = match fields.sent_at {
         Some(raw) if raw.get() != "null" => Some(timestamp(raw, "sentAt")?),
         _ => shared.sent_at.map(|(_, at)| at),
     };
     let at = corrected(original, sent_at, received);
-    let context = merged(shared.context.as_ref(), fields.remove("context"), "context")?;
-    let integrations = match (&shared.integrations, fields.remove("integrations")) {
+    let context = merged(shared.context.as_ref(), fields.context, "context")?;
+    let integrations = match (&shared.integrations, fields.integrations) {
         (None, raw) => raw.map(|r| Cow::Borrowed(r.get())),
         (Some(_), raw) => Some(Cow::Owned(
             merged(shared.integrations.as_ref(), raw, "integrations")?.unwrap_or_default(),
         )),
     };
-    // `timestamp` is the event's; the client's reading is kept as
-    // `originalTimestamp` unless the message has one of its own.
-    let client_timestamp = fields.remove("timestamp");
-    if !fields.contains_key("originalTimestamp")
-        && let Some(raw) = client_timestamp
-    {
-        fields.insert(Cow::Borrowed("originalTimestamp"), raw);
-    }
-    if !fields.contains_key("sentAt")
-        && let Some((raw, _)) = shared.sent_at
-    {
-        fields.insert(Cow::Borrowed("sentAt"), raw);
-    }
 
+    let mut uuid = Uuid::encode_buffer();
     out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut uuid).as_bytes());
     out.extend_from_slice(b"\",\"name\":");
     write_string(out, name.as_str());
-    out.extend_from_slice(b",\"timestamp\":\"");
-    out.extend_from_slice(at.to_string().as_bytes());
-    out.extend_from_slice(b"\",\"context\":");
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, ",\"timestamp\":\"{at}\",\"context\":");
     out.extend_from_slice(context.as_deref().unwrap_or("{}").as_bytes());
     out.extend_from_slice(b",\"data\":{\"type\":\"");
     out.extend_from_slice(call.type_name().as_bytes());
     out.push(b'"');
-    if let Some((raw, text)) = &message_id
-        && Uuid::parse_str(text).is_err()
-    {
+    if let Some((raw, None, _)) = &message_id {
         out.extend_from_slice(b",\"messageId\":");
         out.extend_from_slice(raw.get().as_bytes());
     }
@@ -442,21 +532,42 @@ fn write_event(
         out.extend_from_slice(b",\"integrations\":");
         out.extend_from_slice(integrations.as_bytes());
     }
-    for (key, value) in &fields {
+    // Not a track's name: a field like any other.
+    if call != Call::Track
+        && let Some(raw) = fields.event
+    {
+        out.extend_from_slice(b",\"event\":");
+        out.extend_from_slice(raw.get().as_bytes());
+    }
+    if !rest.is_empty() {
         out.push(b',');
-        write_string(out, key);
-        out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(rest);
+    }
+    // `timestamp` is the event's; the client's reading is kept as
+    // `originalTimestamp` unless the message has one of its own.
+    if !present(fields.original_timestamp)
+        && let Some(raw) = fields.timestamp
+    {
+        out.extend_from_slice(b",\"originalTimestamp\":");
+        out.extend_from_slice(raw.get().as_bytes());
+    }
+    if !present(fields.sent_at)
+        && let Some((raw, _)) = shared.sent_at
+    {
+        out.extend_from_slice(b",\"sentAt\":");
+        out.extend_from_slice(raw.get().as_bytes());
     }
     out.extend_from_slice(b"}}");
     Ok(())
 }
 
 /// Checks the fields Segment requires of every message and of `call`'s.
-fn check_required(fields: &Fields<'_>, call: Call) -> Result<(), Reject> {
-    let present = |name: &str| fields.get(name).is_some_and(|raw| raw.get() != "null");
-    for name in ["userId", "anonymousId"] {
-        if let Some(raw) = fields.get(name)
+fn check_required(fields: &Split<'_>, call: Call) -> Result<(), Reject> {
+    for (name, raw) in [
+        ("userId", fields.user_id),
+        ("anonymousId", fields.anonymous_id),
+    ] {
+        if let Some(raw) = raw
             && !(raw.get() == "null"
                 || raw.get().starts_with('"')
                 || raw
@@ -469,13 +580,22 @@ fn check_required(fields: &Fields<'_>, call: Call) -> Result<(), Reject> {
             )));
         }
     }
-    if !present("userId") && !present("anonymousId") {
+    if !present(fields.user_id) && !present(fields.anonymous_id) {
         return Err(Reject::BadRequest(
             "a message needs a `userId` or an `anonymousId`".to_owned(),
         ));
     }
-    for name in call.required() {
-        if !present(name) {
+    let required: &[(&str, Option<&RawValue>)] = match call {
+        Call::Track => &[("event", fields.event)],
+        Call::Group => &[("groupId", fields.group_id)],
+        Call::Alias => &[
+            ("previousId", fields.previous_id),
+            ("userId", fields.user_id),
+        ],
+        Call::Page | Call::Screen | Call::Identify => &[],
+    };
+    for (name, raw) in required {
+        if !present(*raw) {
             return Err(Reject::BadRequest(format!(
                 "missing field `{name}`, which a {} message must have",
                 call.type_name()
