@@ -114,6 +114,8 @@ struct Phase {
     name: String,
     requests: usize,
     events: usize,
+    /// The bytes of each request (head and body).
+    request_bytes: usize,
     /// 503 answers (back-pressure: the sinks were behind).
     busy: usize,
     /// Any other failure.
@@ -137,6 +139,11 @@ impl Phase {
     fn events_per_second(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Accepted request bytes per second, in MB.
+    fn megabytes_per_second(&self) -> f64 {
+        (self.requests * self.request_bytes) as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
 }
 
 /// Runs `connections` loops for `duration`, each sending `load`'s request
@@ -150,6 +157,7 @@ fn run_phase(
     interval: Option<Duration>,
 ) -> Phase {
     let events = load.events;
+    let request_bytes = load.request.len();
     let request = Arc::new(load.request);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -209,6 +217,7 @@ fn run_phase(
         name: name.to_owned(),
         requests: latencies.len(),
         events: latencies.len() * events,
+        request_bytes,
         busy,
         failed,
         elapsed,
@@ -409,10 +418,14 @@ fn run_once(binary: &Path, seconds: u64, durable: bool, when_full: &str) -> Resu
         ),
     );
     println!(
-        "Segment batches: {:.0} events/s, {:.0}% of /events batches' {:.0} events/s",
+        "Segment batches: {:.0} events/s, {:.0}% of /events batches' {:.0} events/s; \
+         {:.1} MB/s of requests, {:.0}% of their {:.1} MB/s (a Segment message is larger)",
         segment.events_per_second(),
         segment.events_per_second() / batched.events_per_second().max(1.0) * 100.0,
-        batched.events_per_second()
+        batched.events_per_second(),
+        segment.megabytes_per_second(),
+        segment.megabytes_per_second() / batched.megabytes_per_second().max(0.001) * 100.0,
+        batched.megabytes_per_second()
     );
     let failed: usize = [&single, &batched, &segment, &paced]
         .iter()
