@@ -232,10 +232,11 @@ pub(crate) fn decode_segment(
             let shared = Shared {
                 context: optional_object(top.context, "context")?,
                 integrations: optional_object(top.integrations, "integrations")?,
-                sent_at: match top.sent_at {
-                    Some(raw) if raw.get() != "null" => Some((raw, timestamp(raw, "sentAt")?)),
-                    _ => None,
-                },
+                // (A `null` field of the batch is read as absent.)
+                sent_at: top
+                    .sent_at
+                    .map(|raw| timestamp(raw, "sentAt").map(|at| (raw, at)))
+                    .transpose()?,
             };
             (top.batch, shared, top.write_key)
         }
@@ -1196,6 +1197,99 @@ mod tests {
         }
         assert_eq!(SegmentRoute::from_path("/v1/x"), None);
         assert_eq!(SegmentRoute::from_path("/v1/batch/"), None);
+    }
+
+    #[test]
+    fn null_envelope_fields_are_absent_ones() {
+        let received = "2026-12-03T12:00:00Z";
+        let batch = json!({
+            "batch": [{"type": "identify", "userId": "u", "messageId": null,
+                       "originalTimestamp": null, "timestamp": "2026-12-03T11:00:00Z"},
+                      {"type": "identify", "userId": "u", "originalTimestamp": null,
+                       "timestamp": null}],
+            "sentAt": null, "context": null, "integrations": null
+        });
+        let events = decode_at(SegmentRoute::Batch, &batch, received).unwrap();
+        assert_eq!(
+            events[0].id().as_uuid().get_version_num(),
+            7,
+            "no messageId: a new id"
+        );
+        assert_eq!(
+            events[0].timestamp(),
+            at("2026-12-03T11:00:00Z"),
+            "a null originalTimestamp: the timestamp, not corrected without a sentAt"
+        );
+        assert_eq!(
+            events[0].data()["originalTimestamp"],
+            "2026-12-03T11:00:00Z"
+        );
+        assert_eq!(
+            events[1].timestamp(),
+            at(received),
+            "no time at all: the receive time"
+        );
+        assert!(events[1].context().is_empty());
+        let batch = json!({
+            "batch": [{"type": "identify", "userId": "u", "sentAt": null,
+                       "timestamp": "2026-12-03T11:00:00Z"}],
+            "sentAt": "2026-12-03T11:59:00Z"
+        });
+        let events = decode_at(SegmentRoute::Batch, &batch, received).unwrap();
+        assert_eq!(
+            events[0].timestamp(),
+            at("2026-12-03T11:01:00Z"),
+            "a null sentAt of the message: the batch's"
+        );
+    }
+
+    #[test]
+    fn the_limits_themselves_are_allowed() {
+        // A message of exactly MAX_MESSAGE_BYTES bytes.
+        let mut message = json!({"userId": "u", "traits": {"t": ""}});
+        let pad = MAX_MESSAGE_BYTES - message.to_string().len();
+        message["traits"]["t"] = "x".repeat(pad).into();
+        assert_eq!(message.to_string().len(), MAX_MESSAGE_BYTES);
+        assert!(decode_at(SegmentRoute::Identify, &message, "2026-12-03T12:00:00Z").is_ok());
+        // A body of exactly MAX_BATCH_BYTES bytes, whitespace padded.
+        let mut body = json!({"batch": [{"type": "identify", "userId": "u"}]}).to_string();
+        body.push_str(&" ".repeat(MAX_BATCH_BYTES - body.len()));
+        assert!(
+            decode_segment(
+                SegmentRoute::Batch,
+                body.as_bytes(),
+                &Limits::default(),
+                None,
+                Timestamp::now()
+            )
+            .is_ok()
+        );
+        body.push(' ');
+        assert!(matches!(
+            decode_segment(
+                SegmentRoute::Batch,
+                body.as_bytes(),
+                &Limits::default(),
+                None,
+                Timestamp::now()
+            ),
+            Err(Reject::TooLarge(_))
+        ));
+        // As many messages as a request may have.
+        let two = json!({"batch": [{"type": "identify", "userId": "u"}, {"type": "identify", "userId": "v"}]});
+        let limits = Limits::default().with_max_events(2);
+        assert_eq!(
+            decode_segment(
+                SegmentRoute::Batch,
+                two.to_string().as_bytes(),
+                &limits,
+                None,
+                Timestamp::now()
+            )
+            .unwrap()
+            .len(),
+            2
+        );
     }
 
     #[test]
