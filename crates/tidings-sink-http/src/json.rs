@@ -33,6 +33,24 @@ pub(crate) fn gzip(json: &[u8]) -> Result<Vec<u8>, SinkError> {
         .map_err(|error| SinkError::fatal(format!("could not gzip the batch: {error}")))
 }
 
+/// A `POST` of the JSON text `json` to `endpoint` with `headers`,
+/// gzip-compressed (with `Content-Encoding: gzip`) when `gzip` is set.
+pub(crate) fn json_post(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    json: Vec<u8>,
+    gzip_it: bool,
+) -> Result<http::Request<Bytes>, SinkError> {
+    if !gzip_it {
+        return Ok(endpoint.post(JSON, headers, Bytes::from(json)));
+    }
+    let mut request = endpoint.post(JSON, headers, Bytes::from(gzip(&json)?));
+    request
+        .headers_mut()
+        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    Ok(request)
+}
+
 /// Posts batches to any HTTP endpoint as a JSON array of events in the
 /// tidings wire format (what a tidings collector's `POST /events` takes).
 ///
@@ -192,17 +210,7 @@ impl Sink for HttpJsonSink {
             return Ok(());
         }
         let json = Self::encode(batch);
-        let request = if self.gzip {
-            let mut request = self
-                .endpoint
-                .post(JSON, &self.headers, Bytes::from(gzip(&json)?));
-            request
-                .headers_mut()
-                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            request
-        } else {
-            self.endpoint.post(JSON, &self.headers, Bytes::from(json))
-        };
+        let request = json_post(&self.endpoint, &self.headers, json, self.gzip)?;
         self.client.deliver(request).await
     }
 

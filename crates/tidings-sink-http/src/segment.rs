@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_ENCODING, HeaderMap, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use tidings_core::{Sink, SinkError, async_trait};
 use tidings_event::{Event, Map, Timestamp, Value};
 
 use crate::endpoint::Endpoint;
-use crate::json::{JSON, gzip};
+use crate::json::json_post;
 use crate::{BuildError, HttpClient};
 
 const SINK: &str = "segment";
@@ -355,17 +354,7 @@ impl Sink for SegmentSink {
         let json = self
             .encode(batch, Timestamp::now())
             .map_err(SinkError::too_large)?;
-        let request = if self.gzip {
-            let mut request = self
-                .endpoint
-                .post(JSON, &self.headers, Bytes::from(gzip(&json)?));
-            request
-                .headers_mut()
-                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            request
-        } else {
-            self.endpoint.post(JSON, &self.headers, Bytes::from(json))
-        };
+        let request = json_post(&self.endpoint, &self.headers, json, self.gzip)?;
         self.client.deliver(request).await
     }
 
