@@ -171,7 +171,17 @@ print(json.dumps({"sent": sent, "errors": errors}, default=str))
         Command::new(&python).args(["-c", script, WRITE_KEY, &url]),
         "the segment-analytics-python script",
     );
-    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    check_run(c, &output.stdout, "segment-python", "analytics-python");
+}
+
+/// Checks a library's run against collector `c` (memory sink `id`): what
+/// the script printed (`{"sent": [messages], "errors": [...]}`) shows no
+/// error and the 126 calls; they all arrive once (see
+/// [`assert_arrived_once`]), after 503s and in batches. Returns what was
+/// printed.
+fn check_run(c: support::Served, stdout: &[u8], id: &str, library: &str) -> Value {
+    let printed: Value = serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)));
     assert_eq!(
         printed["errors"],
         json!([]),
@@ -179,11 +189,12 @@ print(json.dumps({"sent": sent, "errors": errors}, default=str))
     );
     let sent = printed["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 126);
-    support::wait_for(&memory("segment-python"), sent.len());
+    support::wait_for(&memory(id), sent.len());
     let metrics = c.metrics_text();
     c.shutdown(Duration::from_secs(10)).unwrap();
     assert_pushed_back_and_batched(&metrics, sent.len());
-    assert_arrived_once(sent, &memory("segment-python"), "analytics-python");
+    assert_arrived_once(sent, &memory(id), library);
+    printed
 }
 
 fn memory(id: &str) -> RecordingSink {
@@ -230,22 +241,9 @@ analytics.closeAndFlush({ timeout: 60000 }).then(() => {
             .args(["-e", script, WRITE_KEY, &url]),
         "the @segment/analytics-node script",
     );
-    let printed: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
-    assert_eq!(
-        printed["errors"],
-        json!([]),
-        "the library gave up on a batch"
-    );
-    let sent = printed["sent"].as_array().unwrap();
-    assert_eq!(sent.len(), 126);
+    let printed = check_run(c, &output.stdout, "segment-node", "@segment/analytics-node");
     assert!(
         printed["requests"].as_u64().unwrap() >= 7,
         "batches of 20: {printed}"
     );
-    support::wait_for(&memory("segment-node"), sent.len());
-    let metrics = c.metrics_text();
-    c.shutdown(Duration::from_secs(10)).unwrap();
-    assert_pushed_back_and_batched(&metrics, sent.len());
-    assert_arrived_once(sent, &memory("segment-node"), "@segment/analytics-node");
 }
