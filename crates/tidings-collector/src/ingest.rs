@@ -54,11 +54,6 @@ impl Batch {
         door: &Door<'_>,
     ) -> Result<Self, Reject> {
         let (headers, body) = (request.headers(), request.body());
-        // When it was received: after its events were made (their
-        // `timestamp`, when the client gave none, is not later), except
-        // at a Segment route, whose events are timed from it.
-        let mut received_at = None;
-        let mut answer = Accepted::Count;
         let events = match route {
             Route::Events => {
                 require_json(headers)?;
@@ -82,7 +77,7 @@ impl Batch {
                     events: vec![event],
                     flume_line: Some(line),
                     received_at: Timestamp::now(),
-                    answer,
+                    answer: Accepted::Count,
                 });
             }
             Route::Spade if is_pixel(request.method()) => {
@@ -98,9 +93,14 @@ impl Batch {
             }
             Route::Segment(segment) => {
                 require_json(headers)?;
-                answer = Accepted::Success;
-                let now = *received_at.insert(Timestamp::now());
-                decode_segment(segment, body, limits, door.key_in_body, now)?
+                // Its events are timed from their receive time.
+                let received_at = Timestamp::now();
+                return Ok(Self {
+                    events: decode_segment(segment, body, limits, door.key_in_body, received_at)?,
+                    flume_line: None,
+                    received_at,
+                    answer: Accepted::Success,
+                });
             }
             Route::Healthz | Route::Metrics | Route::Script => {
                 return Err(Reject::MethodNotAllowed("GET"));
@@ -109,8 +109,10 @@ impl Batch {
         Ok(Self {
             events,
             flume_line: None,
-            received_at: received_at.unwrap_or_else(Timestamp::now),
-            answer,
+            // After the events were made: their `timestamp`, when the
+            // client gave none, is not later.
+            received_at: Timestamp::now(),
+            answer: Accepted::Count,
         })
     }
 }
